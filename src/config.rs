@@ -1,0 +1,267 @@
+//! Runtime configuration: one struct, sane defaults, `#[must_use]` setters.
+//!
+//! The `stackhook` binary fills it from flags and `STACKHOOK_*` environment
+//! variables; a program that embeds the runtime builds it directly.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Default limit on a request body. ROS requests are a few KiB; 1 MiB leaves
+/// room for large property maps and still bounds memory per request.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// Default time a request may take, handler and delivery together: ROS's
+/// default `Timeout` for a custom resource.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// ROS waits this long for the reply to a `web[sync]:` request, whatever the
+/// resource's `Timeout` says (spec §4.3).
+pub const ROS_SYNC_WAIT: Duration = Duration::from_secs(10);
+
+/// How long `auto` delivery waits to connect to the intranet URL before it
+/// falls back to the public one. Inside Alibaba Cloud the connect is a few
+/// milliseconds; outside it never completes.
+pub const DEFAULT_INTRANET_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Upper bound for a single delivery attempt; each retry gets a fresh one.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long in-flight work may continue after SIGTERM. Below Kubernetes'
+/// default 30 s termination grace period and FC's pre-stop budget.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Which callback URL answers go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallbackEndpoint {
+    /// `ResponseURL`, over the internet.
+    Public,
+    /// `IntranetResponseURL`, over Alibaba Cloud's internal network.
+    Intranet,
+    /// The intranet URL first, with a short connect timeout, then the public one.
+    #[default]
+    Auto,
+}
+
+impl FromStr for CallbackEndpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "public" => Ok(CallbackEndpoint::Public),
+            "intranet" => Ok(CallbackEndpoint::Intranet),
+            "auto" => Ok(CallbackEndpoint::Auto),
+            other => Err(format!("`{other}` is not one of public, intranet, auto")),
+        }
+    }
+}
+
+impl fmt::Display for CallbackEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CallbackEndpoint::Public => "public",
+            CallbackEndpoint::Intranet => "intranet",
+            CallbackEndpoint::Auto => "auto",
+        })
+    }
+}
+
+/// The HTTP method answers are sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallbackMethod {
+    /// POST, as every Alibaba sample does.
+    #[default]
+    Post,
+    /// PUT, as AWS's presigned URLs expect.
+    Put,
+}
+
+impl FromStr for CallbackMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "POST" => Ok(CallbackMethod::Post),
+            "PUT" => Ok(CallbackMethod::Put),
+            other => Err(format!("`{other}` is not one of POST, PUT")),
+        }
+    }
+}
+
+impl fmt::Display for CallbackMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CallbackMethod::Post => "POST",
+            CallbackMethod::Put => "PUT",
+        })
+    }
+}
+
+/// Everything the runtime can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) body_limit: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) type_timeouts: HashMap<String, Duration>,
+    pub(crate) callback_endpoint: CallbackEndpoint,
+    pub(crate) callback_method: CallbackMethod,
+    pub(crate) intranet_connect_timeout: Duration,
+    pub(crate) attempt_timeout: Duration,
+    pub(crate) shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            body_limit: DEFAULT_BODY_LIMIT,
+            timeout: DEFAULT_TIMEOUT,
+            type_timeouts: HashMap::new(),
+            callback_endpoint: CallbackEndpoint::default(),
+            callback_method: CallbackMethod::default(),
+            intranet_connect_timeout: DEFAULT_INTRANET_CONNECT_TIMEOUT,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl Config {
+    /// The largest request body accepted; larger ones get 413.
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// The time a request may take from arrival to delivered answer. Set it
+    /// to the resource's `Timeout` in the template (ROS does not send it).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// A different timeout for one resource type.
+    #[must_use]
+    pub fn type_timeout(mut self, resource_type: impl Into<String>, timeout: Duration) -> Self {
+        self.type_timeouts.insert(resource_type.into(), timeout);
+        self
+    }
+
+    /// Which callback URL to answer at.
+    #[must_use]
+    pub fn callback_endpoint(mut self, endpoint: CallbackEndpoint) -> Self {
+        self.callback_endpoint = endpoint;
+        self
+    }
+
+    /// The HTTP method for answers.
+    #[must_use]
+    pub fn callback_method(mut self, method: CallbackMethod) -> Self {
+        self.callback_method = method;
+        self
+    }
+
+    /// The connect timeout for the intranet URL in `auto` mode.
+    #[must_use]
+    pub fn intranet_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.intranet_connect_timeout = timeout;
+        self
+    }
+
+    /// The time limit of one delivery attempt.
+    #[must_use]
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// How long in-flight requests may finish after a shutdown signal.
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// The whole-request timeout for `resource_type`.
+    pub fn timeout_for(&self, resource_type: &str) -> Duration {
+        self.type_timeouts
+            .get(resource_type)
+            .copied()
+            .unwrap_or(self.timeout)
+    }
+
+    /// The largest body accepted.
+    pub fn get_body_limit(&self) -> usize {
+        self.body_limit
+    }
+}
+
+/// The part of a request's time kept back for delivering the answer: a tenth,
+/// at least one second and at most thirty.
+pub fn delivery_margin(total: Duration) -> Duration {
+    (total / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// Parse `TYPE=SECONDS` pairs, as `--type-timeout` takes them.
+///
+/// # Errors
+/// A message naming the pair that does not parse.
+pub fn parse_type_timeout(text: &str) -> Result<(String, Duration), String> {
+    let (resource_type, seconds) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not TYPE=SECONDS"))?;
+    let seconds: u64 = seconds
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{seconds}` in `{text}` is not a whole number of seconds"))?;
+    if resource_type.trim().is_empty() || seconds == 0 {
+        return Err(format!(
+            "`{text}` needs a resource type and a positive number of seconds"
+        ));
+    }
+    Ok((
+        resource_type.trim().to_string(),
+        Duration::from_secs(seconds),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margin_is_bounded() {
+        assert_eq!(
+            delivery_margin(Duration::from_secs(60)),
+            Duration::from_secs(6)
+        );
+        assert_eq!(
+            delivery_margin(Duration::from_secs(5)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            delivery_margin(Duration::from_secs(43_200)),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn type_timeouts_override_the_default() {
+        let c = Config::default().type_timeout("Custom::Slow", Duration::from_secs(600));
+        assert_eq!(c.timeout_for("Custom::Slow"), Duration::from_secs(600));
+        assert_eq!(c.timeout_for("Custom::Echo"), DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn parses_type_timeouts_and_enums() {
+        assert_eq!(
+            parse_type_timeout("Custom::X=90"),
+            Ok(("Custom::X".to_string(), Duration::from_secs(90)))
+        );
+        assert!(parse_type_timeout("Custom::X").is_err());
+        assert!(parse_type_timeout("Custom::X=soon").is_err());
+        assert_eq!("AUTO".parse(), Ok(CallbackEndpoint::Auto));
+        assert!("sideways".parse::<CallbackEndpoint>().is_err());
+        assert_eq!("put".parse(), Ok(CallbackMethod::Put));
+    }
+}

@@ -1,0 +1,439 @@
+//! Delivering an answer to ROS's presigned callback URL.
+//!
+//! POST (or PUT) of the JSON body with `Content-Type: application/json`,
+//! `Accept: application/json` and a GMT `Date` header, to the intranet URL,
+//! the public URL, or the intranet one first and then the public one (`auto`).
+//!
+//! Connection errors, timeouts, 5xx and 429 are retried with exponential
+//! backoff and full jitter until the request's time runs out; each attempt
+//! has its own timeout. Any other 4xx is final for that URL. Redirects are not
+//! followed: a presigned URL that redirects is not ROS's.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::config::{CallbackEndpoint, CallbackMethod, Config};
+use crate::error::{Error, Result};
+use crate::request::{CallbackUrl, Request};
+use crate::response::Response;
+
+/// First backoff step; doubles each round up to [`BACKOFF_CAP`].
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// Largest backoff step: ROS polls its side for the answer, so waiting longer
+/// than this between tries only delays the stack.
+const BACKOFF_CAP: Duration = Duration::from_secs(8);
+/// Connect timeout for the public URL.
+const PUBLIC_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `User-Agent` of every callback.
+pub const USER_AGENT: &str = concat!("stackhook/", env!("CARGO_PKG_VERSION"));
+
+/// Which of the request's two URLs an attempt went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `ResponseURL`.
+    Public,
+    /// `IntranetResponseURL`.
+    Intranet,
+}
+
+impl Target {
+    /// `public` or `intranet`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Public => "public",
+            Target::Intranet => "intranet",
+        }
+    }
+}
+
+/// A delivered answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Delivered {
+    /// The URL that took it.
+    pub target: Target,
+    /// The callback's HTTP status (2xx).
+    pub status: u16,
+    /// Attempts made, this one included.
+    pub attempts: u32,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// 2xx.
+    Delivered(u16),
+    /// Worth trying again: connection trouble, timeout, 5xx, 429.
+    Retry { connect: bool, detail: String },
+    /// The URL refused the answer (4xx other than 429): do not try it again.
+    Refused(String),
+}
+
+/// Sends answers. Cheap to clone; clones share connection pools.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    public: reqwest::Client,
+    intranet: reqwest::Client,
+    endpoint: CallbackEndpoint,
+    method: CallbackMethod,
+    attempt_timeout: Duration,
+}
+
+impl Delivery {
+    /// A sender configured by `config`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the TLS stack cannot be initialised.
+    pub fn new(config: &Config) -> Result<Self> {
+        let build = |connect: Duration| {
+            reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(connect)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+        };
+        Ok(Delivery {
+            public: build(PUBLIC_CONNECT_TIMEOUT)?,
+            intranet: build(config.intranet_connect_timeout)?,
+            endpoint: config.callback_endpoint,
+            method: config.callback_method,
+            attempt_timeout: config.attempt_timeout,
+        })
+    }
+
+    /// The URLs to try for `request`, in order, by the endpoint policy.
+    pub fn targets<'a>(&self, request: &'a Request) -> Vec<(Target, &'a CallbackUrl)> {
+        let public = request.response_url.as_ref().map(|u| (Target::Public, u));
+        let intranet = request
+            .intranet_response_url
+            .as_ref()
+            .map(|u| (Target::Intranet, u));
+        match self.endpoint {
+            CallbackEndpoint::Public => public.into_iter().collect(),
+            CallbackEndpoint::Intranet => intranet.into_iter().collect(),
+            CallbackEndpoint::Auto => intranet.into_iter().chain(public).collect(),
+        }
+    }
+
+    /// Deliver `response` to `request`'s callback, retrying until `until`.
+    ///
+    /// # Errors
+    /// [`Error::Delivery`] when no URL fits the policy, every URL refused the
+    /// answer, or time ran out; the message names the last failure (never the
+    /// URL's query string).
+    pub async fn deliver(
+        &self,
+        request: &Request,
+        response: &Response,
+        until: Instant,
+    ) -> Result<Delivered> {
+        self.deliver_body(request, response.to_body(), until).await
+    }
+
+    /// Deliver an already-encoded body.
+    pub(crate) async fn deliver_body(
+        &self,
+        request: &Request,
+        body: Vec<u8>,
+        until: Instant,
+    ) -> Result<Delivered> {
+        let targets = self.targets(request);
+        if targets.is_empty() {
+            return Err(Error::Delivery(format!(
+                "the request has no callback URL for the `{}` endpoint policy",
+                self.endpoint
+            )));
+        }
+        let body = bytes::Bytes::from(body);
+        let kinds: Vec<Target> = targets.iter().map(|(t, _)| *t).collect();
+        deliver_with_retries(&kinds, until, |target, timeout| {
+            let url = targets
+                .iter()
+                .find(|(t, _)| *t == target)
+                .map(|(_, u)| (*u).clone());
+            let body = body.clone();
+            async move {
+                match url {
+                    Some(url) => self.attempt(target, &url, body, timeout).await,
+                    None => Attempt::Refused("no such URL".into()),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn attempt(
+        &self,
+        target: Target,
+        url: &CallbackUrl,
+        body: bytes::Bytes,
+        timeout: Duration,
+    ) -> Attempt {
+        let client = match target {
+            Target::Public => &self.public,
+            Target::Intranet => &self.intranet,
+        };
+        let method = match self.method {
+            CallbackMethod::Post => reqwest::Method::POST,
+            CallbackMethod::Put => reqwest::Method::PUT,
+        };
+        let sent = client
+            .request(method, url.expose())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::DATE,
+                httpdate::fmt_http_date(SystemTime::now()),
+            )
+            .timeout(timeout.min(self.attempt_timeout))
+            .body(body)
+            .send()
+            .await;
+        let outcome = match sent {
+            Ok(reply) => classify_status(reply.status().as_u16()),
+            Err(e) => Attempt::Retry {
+                connect: e.is_connect(),
+                detail: describe_transport_error(&e),
+            },
+        };
+        match &outcome {
+            Attempt::Delivered(status) => {
+                tracing::info!(target = target.as_str(), url = %url, status, "answer delivered");
+            }
+            Attempt::Retry { detail, .. } | Attempt::Refused(detail) => {
+                tracing::warn!(target = target.as_str(), url = %url, error = %detail, "callback attempt failed");
+            }
+        }
+        outcome
+    }
+}
+
+/// 2xx delivers; 429 and 5xx are worth retrying; any other status is final.
+pub(crate) fn classify_status(status: u16) -> Attempt {
+    match status {
+        200..=299 => Attempt::Delivered(status),
+        429 | 500..=599 => Attempt::Retry {
+            connect: false,
+            detail: format!("HTTP {status}"),
+        },
+        _ => Attempt::Refused(format!("HTTP {status}")),
+    }
+}
+
+/// A transport error without the URL (reqwest puts the full URL, query and
+/// all, into its Display).
+fn describe_transport_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_request() {
+        "request failed"
+    } else {
+        "transport error"
+    };
+    let mut root: &dyn std::error::Error = error;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    if std::ptr::addr_eq(root, error as &dyn std::error::Error) {
+        kind.to_string()
+    } else {
+        format!("{kind}: {root}")
+    }
+}
+
+/// The retry loop, apart from HTTP so it can be tested under paused time.
+///
+/// Each round tries the targets in order. A target that refuses the answer is
+/// dropped; in a round with a fallback left, a target that cannot even be
+/// connected to is dropped too (the intranet URL outside Alibaba Cloud).
+/// Between rounds it sleeps a full-jitter backoff, and it stops at `until`
+/// (the first round always runs).
+pub(crate) async fn deliver_with_retries<F, Fut>(
+    targets: &[Target],
+    until: Instant,
+    mut attempt: F,
+) -> Result<Delivered>
+where
+    F: FnMut(Target, Duration) -> Fut,
+    Fut: Future<Output = Attempt>,
+{
+    let mut live: Vec<Target> = targets.to_vec();
+    let mut attempts = 0u32;
+    let mut last_error = String::from("no attempt was made");
+    for round in 0u32.. {
+        let mut index = 0;
+        while index < live.len() {
+            let target = live[index];
+            let left = until
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1));
+            attempts += 1;
+            match attempt(target, left).await {
+                Attempt::Delivered(status) => {
+                    return Ok(Delivered {
+                        target,
+                        status,
+                        attempts,
+                    });
+                }
+                Attempt::Refused(detail) => {
+                    last_error = format!("{} URL refused the answer: {detail}", target.as_str());
+                    live.remove(index);
+                }
+                Attempt::Retry { connect, detail } => {
+                    last_error = format!("{} URL: {detail}", target.as_str());
+                    if connect && live.len() > 1 {
+                        live.remove(index);
+                    } else {
+                        index += 1;
+                    }
+                }
+            }
+        }
+        if live.is_empty() {
+            break;
+        }
+        let step = BACKOFF_BASE
+            .saturating_mul(1u32 << round.min(16))
+            .min(BACKOFF_CAP);
+        let sleep = rand::rng()
+            .random_range(Duration::from_millis(50)..=step.max(Duration::from_millis(50)));
+        if Instant::now() + sleep >= until {
+            last_error = format!("gave up after {attempts} attempts: {last_error}");
+            break;
+        }
+        tokio::time::sleep(sleep).await;
+    }
+    Err(Error::Delivery(last_error))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    fn scripted(
+        script: Vec<(Target, Attempt)>,
+    ) -> (
+        Arc<Mutex<Vec<(Target, Instant)>>>,
+        impl FnMut(Target, Duration) -> std::future::Ready<Attempt>,
+    ) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&log);
+        let mut script = script.into_iter();
+        let f = move |target: Target, _timeout: Duration| {
+            seen.lock().expect("lock").push((target, Instant::now()));
+            let next = script
+                .next()
+                .map(|(expected, attempt)| {
+                    assert_eq!(expected, target, "attempt went to the wrong URL");
+                    attempt
+                })
+                .unwrap_or(Attempt::Delivered(200));
+            std::future::ready(next)
+        };
+        (log, f)
+    }
+
+    fn retry(detail: &str) -> Attempt {
+        Attempt::Retry {
+            connect: false,
+            detail: detail.into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_5xx_and_429_with_growing_backoff() {
+        let (log, f) = scripted(vec![
+            (Target::Public, retry("HTTP 500")),
+            (Target::Public, retry("HTTP 429")),
+            (Target::Public, retry("HTTP 503")),
+        ]);
+        let start = Instant::now();
+        let done = deliver_with_retries(&[Target::Public], start + Duration::from_secs(60), f)
+            .await
+            .expect("delivered");
+        assert_eq!(done.attempts, 4);
+        let times: Vec<Duration> = log
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, t)| *t - start)
+            .collect();
+        assert_eq!(times.len(), 4);
+        for pair in times.windows(2) {
+            assert!(pair[1] > pair[0], "attempts must be spaced: {times:?}");
+        }
+        // Full jitter stays under the doubling caps: 250 ms, 500 ms, 1 s.
+        assert!(times[3] <= Duration::from_millis(1750), "{times:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusal_is_final() {
+        let (log, f) = scripted(vec![(Target::Public, Attempt::Refused("HTTP 403".into()))]);
+        let err = deliver_with_retries(
+            &[Target::Public],
+            Instant::now() + Duration::from_secs(60),
+            f,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("403"), "{err}");
+        assert_eq!(log.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_falls_back_from_intranet_to_public() {
+        let (log, f) = scripted(vec![(
+            Target::Intranet,
+            Attempt::Retry {
+                connect: true,
+                detail: "could not connect".into(),
+            },
+        )]);
+        let done = deliver_with_retries(
+            &[Target::Intranet, Target::Public],
+            Instant::now() + Duration::from_secs(60),
+            f,
+        )
+        .await
+        .expect("delivered");
+        assert_eq!(done.target, Target::Public);
+        assert_eq!(done.attempts, 2);
+        let targets: Vec<Target> = log.lock().expect("lock").iter().map(|(t, _)| *t).collect();
+        assert_eq!(targets, [Target::Intranet, Target::Public]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_at_the_deadline() {
+        let script = (0..1000)
+            .map(|_| (Target::Public, retry("HTTP 502")))
+            .collect();
+        let (log, f) = scripted(script);
+        let start = Instant::now();
+        let err = deliver_with_retries(&[Target::Public], start + Duration::from_secs(30), f)
+            .await
+            .unwrap_err();
+        assert!(Instant::now() - start <= Duration::from_secs(30));
+        assert!(err.to_string().contains("gave up"), "{err}");
+        assert!(log.lock().expect("lock").len() > 3);
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(classify_status(204), Attempt::Delivered(204));
+        assert!(matches!(classify_status(429), Attempt::Retry { .. }));
+        assert!(matches!(classify_status(503), Attempt::Retry { .. }));
+        assert!(matches!(classify_status(404), Attempt::Refused(_)));
+        assert!(matches!(classify_status(301), Attempt::Refused(_)));
+    }
+}

@@ -1,0 +1,355 @@
+//! From a parsed request to its one answer.
+//!
+//! The stages, each small: skip Deletes that have nothing to delete, find the
+//! handler, run it (catching panics, cancelling at the deadline), and map the
+//! result onto ROS's physical-id rules.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+use tokio::time::Instant;
+
+use crate::error::error_chain;
+use crate::handler::RequestContext;
+use crate::handler::erased::{Failure, Operation, Outcome};
+use crate::physical_id;
+use crate::request::{Request, RequestType};
+use crate::response::{Data, Response};
+use crate::router::Router;
+
+/// How a handler run ended, before it becomes a [`Response`].
+#[derive(Debug)]
+pub(crate) enum RunResult {
+    Done(Outcome),
+    Failed(Failure),
+    Panicked(String),
+    TimedOut,
+}
+
+pub(crate) async fn dispatch(router: &Router, request: &Request, deadline: Instant) -> Response {
+    let started = Instant::now();
+
+    if request.request_type == RequestType::Delete
+        && physical_id::is_placeholder(request.physical_resource_id.as_deref())
+    {
+        tracing::info!("delete of a resource that was never created; answering SUCCESS");
+        return Response::success(request, answer_id(request), Data::new());
+    }
+
+    let Some(handler) = router.handler_for(&request.resource_type) else {
+        let known: Vec<&str> = router.resource_types().collect();
+        let reason = if known.is_empty() {
+            format!(
+                "no handler for resource type `{}`: this provider has no handlers registered",
+                request.resource_type
+            )
+        } else {
+            format!(
+                "no handler for resource type `{}`; this provider handles: {}",
+                request.resource_type,
+                known.join(", ")
+            )
+        };
+        return Response::failed(request, answer_id(request), reason);
+    };
+
+    let operation = match operation_for(request) {
+        Ok(operation) => operation,
+        Err(reason) => return Response::failed(request, answer_id(request), reason),
+    };
+
+    let context = RequestContext::new(request, deadline);
+    let run = AssertUnwindSafe(handler.call(operation, context)).catch_unwind();
+    let result = match tokio::time::timeout_at(deadline, run).await {
+        Ok(Ok(Ok(outcome))) => RunResult::Done(outcome),
+        Ok(Ok(Err(failure))) => RunResult::Failed(failure),
+        Ok(Err(panic)) => RunResult::Panicked(panic_message(panic.as_ref())),
+        Err(_elapsed) => RunResult::TimedOut,
+    };
+    to_response(request, result, deadline.saturating_duration_since(started))
+}
+
+/// What to ask of the handler; refuses an Update that names no resource.
+fn operation_for(request: &Request) -> Result<Operation, String> {
+    let properties = request.resource_properties.clone();
+    match request.request_type {
+        RequestType::Create => Ok(Operation::Create { properties }),
+        RequestType::Update => {
+            let id = request.physical_resource_id.as_deref();
+            if physical_id::is_placeholder(id) {
+                return Err(match id {
+                    Some(id) if !id.trim().is_empty() => format!(
+                        "cannot update `{id}`: the resource's Create failed, so there is nothing to update"
+                    ),
+                    _ => "the Update request carries no PhysicalResourceId".to_string(),
+                });
+            }
+            Ok(Operation::Update {
+                physical_resource_id: id.unwrap_or_default().to_string(),
+                properties,
+                old_properties: request.old_resource_properties.clone().unwrap_or_default(),
+            })
+        }
+        RequestType::Delete => Ok(Operation::Delete {
+            physical_resource_id: request.physical_resource_id.clone().unwrap_or_default(),
+            properties,
+        }),
+    }
+}
+
+/// Map a run onto the answer ROS sees.
+pub(crate) fn to_response(
+    request: &Request,
+    result: RunResult,
+    budget: std::time::Duration,
+) -> Response {
+    let reason = match result {
+        RunResult::Done(outcome) => return success(request, outcome),
+        RunResult::Failed(Failure::Properties(error)) => error.to_string(),
+        RunResult::Failed(Failure::Handler(error)) => error_chain(error.as_ref()),
+        RunResult::Panicked(message) => format!("handler panicked: {message}"),
+        RunResult::TimedOut => format!(
+            "timed out after {} s: the handler did not finish before the deadline",
+            budget.as_secs_f64().round()
+        ),
+    };
+    tracing::warn!(reason = %reason, "answering FAILED");
+    Response::failed(request, answer_id(request), reason)
+}
+
+fn success(request: &Request, outcome: Outcome) -> Response {
+    if request.request_type != RequestType::Create {
+        return Response::success(request, answer_id(request), outcome.data);
+    }
+    let id = outcome
+        .physical_resource_id
+        .unwrap_or_else(|| physical_id::generate(&request.stack_id, &request.logical_resource_id));
+    match physical_id::validate(&id) {
+        Ok(()) => Response::success(request, id, outcome.data),
+        Err(problem) => Response::failed(
+            request,
+            answer_id(request),
+            format!("the handler returned an invalid physical id: {problem}"),
+        ),
+    }
+}
+
+/// The id every answer other than a successful Create carries: the request's
+/// own id where it has one, or the failed-create marker.
+pub(crate) fn answer_id(request: &Request) -> String {
+    match request.physical_resource_id.as_deref() {
+        Some(id) if request.request_type != RequestType::Create && !id.trim().is_empty() => {
+            id.to_string()
+        }
+        _ => physical_id::failed_create(&request.request_id),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-text panic payload".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::handler::{
+        CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated,
+    };
+    use crate::response::Status;
+    use serde_json::Value;
+
+    /// Behaves according to its `Mode` property.
+    struct Scripted;
+
+    #[derive(serde::Deserialize)]
+    struct Props {
+        #[serde(rename = "Mode", default)]
+        mode: String,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("could not reach the database")]
+    struct Outer(#[source] std::io::Error);
+
+    impl Scripted {
+        async fn act(mode: &str) -> Result<(), Outer> {
+            match mode {
+                "error" => Err(Outer(std::io::Error::other("connection refused"))),
+                "panic" => panic!("boom"),
+                "hang" => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+
+    impl Handler for Scripted {
+        type Properties = Props;
+        type Error = Outer;
+
+        async fn create(&self, r: CreateRequest<Props>) -> Result<Created, Outer> {
+            Self::act(&r.properties.mode).await?;
+            Ok(match r.properties.mode.as_str() {
+                "id" => Created::with_id("chosen-id"),
+                "bad-id" => Created::with_id("x".repeat(300)),
+                _ => Created::new().with_data("Seen", r.context.request_id().to_string()),
+            })
+        }
+        async fn update(&self, r: UpdateRequest<Props>) -> Result<Updated, Outer> {
+            Self::act(&r.properties.mode).await?;
+            Ok(Updated::new().with_data("Old", r.old_properties.mode))
+        }
+        async fn delete(&self, r: DeleteRequest<Props>) -> Result<Deleted, Outer> {
+            Self::act(&r.properties.mode).await?;
+            Ok(Deleted::new())
+        }
+    }
+
+    fn request(kind: RequestType, mode: &str, id: Option<&str>) -> Request {
+        let mut r = Request::new(kind, "Custom::Scripted", "Res", "stack-1", "req-1");
+        r.resource_properties
+            .insert("Mode".into(), Value::String(mode.into()));
+        r.physical_resource_id = id.map(str::to_string);
+        if kind == RequestType::Update {
+            let mut old = serde_json::Map::new();
+            old.insert("Mode".into(), Value::String("before".into()));
+            r.old_resource_properties = Some(old);
+        }
+        r
+    }
+
+    fn router() -> Router {
+        Router::new().route("Custom::Scripted", Scripted)
+    }
+
+    async fn run(r: &Request) -> Response {
+        router()
+            .handle(r, Instant::now() + Duration::from_secs(5))
+            .await
+    }
+
+    #[tokio::test]
+    async fn create_generates_an_id() {
+        let resp = run(&request(RequestType::Create, "ok", None)).await;
+        assert_eq!(resp.status, Status::Success);
+        assert!(resp.physical_resource_id.starts_with("stack-1-Res-"));
+        assert_eq!(resp.data.expect("data")["Seen"], "req-1");
+    }
+
+    #[tokio::test]
+    async fn create_keeps_the_handlers_id() {
+        let resp = run(&request(RequestType::Create, "id", None)).await;
+        assert_eq!(resp.physical_resource_id, "chosen-id");
+    }
+
+    #[tokio::test]
+    async fn invalid_handler_id_fails_with_marker() {
+        let resp = run(&request(RequestType::Create, "bad-id", None)).await;
+        assert_eq!(resp.status, Status::Failed);
+        assert!(physical_id::is_placeholder(Some(
+            &resp.physical_resource_id
+        )));
+        assert!(resp.reason.expect("reason").contains("300 bytes"));
+    }
+
+    #[tokio::test]
+    async fn update_echoes_the_id_and_sees_old_properties() {
+        let resp = run(&request(RequestType::Update, "ok", Some("pid-1"))).await;
+        assert_eq!(resp.status, Status::Success);
+        assert_eq!(resp.physical_resource_id, "pid-1");
+        assert_eq!(resp.data.expect("data")["Old"], "before");
+    }
+
+    #[tokio::test]
+    async fn error_reports_the_source_chain() {
+        let resp = run(&request(RequestType::Create, "error", None)).await;
+        assert_eq!(resp.status, Status::Failed);
+        assert_eq!(
+            resp.reason.as_deref(),
+            Some("could not reach the database: connection refused")
+        );
+        assert!(
+            resp.physical_resource_id
+                .starts_with(physical_id::FAILED_CREATE_PREFIX)
+        );
+    }
+
+    #[tokio::test]
+    async fn panic_becomes_failed() {
+        let resp = run(&request(RequestType::Delete, "panic", Some("pid-1"))).await;
+        assert_eq!(resp.status, Status::Failed);
+        assert_eq!(resp.reason.as_deref(), Some("handler panicked: boom"));
+        assert_eq!(resp.physical_resource_id, "pid-1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hang_times_out() {
+        let r = request(RequestType::Update, "hang", Some("pid-1"));
+        let resp = router()
+            .handle(&r, Instant::now() + Duration::from_secs(54))
+            .await;
+        assert_eq!(resp.status, Status::Failed);
+        assert!(
+            resp.reason
+                .expect("reason")
+                .starts_with("timed out after 54 s")
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_create_marker_delete_skips_the_handler() {
+        let marker = physical_id::failed_create("req-0");
+        for id in [Some(marker.as_str()), Some(""), None] {
+            // "panic" would fail if the handler ran.
+            let resp = run(&request(RequestType::Delete, "panic", id)).await;
+            assert_eq!(resp.status, Status::Success, "{id:?}");
+            assert!(!resp.physical_resource_id.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_type_names_the_known_ones() {
+        let mut r = request(RequestType::Create, "ok", None);
+        r.resource_type = "Custom::Nope".into();
+        let resp = run(&r).await;
+        let reason = resp.reason.expect("reason");
+        assert!(
+            reason.contains("Custom::Nope") && reason.contains("Custom::Scripted"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn update_without_id_fails_clearly() {
+        let resp = run(&request(RequestType::Update, "ok", None)).await;
+        assert_eq!(resp.status, Status::Failed);
+        assert!(
+            resp.reason
+                .expect("reason")
+                .contains("no PhysicalResourceId")
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_properties_name_the_path() {
+        let mut r = request(RequestType::Create, "ok", None);
+        r.resource_properties
+            .insert("Mode".into(), Value::Bool(true));
+        let reason = run(&r).await.reason.expect("reason");
+        assert!(
+            reason.contains("ResourceProperties") && reason.contains("Mode"),
+            "{reason}"
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! What a handler knows about the request besides its properties.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::request::{Request, RequestType};
+
+/// Identifiers of the request and the time the handler has left.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    request_type: RequestType,
+    request_id: String,
+    resource_type: String,
+    logical_resource_id: String,
+    stack_id: String,
+    stack_name: String,
+    region_id: String,
+    resource_owner_id: String,
+    caller_id: String,
+    deadline: Instant,
+}
+
+impl RequestContext {
+    /// The context for `request`, whose handler must finish by `deadline`.
+    pub fn new(request: &Request, deadline: Instant) -> Self {
+        RequestContext {
+            request_type: request.request_type,
+            request_id: request.request_id.clone(),
+            resource_type: request.resource_type.clone(),
+            logical_resource_id: request.logical_resource_id.clone(),
+            stack_id: request.stack_id.clone(),
+            stack_name: request.stack_name.clone(),
+            region_id: request.region_id.clone(),
+            resource_owner_id: request.resource_owner_id.clone(),
+            caller_id: request.caller_id.clone(),
+            deadline,
+        }
+    }
+
+    /// Create, Update or Delete.
+    pub fn request_type(&self) -> RequestType {
+        self.request_type
+    }
+    /// ROS's id for this request.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+    /// The resource type the request was routed by.
+    pub fn resource_type(&self) -> &str {
+        &self.resource_type
+    }
+    /// The resource's name in the template.
+    pub fn logical_resource_id(&self) -> &str {
+        &self.logical_resource_id
+    }
+    /// The stack's id.
+    pub fn stack_id(&self) -> &str {
+        &self.stack_id
+    }
+    /// The stack's name.
+    pub fn stack_name(&self) -> &str {
+        &self.stack_name
+    }
+    /// The stack's region.
+    pub fn region_id(&self) -> &str {
+        &self.region_id
+    }
+    /// The account that owns the stack.
+    pub fn resource_owner_id(&self) -> &str {
+        &self.resource_owner_id
+    }
+    /// The account or RAM user that ran the stack operation.
+    pub fn caller_id(&self) -> &str {
+        &self.caller_id
+    }
+    /// When the handler's future will be cancelled.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+    /// Time left before the handler is cancelled.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}

@@ -1,0 +1,183 @@
+//! Type erasure for handlers, done once, here.
+//!
+//! The router stores handlers of different `Properties` types side by side as
+//! `Arc<dyn DynHandler>`. Decoding the properties happens inside, so decode
+//! errors come back with the JSON path that failed.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::{CreateRequest, DeleteRequest, Handler, RequestContext, UpdateRequest};
+use crate::error::{BoxError, Error};
+use crate::response::Data;
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the runtime asks of a handler, with the properties still as JSON.
+#[derive(Debug, Clone)]
+pub(crate) enum Operation {
+    Create {
+        properties: Map<String, Value>,
+    },
+    Update {
+        physical_resource_id: String,
+        properties: Map<String, Value>,
+        old_properties: Map<String, Value>,
+    },
+    Delete {
+        physical_resource_id: String,
+        properties: Map<String, Value>,
+    },
+}
+
+/// A handler's success, whatever the operation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Outcome {
+    /// Only a Create may choose an id.
+    pub(crate) physical_resource_id: Option<String>,
+    pub(crate) data: Data,
+}
+
+/// Why a handler did not succeed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The properties did not decode; the handler never ran.
+    Properties(Error),
+    /// The handler returned an error.
+    Handler(BoxError),
+}
+
+pub(crate) trait DynHandler: Send + Sync + 'static {
+    fn call(
+        &self,
+        operation: Operation,
+        context: RequestContext,
+    ) -> BoxFuture<'_, Result<Outcome, Failure>>;
+}
+
+impl<H: Handler> DynHandler for H {
+    fn call(
+        &self,
+        operation: Operation,
+        context: RequestContext,
+    ) -> BoxFuture<'_, Result<Outcome, Failure>> {
+        Box::pin(async move {
+            match operation {
+                Operation::Create { properties } => {
+                    let properties = decode(properties, "ResourceProperties")?;
+                    let created = self
+                        .create(CreateRequest::new(properties, context))
+                        .await
+                        .map_err(|e| Failure::Handler(e.into()))?;
+                    Ok(Outcome {
+                        physical_resource_id: created.physical_resource_id,
+                        data: created.data,
+                    })
+                }
+                Operation::Update {
+                    physical_resource_id,
+                    properties,
+                    old_properties,
+                } => {
+                    let properties = decode(properties, "ResourceProperties")?;
+                    let old_properties = decode(old_properties, "OldResourceProperties")?;
+                    let updated = self
+                        .update(UpdateRequest::new(
+                            physical_resource_id,
+                            properties,
+                            old_properties,
+                            context,
+                        ))
+                        .await
+                        .map_err(|e| Failure::Handler(e.into()))?;
+                    Ok(Outcome {
+                        physical_resource_id: None,
+                        data: updated.data,
+                    })
+                }
+                Operation::Delete {
+                    physical_resource_id,
+                    properties,
+                } => {
+                    let properties = decode(properties, "ResourceProperties")?;
+                    let _deleted = self
+                        .delete(DeleteRequest::new(
+                            physical_resource_id,
+                            properties,
+                            context,
+                        ))
+                        .await
+                        .map_err(|e| Failure::Handler(e.into()))?;
+                    Ok(Outcome::default())
+                }
+            }
+        })
+    }
+}
+
+/// Decode a property map into `P`, naming the JSON path on failure.
+pub(crate) fn decode<P: DeserializeOwned>(
+    properties: Map<String, Value>,
+    field: &'static str,
+) -> Result<P, Failure> {
+    serde_path_to_error::deserialize(Value::Object(properties)).map_err(|e| {
+        let path = e.path().to_string();
+        Failure::Properties(Error::Properties {
+            field,
+            path: if path == "." {
+                "(top level)".into()
+            } else {
+                path
+            },
+            message: e.into_inner().to_string(),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    #[allow(dead_code)]
+    struct Props {
+        tags: Vec<Tag>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    #[allow(dead_code)]
+    struct Tag {
+        key: String,
+        #[serde(with = "crate::lenient")]
+        count: u32,
+    }
+
+    #[test]
+    fn decode_error_names_the_path() {
+        let map =
+            serde_json::json!({"Tags": [{"Key": "a", "Count": 1}, {"Key": "b", "Count": "x"}]});
+        let Value::Object(map) = map else {
+            unreachable!()
+        };
+        let Err(Failure::Properties(err)) = decode::<Props>(map, "ResourceProperties") else {
+            panic!("expected a properties failure");
+        };
+        let text = err.to_string();
+        assert!(text.contains("Tags[1].Count"), "{text}");
+        assert!(text.contains("ResourceProperties"), "{text}");
+    }
+
+    #[test]
+    fn decode_missing_field_names_it() {
+        let Err(Failure::Properties(err)) = decode::<Props>(Map::new(), "ResourceProperties")
+        else {
+            panic!("expected a properties failure");
+        };
+        assert!(err.to_string().contains("Tags"), "{err}");
+    }
+}

@@ -1,0 +1,167 @@
+//! The handler contract: one trait per resource type.
+//!
+//! A handler receives typed properties and a [`RequestContext`], and returns a
+//! small result value. It never talks to ROS itself: the runtime turns its
+//! result, its error or its panic into exactly one answer.
+//!
+//! ```
+//! use stackhook::handler::{Created, CreateRequest, DeleteRequest, Deleted, Handler, Updated, UpdateRequest};
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! #[serde(rename_all = "PascalCase")]
+//! struct Props {
+//!     #[serde(with = "stackhook::lenient")]
+//!     replicas: u32,
+//! }
+//!
+//! struct Scaler;
+//!
+//! impl Handler for Scaler {
+//!     type Properties = Props;
+//!     type Error = std::io::Error;
+//!
+//!     async fn create(&self, req: CreateRequest<Props>) -> Result<Created, Self::Error> {
+//!         Ok(Created::new().with_data("Replicas", req.properties.replicas))
+//!     }
+//!     async fn update(&self, req: UpdateRequest<Props>) -> Result<Updated, Self::Error> {
+//!         Ok(Updated::new().with_data("Replicas", req.properties.replicas))
+//!     }
+//!     async fn delete(&self, _req: DeleteRequest<Props>) -> Result<Deleted, Self::Error> {
+//!         Ok(Deleted::new())
+//!     }
+//! }
+//! ```
+
+mod context;
+pub(crate) mod erased;
+mod outcome;
+
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+
+pub use context::RequestContext;
+pub use outcome::{Created, Deleted, Updated};
+
+use crate::error::BoxError;
+
+/// A provider for one resource type.
+///
+/// # Guarantees
+/// - For each request ROS sends, at most one of `create`, `update` or `delete`
+///   runs (a request with a failed-create marker id skips `delete`).
+/// - `update` cannot change the physical id: ROS forbids it, so [`Updated`]
+///   has no id and the runtime echoes the request's id.
+/// - The future is dropped (cancelled) when the request's deadline, less a
+///   margin for delivery, passes; the runtime then answers FAILED.
+///
+/// # Errors
+/// Any error becomes a FAILED answer whose Reason is the error's text followed
+/// by its source chain. A panic becomes FAILED "handler panicked: …".
+pub trait Handler: Send + Sync + 'static {
+    /// The template's `Properties.Parameters`, decoded with serde. Use
+    /// [`crate::lenient`] for numbers and booleans that ROS sends as strings.
+    type Properties: DeserializeOwned + Send + 'static;
+    /// The handler's error; anything that converts into a boxed error, such
+    /// as `std::io::Error`, a `thiserror` enum or `anyhow::Error`.
+    type Error: Into<BoxError> + Send + 'static;
+
+    /// Create the resource. Return its physical id, or let the runtime
+    /// generate one.
+    fn create(
+        &self,
+        request: CreateRequest<Self::Properties>,
+    ) -> impl Future<Output = Result<Created, Self::Error>> + Send;
+
+    /// Apply changed properties. The physical id stays the same.
+    fn update(
+        &self,
+        request: UpdateRequest<Self::Properties>,
+    ) -> impl Future<Output = Result<Updated, Self::Error>> + Send;
+
+    /// Delete the resource. Should succeed when the resource is already gone.
+    fn delete(
+        &self,
+        request: DeleteRequest<Self::Properties>,
+    ) -> impl Future<Output = Result<Deleted, Self::Error>> + Send;
+}
+
+/// A Create request, as a handler sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct CreateRequest<P> {
+    /// The resource's properties.
+    pub properties: P,
+    /// Identifiers and deadline.
+    pub context: RequestContext,
+}
+
+/// An Update request, as a handler sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct UpdateRequest<P> {
+    /// The id Create returned; it cannot change.
+    pub physical_resource_id: String,
+    /// The new properties.
+    pub properties: P,
+    /// The properties before this update. On a rollback ROS sends the
+    /// previous values back as `properties`.
+    pub old_properties: P,
+    /// Identifiers and deadline.
+    pub context: RequestContext,
+}
+
+/// A Delete request, as a handler sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct DeleteRequest<P> {
+    /// The id Create returned.
+    pub physical_resource_id: String,
+    /// The resource's current properties.
+    pub properties: P,
+    /// Identifiers and deadline.
+    pub context: RequestContext,
+}
+
+impl<P> CreateRequest<P> {
+    /// Build a request, for calling a handler directly in tests.
+    pub fn new(properties: P, context: RequestContext) -> Self {
+        CreateRequest {
+            properties,
+            context,
+        }
+    }
+}
+
+impl<P> UpdateRequest<P> {
+    /// Build a request, for calling a handler directly in tests.
+    pub fn new(
+        physical_resource_id: impl Into<String>,
+        properties: P,
+        old_properties: P,
+        context: RequestContext,
+    ) -> Self {
+        UpdateRequest {
+            physical_resource_id: physical_resource_id.into(),
+            properties,
+            old_properties,
+            context,
+        }
+    }
+}
+
+impl<P> DeleteRequest<P> {
+    /// Build a request, for calling a handler directly in tests.
+    pub fn new(
+        physical_resource_id: impl Into<String>,
+        properties: P,
+        context: RequestContext,
+    ) -> Self {
+        DeleteRequest {
+            physical_resource_id: physical_resource_id.into(),
+            properties,
+            context,
+        }
+    }
+}

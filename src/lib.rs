@@ -1,0 +1,86 @@
+//! # stackhook
+//!
+//! A runtime for Alibaba Cloud ROS custom-resource providers.
+//!
+//! A ROS stack with a `Custom::*` or `ALIYUN::ROS::CustomResource` resource
+//! sends Create, Update and Delete requests to a provider, which must answer
+//! SUCCESS or FAILED at a presigned callback URL, or the stack hangs until its
+//! timeout. stackhook gives you a typed [`Handler`] trait per resource type,
+//! routes requests to it, and makes sure every request gets exactly one
+//! answer within ROS's limits: errors, panics, timeouts, unknown types and
+//! malformed input included.
+//!
+//! ```no_run
+//! use serde::Deserialize;
+//! use stackhook::handler::{Created, CreateRequest, DeleteRequest, Deleted, Handler, Updated, UpdateRequest};
+//! use stackhook::{Config, Router};
+//!
+//! #[derive(Deserialize)]
+//! #[serde(rename_all = "PascalCase")]
+//! struct BucketProps {
+//!     name: String,
+//!     #[serde(default, with = "stackhook::lenient")]
+//!     versioned: bool,
+//! }
+//!
+//! struct Bucket;
+//!
+//! impl Handler for Bucket {
+//!     type Properties = BucketProps;
+//!     type Error = std::io::Error;
+//!
+//!     async fn create(&self, req: CreateRequest<BucketProps>) -> Result<Created, Self::Error> {
+//!         Ok(Created::with_id(req.properties.name.clone()).with_data("Versioned", req.properties.versioned))
+//!     }
+//!     async fn update(&self, req: UpdateRequest<BucketProps>) -> Result<Updated, Self::Error> {
+//!         Ok(Updated::new().with_data("Versioned", req.properties.versioned))
+//!     }
+//!     async fn delete(&self, _req: DeleteRequest<BucketProps>) -> Result<Deleted, Self::Error> {
+//!         Ok(Deleted::new())
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), stackhook::Error> {
+//!     let router = Router::new().route("Custom::Bucket", Bucket);
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:9000").await.map_err(|e| stackhook::Error::Config(e.to_string()))?;
+//!     stackhook::serve(listener, router, Config::default(), std::future::pending()).await
+//! }
+//! ```
+//!
+//! ## Map of the crate
+//! - [`request`] and [`response`]: the wire model and ROS's size limits.
+//! - [`handler`]: the trait you implement, its inputs and results.
+//! - [`lenient`]: serde helpers for numbers and booleans sent as strings.
+//! - [`router`]: handlers by resource type; [`Router::handle`] runs one request.
+//! - [`physical_id`]: ROS's physical-id rules and the failed-create marker.
+//! - [`delivery`]: sending the answer to the callback URL, with retries.
+//! - [`server`]: the hyper receiver (async, sync and Function Compute modes).
+//! - [`sink`]: a local callback receiver, for tools and tests.
+//! - [`handlers`]: the built-in handlers the `stackhook` binary ships.
+
+pub mod config;
+pub mod delivery;
+mod dispatch;
+pub mod error;
+pub mod handler;
+#[path = "../handlers/mod.rs"]
+pub mod handlers;
+pub mod invoke;
+pub mod lenient;
+pub mod physical_id;
+pub mod request;
+pub mod response;
+pub mod router;
+mod runtime;
+pub mod secret_key;
+pub mod server;
+pub mod sink;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use handler::Handler;
+pub use request::{Request, RequestType};
+pub use response::{Response, Status};
+pub use router::Router;
+pub use server::serve;

@@ -1,0 +1,129 @@
+//! Physical resource ids, by ROS's rules (not AWS's).
+//!
+//! - Create: the handler's id, or [`generate`]d from the stack id, the logical
+//!   id and a random part.
+//! - Update and Delete: the id from the request, echoed. ROS does not allow a
+//!   custom resource's id to change on update.
+//! - A failed Create answers with a [`failed_create`] marker. A Delete that
+//!   carries the marker, an empty id or no id succeeds without running the
+//!   handler: there is nothing to delete.
+
+use rand::Rng;
+
+use crate::response::MAX_PHYSICAL_ID_BYTES;
+
+/// Every failed-create marker starts with this.
+pub const FAILED_CREATE_PREFIX: &str = "stackhook-create-failed";
+
+/// Length of the random part of a generated id. 36^10 values make a clash
+/// between two resources of one stack and logical id practically impossible.
+const RANDOM_PART_LEN: usize = 10;
+
+/// A fresh, unique id for a Create whose handler did not choose one:
+/// `<stack id>-<logical id>-<random>`, within 255 bytes.
+pub fn generate(stack_id: &str, logical_resource_id: &str) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let random: String = (0..RANDOM_PART_LEN)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    let stack = clean(stack_id, 64);
+    let room = MAX_PHYSICAL_ID_BYTES - stack.len() - random.len() - 2;
+    let logical = clean(logical_resource_id, room);
+    match (stack.is_empty(), logical.is_empty()) {
+        (true, true) => random,
+        (true, false) => format!("{logical}-{random}"),
+        (false, true) => format!("{stack}-{random}"),
+        (false, false) => format!("{stack}-{logical}-{random}"),
+    }
+}
+
+/// The marker id a failed Create reports, recognisable by [`is_placeholder`].
+pub fn failed_create(request_id: &str) -> String {
+    let suffix = clean(request_id, 64);
+    if suffix.is_empty() {
+        FAILED_CREATE_PREFIX.to_string()
+    } else {
+        format!("{FAILED_CREATE_PREFIX}-{suffix}")
+    }
+}
+
+/// Whether an id names no real resource: absent, blank, or a failed-create
+/// marker. A Delete for such an id succeeds without running the handler.
+pub fn is_placeholder(id: Option<&str>) -> bool {
+    match id.map(str::trim) {
+        None | Some("") => true,
+        Some(id) => id.starts_with(FAILED_CREATE_PREFIX),
+    }
+}
+
+/// Check an id a handler chose.
+///
+/// # Errors
+/// A sentence saying what is wrong with it.
+pub fn validate(id: &str) -> Result<(), String> {
+    if id.trim().is_empty() {
+        return Err("the physical id is empty".into());
+    }
+    if id.len() > MAX_PHYSICAL_ID_BYTES {
+        return Err(format!(
+            "the physical id is {} bytes, over ROS's limit of {MAX_PHYSICAL_ID_BYTES}",
+            id.len()
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err("the physical id contains control characters".into());
+    }
+    if id.starts_with(FAILED_CREATE_PREFIX) {
+        return Err(format!(
+            "the physical id starts with `{FAILED_CREATE_PREFIX}`, which marks failed creates"
+        ));
+    }
+    Ok(())
+}
+
+/// Keep the characters that are safe in an id, at most `max` bytes of them.
+fn clean(text: &str, max: usize) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(max)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_unique_and_bounded() {
+        let a = generate("4a6c9851-3b0f-4f5f-b4ca-a14bf691ffff", "MyResource");
+        let b = generate("4a6c9851-3b0f-4f5f-b4ca-a14bf691ffff", "MyResource");
+        assert_ne!(a, b);
+        assert!(a.starts_with("4a6c9851-3b0f-4f5f-b4ca-a14bf691ffff-MyResource-"));
+        assert!(validate(&a).is_ok());
+        let long = generate(&"s".repeat(500), &"L".repeat(500));
+        assert!(long.len() <= MAX_PHYSICAL_ID_BYTES);
+        assert!(validate(&generate("", "")).is_ok());
+    }
+
+    #[test]
+    fn placeholders() {
+        assert!(is_placeholder(None));
+        assert!(is_placeholder(Some(" ")));
+        assert!(is_placeholder(Some(&failed_create("req-1"))));
+        assert!(!is_placeholder(Some("i-123")));
+    }
+
+    #[test]
+    fn validate_names_the_problem() {
+        assert!(validate("").unwrap_err().contains("empty"));
+        assert!(
+            validate(&"x".repeat(256))
+                .unwrap_err()
+                .contains("256 bytes")
+        );
+        assert!(validate("a\nb").unwrap_err().contains("control"));
+        assert!(validate(&failed_create("r")).is_err());
+        assert!(validate(&"x".repeat(255)).is_ok());
+    }
+}

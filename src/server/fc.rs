@@ -1,0 +1,124 @@
+//! The Function Compute custom-runtime and custom-container contract (spec §6).
+//!
+//! An event invocation arrives as `POST /invoke` with the raw event (the ROS
+//! request) as an `application/octet-stream` body. The function runs the
+//! handler and delivers the answer to the callback before it replies, because
+//! FC may freeze the instance as soon as the reply is sent. The callback is
+//! the only channel ROS reads; the reply is for FC's own records:
+//!
+//! - 200 with the answer as the body when the answer was delivered, SUCCESS
+//!   or FAILED alike (a 404 would make FC retry a delivered answer);
+//! - 404 with `x-fc-status: 404` and `{"errorMessage": …}` when the event is
+//!   not a valid request or the answer could not be delivered.
+//!
+//! `FC Invoke Start RequestId:` and `FC Invoke End RequestId:` lines go to
+//! stdout, as FC's log tooling expects.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::json;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::{json_reply, read_body, reject, reply};
+use crate::runtime::{Intake, Runtime};
+
+/// FC's request-id header.
+const FC_REQUEST_ID: &str = "x-fc-request-id";
+/// The function's timeout in seconds, where FC sends it.
+const FC_FUNCTION_TIMEOUT: &str = "x-fc-function-timeout";
+/// FC's failure marker header.
+const FC_STATUS: &str = "x-fc-status";
+
+fn fc_request_id(req: &hyper::Request<Incoming>) -> String {
+    req.headers()
+        .get(FC_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// FC's log lines go to stdout, whole, even when other tasks print.
+fn fc_log(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Mark a reply as failed for FC.
+fn failed(mut reply: hyper::Response<Full<Bytes>>) -> hyper::Response<Full<Bytes>> {
+    *reply.status_mut() = StatusCode::NOT_FOUND;
+    reply
+        .headers_mut()
+        .insert(FC_STATUS, HeaderValue::from_static("404"));
+    reply
+}
+
+/// `POST /invoke`: one event invocation.
+pub(super) async fn invoke(
+    runtime: &Arc<Runtime>,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let arrived = Instant::now();
+    let fc_id = fc_request_id(&req);
+    let fc_timeout = req
+        .headers()
+        .get(FC_FUNCTION_TIMEOUT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs);
+    fc_log(&format!("FC Invoke Start RequestId: {fc_id}"));
+    let reply = match read_body(runtime, req).await {
+        Err(reply) => failed(reply),
+        Ok(body) => match Intake::parse(&body) {
+            Intake::Request(request) => {
+                let mut total = runtime.config.timeout_for(&request.resource_type);
+                if let Some(cap) = fc_timeout {
+                    total = total.min(cap);
+                }
+                let span = Runtime::span(&request);
+                let (response, delivered) = runtime
+                    .answer_and_deliver(&request, arrived, total)
+                    .instrument(span)
+                    .await;
+                match delivered {
+                    Ok(_) => reply::answer(StatusCode::OK, &response),
+                    Err(error) => failed(json_reply(
+                        StatusCode::NOT_FOUND,
+                        json!({"errorMessage": error.to_string(), "status": response.status.as_str()}),
+                    )),
+                }
+            }
+            intake => {
+                let rejected = reject(runtime, intake, true).await;
+                let body = rejected.into_body();
+                failed(hyper::Response::new(body))
+            }
+        },
+    };
+    fc_log(&format!("FC Invoke End RequestId: {fc_id}"));
+    reply
+}
+
+/// `POST /initialize`: FC's initializer hook. Nothing to prepare.
+pub(super) fn initialize(req: &hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    let fc_id = fc_request_id(req);
+    fc_log(&format!("FC Initialize Start RequestId: {fc_id}"));
+    fc_log(&format!("FC Initialize End RequestId: {fc_id}"));
+    json_reply(StatusCode::OK, json!({"initialized": true}))
+}
+
+/// `GET /pre-stop`: FC's pre-stop hook.
+pub(super) fn pre_stop(req: &hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    let fc_id = fc_request_id(req);
+    fc_log(&format!("FC PreStop Start RequestId: {fc_id}"));
+    fc_log(&format!("FC PreStop End RequestId: {fc_id}"));
+    json_reply(StatusCode::OK, json!({"stopping": true}))
+}

@@ -1,0 +1,293 @@
+//! The hyper receiver.
+//!
+//! | route | used by | what it does |
+//! |---|---|---|
+//! | `POST /` | `web:` ServiceTokens | acknowledges at once (200), runs the handler, delivers the answer to the callback URL |
+//! | `POST /sync` | `web[sync]:` ServiceTokens | replies 200 with the full answer as the body, within ROS's 10 s; no callback |
+//! | `POST /invoke` | Function Compute event functions (custom runtime or container) | runs the handler and delivers the answer, then replies; failures get 404 and `x-fc-status: 404` |
+//! | `POST /initialize` | Function Compute's initializer hook | 200 |
+//! | `GET /pre-stop` | Function Compute's pre-stop hook | 200 |
+//! | `GET /healthz` | load balancers, probes | 200 with the routed resource types |
+//!
+//! Bad input (not JSON, missing fields, body over the limit) gets a 4xx with
+//! a JSON body that says what is wrong. If the body still names a callback
+//! URL and the identifiers, FAILED is sent there too, so the stack does not hang.
+
+mod fc;
+mod reply;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::router::Router;
+use crate::runtime::{Intake, Runtime, delivery_note};
+
+pub(crate) use reply::json_reply;
+
+/// Time a client gets to send its request headers; slower clients are cut off.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serve `router` on `listener` until `shutdown` completes.
+///
+/// On shutdown it stops accepting, lets open connections and in-flight
+/// handlers finish within the configured grace period, then cancels what is
+/// left: each cancelled request is answered FAILED before this returns.
+///
+/// # Errors
+/// [`Error::Config`] when the runtime cannot be built (TLS initialisation).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let runtime = Runtime::new(router, config)?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the listener's address", e))?;
+    tracing::info!(
+        addr = %local,
+        resource_types = ?runtime.router.resource_types().collect::<Vec<_>>(),
+        "stackhook is listening"
+    );
+
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let runtime = Arc::clone(&runtime);
+                let service = service_fn(move |req| {
+                    let runtime = Arc::clone(&runtime);
+                    async move { Ok::<_, Infallible>(route(&runtime, req, peer).await) }
+                });
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection.into_owned());
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, %peer, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+
+    drop(listener);
+    let grace = runtime.config.shutdown_grace;
+    tracing::info!(
+        grace_s = grace.as_secs_f64(),
+        "shutting down: no new connections"
+    );
+    runtime.tasks.close();
+    let drained = tokio::time::timeout(grace, async {
+        graceful.shutdown().await;
+        runtime.tasks.wait().await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("grace period over: answering FAILED for the requests still running");
+        runtime.cancel.cancel();
+        runtime.tasks.wait().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Dispatch one HTTP request to its route.
+async fn route(
+    runtime: &Arc<Runtime>,
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> hyper::Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    match (method, path.as_str()) {
+        (Method::POST, "/") => async_mode(runtime, req).await,
+        (Method::POST, "/sync") => sync_mode(runtime, req).await,
+        (Method::POST, "/invoke") => fc::invoke(runtime, req).await,
+        (Method::POST, "/initialize") => fc::initialize(&req),
+        (Method::GET, "/pre-stop") => fc::pre_stop(&req),
+        (Method::GET | Method::HEAD, "/healthz") => health(runtime),
+        (_, "/" | "/sync" | "/invoke" | "/initialize" | "/pre-stop" | "/healthz") => json_reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"error": format!("{} is not allowed on {path}", req.method())}),
+        ),
+        _ => {
+            tracing::debug!(%peer, %path, "unknown path");
+            json_reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": format!("no route for {path}; ROS requests go to POST / (async) or POST /sync")}),
+            )
+        }
+    }
+}
+
+/// Read the whole body within the configured limit.
+pub(crate) async fn read_body(
+    runtime: &Runtime,
+    req: hyper::Request<Incoming>,
+) -> Result<Bytes, hyper::Response<Full<Bytes>>> {
+    let limit = runtime.config.body_limit;
+    let too_large = || {
+        json_reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"error": format!("the request body is over the limit of {limit} bytes")}),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(json_reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("the request body could not be read: {error}")}),
+        )),
+    }
+}
+
+/// `POST /`: acknowledge, then run and deliver in the background.
+async fn async_mode(
+    runtime: &Arc<Runtime>,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let arrived = Instant::now();
+    let body = match read_body(runtime, req).await {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    match Intake::parse(&body) {
+        Intake::Request(request) if !request.has_callback() => {
+            let _span = Runtime::span(&request).entered();
+            tracing::warn!("request without a callback URL on the async route");
+            json_reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "the request has no ResponseURL or IntranetResponseURL; \
+                                 web[sync]: tokens must point at /sync"}),
+            )
+        }
+        Intake::Request(request) => {
+            let request_id = request.request_id.clone();
+            Runtime::span(&request).in_scope(|| tracing::info!("accepted"));
+            runtime.spawn(*request, arrived);
+            json_reply(
+                StatusCode::OK,
+                json!({"accepted": true, "requestId": request_id}),
+            )
+        }
+        intake => reject(runtime, intake, true).await,
+    }
+}
+
+/// `POST /sync`: the answer is the reply.
+async fn sync_mode(
+    runtime: &Arc<Runtime>,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let arrived = Instant::now();
+    let body = match read_body(runtime, req).await {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    match Intake::parse(&body) {
+        Intake::Request(request) => {
+            let span = Runtime::span(&request);
+            let response = runtime
+                .answer_sync(&request, arrived)
+                .instrument(span.clone())
+                .await;
+            span.in_scope(|| {
+                tracing::info!(status = response.status.as_str(), "answered in the reply")
+            });
+            reply::answer(StatusCode::OK, &response)
+        }
+        Intake::Answerable { problem, salvage } => {
+            // ROS reads the reply, so the FAILED answer goes there, not to a callback.
+            tracing::warn!(%problem, "malformed sync request; answering FAILED in the reply");
+            reply::answer(
+                StatusCode::OK,
+                &crate::runtime::broken_response(&salvage, &problem),
+            )
+        }
+        intake @ Intake::Unanswerable { .. } => reject(runtime, intake, false).await,
+    }
+}
+
+/// A 400 for a body that is not a valid request; FAILED goes to the callback
+/// when `notify` is set and the body names one.
+pub(crate) async fn reject(
+    runtime: &Runtime,
+    intake: Intake,
+    notify: bool,
+) -> hyper::Response<Full<Bytes>> {
+    match intake {
+        Intake::Answerable { problem, salvage } if notify => {
+            tracing::warn!(%problem, request_id = ?salvage.request_id, "malformed request; answering FAILED at its callback");
+            let delivered = runtime.answer_broken(&salvage, &problem).await;
+            json_reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": problem, "callback": delivery_note(&delivered)}),
+            )
+        }
+        Intake::Answerable { problem, .. } | Intake::Unanswerable { problem } => {
+            tracing::warn!(%problem, "malformed request with no callback to answer");
+            json_reply(StatusCode::BAD_REQUEST, json!({"error": problem}))
+        }
+        Intake::Request(_) => json_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": "a valid request was rejected"}),
+        ),
+    }
+}
+
+fn health(runtime: &Runtime) -> hyper::Response<Full<Bytes>> {
+    json_reply(
+        StatusCode::OK,
+        json!({
+            "status": "ok",
+            "resourceTypes": runtime.router.resource_types().collect::<Vec<_>>(),
+            "fallback": runtime.router.has_fallback(),
+        }),
+    )
+}
