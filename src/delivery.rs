@@ -321,10 +321,12 @@ mod tests {
 
     use super::*;
 
+    type AttemptLog = Arc<Mutex<Vec<(Target, Instant)>>>;
+
     fn scripted(
         script: Vec<(Target, Attempt)>,
     ) -> (
-        Arc<Mutex<Vec<(Target, Instant)>>>,
+        AttemptLog,
         impl FnMut(Target, Duration) -> std::future::Ready<Attempt>,
     ) {
         let log = Arc::new(Mutex::new(Vec::new()));
