@@ -44,6 +44,10 @@ pub enum Error {
     #[error("configuration error: {0}")]
     Config(String),
 
+    /// The journal (the durable record of requests and answers) failed.
+    #[error("journal error: {0}")]
+    Journal(String),
+
     /// An I/O operation failed.
     #[error("{context}")]
     Io {

@@ -67,6 +67,7 @@ pub mod handler;
 #[path = "../handlers/mod.rs"]
 pub mod handlers;
 pub mod invoke;
+pub mod journal;
 pub mod lenient;
 pub mod physical_id;
 pub mod request;

@@ -1,0 +1,273 @@
+//! The journal: every accepted request, its progress and its answer, so that
+//! no answer is lost to a crash, a restart or a redelivery.
+//!
+//! - A request is recorded ([`Stage::Running`]) before it is acknowledged.
+//! - A long-running request records its handler state ([`Stage::Polling`]).
+//! - The final answer is recorded before delivery ([`Stage::Answered`] with
+//!   `delivered: false`, the outbox) and marked delivered after a 2xx.
+//! - Records are keyed by StackId, LogicalResourceId and RequestId, which is
+//!   how redelivered requests are recognised.
+//!
+//! Two stores ship: [`RedbStore`], embedded and durable (the default), and
+//! [`MemoryStore`], for tests and for deployments that trade durability for
+//! speed. A shared backend implements the same [`Store`] trait.
+
+mod memory;
+mod redb_store;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use memory::MemoryStore;
+pub use redb_store::{JOURNAL_FILE, RedbStore};
+
+use crate::error::Result;
+use crate::request::Request;
+use crate::response::{Data, Response};
+
+/// A boxed future, so stores can be used as `Arc<dyn Store>`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// What identifies one request across redeliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestKey {
+    /// The stack's id.
+    pub stack_id: String,
+    /// The resource's logical id.
+    pub logical_resource_id: String,
+    /// ROS's request id.
+    pub request_id: String,
+}
+
+impl RequestKey {
+    /// The key of `request`.
+    pub fn of(request: &Request) -> Self {
+        RequestKey {
+            stack_id: request.stack_id.clone(),
+            logical_resource_id: request.logical_resource_id.clone(),
+            request_id: request.request_id.clone(),
+        }
+    }
+
+    /// An unambiguous text form, for stores keyed by strings.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(&[&self.stack_id, &self.logical_resource_id, &self.request_id])
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Display for RequestKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}",
+            self.stack_id, self.logical_resource_id, self.request_id
+        )
+    }
+}
+
+/// How the request reached the provider, which decides how it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Channel {
+    /// `POST /`: answered at the callback URL.
+    Async,
+    /// `POST /sync`: answered in the HTTP reply.
+    Sync,
+    /// `POST /invoke`: answered at the callback URL.
+    FunctionCompute,
+}
+
+impl Channel {
+    /// Whether answers go to the callback URL.
+    pub fn uses_callback(self) -> bool {
+        !matches!(self, Channel::Sync)
+    }
+}
+
+/// Where a request is in its life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "stage")]
+pub enum Stage {
+    /// Accepted; the handler has not finished.
+    Running,
+    /// The handler asked to be polled again.
+    Polling {
+        /// The handler's state, handed back at the next poll.
+        state: Value,
+        /// When to poll, in Unix milliseconds.
+        next_poll_at_ms: u64,
+        /// Polls made so far.
+        attempt: u32,
+        /// Data the handler returned with its first answer.
+        #[serde(default)]
+        data: Data,
+    },
+    /// The final answer; `delivered` once a callback took it.
+    Answered {
+        /// The answer.
+        response: Response,
+        /// Whether it reached ROS.
+        delivered: bool,
+    },
+}
+
+/// One journaled request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The request as ROS sent it, callback URLs included.
+    pub request: Request,
+    /// How it arrived.
+    pub channel: Channel,
+    /// When it was first accepted, in Unix milliseconds.
+    pub accepted_at_ms: u64,
+    /// Where it is now.
+    pub stage: Stage,
+}
+
+impl Record {
+    /// A freshly accepted request.
+    pub fn accepted(request: Request, channel: Channel) -> Self {
+        Record {
+            request,
+            channel,
+            accepted_at_ms: now_ms(),
+            stage: Stage::Running,
+        }
+    }
+
+    /// Whether the record still needs work: running, polling or undelivered.
+    pub fn is_open(&self) -> bool {
+        !matches!(
+            self.stage,
+            Stage::Answered {
+                delivered: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Where records are kept.
+///
+/// Implementations must make [`Store::accept`] atomic: of two concurrent
+/// accepts for one key, exactly one inserts.
+pub trait Store: Send + Sync + 'static {
+    /// Insert `record` unless `key` exists; return the existing record if so.
+    fn accept<'a>(
+        &'a self,
+        key: &'a RequestKey,
+        record: &'a Record,
+    ) -> StoreFuture<'a, Option<Record>>;
+    /// Insert or replace the record for `key`.
+    fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()>;
+    /// The record for `key`.
+    fn get<'a>(&'a self, key: &'a RequestKey) -> StoreFuture<'a, Option<Record>>;
+    /// Every record that is running, polling or undelivered.
+    fn open_records(&self) -> StoreFuture<'_, Vec<(RequestKey, Record)>>;
+    /// Remove closed records accepted before `before_ms`; return how many.
+    fn purge(&self, before_ms: u64) -> StoreFuture<'_, usize>;
+    /// Whether the store works, for health checks.
+    fn check(&self) -> StoreFuture<'_, ()>;
+    /// Whether records survive a restart.
+    fn is_durable(&self) -> bool;
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! The behaviour every store must have, run against each one.
+
+    use super::*;
+    use crate::request::RequestType;
+    use crate::response::Status;
+
+    pub(crate) fn record(id: &str) -> (RequestKey, Record) {
+        let request = Request::new(RequestType::Create, "Custom::T", "Res", "stack", id);
+        (
+            RequestKey::of(&request),
+            Record::accepted(request, Channel::Async),
+        )
+    }
+
+    pub(crate) async fn accept_inserts_once(store: &dyn Store) {
+        let (key, rec) = record("r1");
+        assert_eq!(store.accept(&key, &rec).await.expect("accept"), None);
+        let again = store.accept(&key, &rec).await.expect("accept");
+        assert_eq!(again.map(|r| r.stage), Some(Stage::Running));
+    }
+
+    pub(crate) async fn open_records_track_the_outbox(store: &dyn Store) {
+        let (key, mut rec) = record("r2");
+        store.accept(&key, &rec).await.expect("accept");
+        assert!(
+            store
+                .open_records()
+                .await
+                .expect("open")
+                .iter()
+                .any(|(k, _)| k == &key)
+        );
+        let response = Response::failed(&rec.request, "pid", "x");
+        rec.stage = Stage::Answered {
+            response: response.clone(),
+            delivered: false,
+        };
+        store.put(&key, &rec).await.expect("put");
+        let open = store.open_records().await.expect("open");
+        assert!(open.iter().any(|(k, r)| k == &key && r.stage == rec.stage));
+        rec.stage = Stage::Answered {
+            response,
+            delivered: true,
+        };
+        store.put(&key, &rec).await.expect("put");
+        assert!(
+            !store
+                .open_records()
+                .await
+                .expect("open")
+                .iter()
+                .any(|(k, _)| k == &key)
+        );
+        let stored = store.get(&key).await.expect("get").expect("present");
+        assert!(
+            matches!(stored.stage, Stage::Answered { ref response, delivered: true } if response.status == Status::Failed)
+        );
+    }
+
+    pub(crate) async fn purge_removes_only_old_closed_records(store: &dyn Store) {
+        let (old_key, mut old) = record("old");
+        old.accepted_at_ms = 1_000;
+        old.stage = Stage::Answered {
+            response: Response::failed(&old.request, "p", "x"),
+            delivered: true,
+        };
+        store.put(&old_key, &old).await.expect("put");
+        let (open_key, mut open) = record("old-open");
+        open.accepted_at_ms = 1_000;
+        store.put(&open_key, &open).await.expect("put");
+        let (new_key, new) = record("new");
+        store.put(&new_key, &new).await.expect("put");
+        assert_eq!(store.purge(2_000).await.expect("purge"), 1);
+        assert!(store.get(&old_key).await.expect("get").is_none());
+        assert!(store.get(&open_key).await.expect("get").is_some());
+        assert!(store.get(&new_key).await.expect("get").is_some());
+        open.stage = Stage::Answered {
+            response: Response::failed(&open.request, "p", "x"),
+            delivered: true,
+        };
+        store.put(&open_key, &open).await.expect("put");
+        assert_eq!(store.purge(2_000).await.expect("purge"), 1);
+    }
+}
