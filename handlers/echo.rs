@@ -1,8 +1,13 @@
 //! `Custom::Echo`: a wiring check for a new deployment.
 //!
 //! Data is the resource's properties, so `Fn::GetAtt [Echo, Key]` returns what
-//! the template passed in. A property `FailWith` makes every operation fail
-//! with that text, to try the FAILED path end to end.
+//! the template passed in. Three properties try the failure paths end to end:
+//!
+//! | property | effect |
+//! |---|---|
+//! | `FailWith` | every operation fails with this text |
+//! | `PanicWith` | the handler panics with this text (the runtime answers FAILED) |
+//! | `SleepSeconds` | the handler waits this long first, to try deadlines, shutdown and restarts (at most 3600) |
 //!
 //! ```yaml
 //! Echo:
@@ -12,6 +17,8 @@
 //!     Parameters:
 //!       Greeting: hello
 //! ```
+
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -33,24 +40,45 @@ impl Echo {
 #[error("{0}")]
 pub struct RequestedFailure(String);
 
-/// Fail when the properties ask for it.
-fn check(properties: &Map<String, Value>) -> Result<(), RequestedFailure> {
+/// The longest `SleepSeconds` honoured.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Sleep, panic or fail when the properties ask for it.
+async fn check(properties: &Map<String, Value>) -> Result<(), RequestedFailure> {
+    let sleep = properties.get("SleepSeconds").and_then(|v| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    });
+    if let Some(seconds) = sleep.filter(|s| s.is_finite() && *s > 0.0) {
+        tokio::time::sleep(Duration::from_secs_f64(seconds).min(MAX_SLEEP)).await;
+    }
+    if let Some(text) = properties.get("PanicWith").filter(|v| !v.is_null()) {
+        panic!("{}", text_of(text));
+    }
     match properties.get("FailWith") {
         None | Some(Value::Null) => Ok(()),
-        Some(Value::String(text)) => Err(RequestedFailure(text.clone())),
-        Some(other) => Err(RequestedFailure(other.to_string())),
+        Some(value) => Err(RequestedFailure(text_of(value))),
     }
 }
 
 impl Handler for Echo {
     type Properties = Map<String, Value>;
     type Error = RequestedFailure;
+    const IDEMPOTENT: bool = true;
 
     async fn create(
         &self,
         request: CreateRequest<Self::Properties>,
     ) -> Result<Created, Self::Error> {
-        check(&request.properties)?;
+        check(&request.properties).await?;
         Ok(Created::new().with_data_map(request.properties))
     }
 
@@ -58,7 +86,7 @@ impl Handler for Echo {
         &self,
         request: UpdateRequest<Self::Properties>,
     ) -> Result<Updated, Self::Error> {
-        check(&request.properties)?;
+        check(&request.properties).await?;
         Ok(Updated::new().with_data_map(request.properties))
     }
 
@@ -66,7 +94,7 @@ impl Handler for Echo {
         &self,
         request: DeleteRequest<Self::Properties>,
     ) -> Result<Deleted, Self::Error> {
-        check(&request.properties)?;
+        check(&request.properties).await?;
         Ok(Deleted::new())
     }
 }

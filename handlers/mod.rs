@@ -8,12 +8,15 @@
 //! |---|---|---|
 //! | `Custom::Echo` | [`Echo`] | returns its properties as Data; `FailWith` makes it fail |
 //! | `Custom::RandomString` | [`RandomString`] | a random string, stable across updates that do not change how it is generated |
+//! | `Custom::Wait` | [`Wait`] | waits `Seconds` by polling (a model for long-running work) |
 
 pub mod echo;
 pub mod random_string;
+pub mod wait;
 
 pub use echo::Echo;
 pub use random_string::RandomString;
+pub use wait::Wait;
 
 use crate::Router;
 
@@ -23,4 +26,5 @@ pub fn builtin_router(secret_key: &[u8]) -> Router {
     Router::new()
         .route(Echo::RESOURCE_TYPE, Echo)
         .route(RandomString::RESOURCE_TYPE, RandomString::new(secret_key))
+        .route(Wait::RESOURCE_TYPE, Wait)
 }

@@ -236,6 +236,9 @@ impl KeyStream {
 impl Handler for RandomString {
     type Properties = RandomStringProperties;
     type Error = RandomStringError;
+    // Deriving the value again gives the same value; a rerun Create picks a new id, which is
+    // fine because the first run never answered.
+    const IDEMPOTENT: bool = true;
 
     async fn create(
         &self,

@@ -32,6 +32,47 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// default 30 s termination grace period and FC's pre-stop budget.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
+/// How long finished requests are remembered for deduplication: a week
+/// covers ROS's retries and any stack operation's lifetime.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Handlers that may run at once, across all types. Handlers mostly wait on
+/// other services, so this is about memory and downstream load, not cores.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 256;
+
+/// Requests that may wait for a concurrency slot before new ones are
+/// answered FAILED "overloaded".
+pub const DEFAULT_MAX_QUEUE: usize = 10_000;
+
+/// What to do with a request that was running when the provider died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// Run the operation again.
+    Rerun,
+    /// Answer FAILED "provider restarted during the operation".
+    Fail,
+}
+
+impl FromStr for RestartPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "rerun" => Ok(RestartPolicy::Rerun),
+            "fail" => Ok(RestartPolicy::Fail),
+            other => Err(format!("`{other}` is not one of rerun, fail")),
+        }
+    }
+}
+
+/// Where the journal lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalMode {
+    /// The embedded durable store under this directory (the default).
+    Disk(std::path::PathBuf),
+    /// In memory: dedupe within one process, nothing survives a restart.
+    Memory,
+}
+
 /// Which callback URL answers go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CallbackEndpoint {
@@ -107,6 +148,12 @@ pub struct Config {
     pub(crate) intranet_connect_timeout: Duration,
     pub(crate) attempt_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) journal: JournalMode,
+    pub(crate) retention: Duration,
+    pub(crate) max_concurrency: usize,
+    pub(crate) type_concurrency: HashMap<String, usize>,
+    pub(crate) max_queue: usize,
+    pub(crate) restart_policies: HashMap<String, RestartPolicy>,
 }
 
 impl Default for Config {
@@ -120,6 +167,12 @@ impl Default for Config {
             intranet_connect_timeout: DEFAULT_INTRANET_CONNECT_TIMEOUT,
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            journal: JournalMode::Memory,
+            retention: DEFAULT_RETENTION,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            type_concurrency: HashMap::new(),
+            max_queue: DEFAULT_MAX_QUEUE,
+            restart_policies: HashMap::new(),
         }
     }
 }
@@ -182,6 +235,57 @@ impl Config {
         self
     }
 
+    /// Keep the journal in the embedded store under `dir` (what `stackhook
+    /// serve` does by default), or in memory. A bare `Config::default()`
+    /// journals in memory, so tests and embedders write no files unasked.
+    #[must_use]
+    pub fn journal(mut self, mode: JournalMode) -> Self {
+        self.journal = mode;
+        self
+    }
+
+    /// How long finished requests are remembered for deduplication.
+    #[must_use]
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The most handlers running at once.
+    #[must_use]
+    pub fn max_concurrency(mut self, limit: usize) -> Self {
+        self.max_concurrency = limit.max(1);
+        self
+    }
+
+    /// The most handlers of one type running at once.
+    #[must_use]
+    pub fn type_concurrency(mut self, resource_type: impl Into<String>, limit: usize) -> Self {
+        self.type_concurrency
+            .insert(resource_type.into(), limit.max(1));
+        self
+    }
+
+    /// The most requests waiting for a slot; beyond it, requests are
+    /// answered FAILED "overloaded" at once.
+    #[must_use]
+    pub fn max_queue(mut self, limit: usize) -> Self {
+        self.max_queue = limit;
+        self
+    }
+
+    /// What to do after a restart with requests of `resource_type` that
+    /// were running. By default, idempotent handlers rerun and others fail.
+    #[must_use]
+    pub fn restart_policy(
+        mut self,
+        resource_type: impl Into<String>,
+        policy: RestartPolicy,
+    ) -> Self {
+        self.restart_policies.insert(resource_type.into(), policy);
+        self
+    }
+
     /// The whole-request timeout for `resource_type`.
     pub fn timeout_for(&self, resource_type: &str) -> Duration {
         self.type_timeouts
@@ -200,6 +304,24 @@ impl Config {
 /// at least one second and at most thirty.
 pub fn delivery_margin(total: Duration) -> Duration {
     (total / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// Parse `TYPE=VALUE` pairs, as the per-type flags take them.
+///
+/// # Errors
+/// A message naming the pair that does not parse.
+pub fn parse_type_pair<T: FromStr>(text: &str) -> Result<(String, T), String> {
+    let (resource_type, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not TYPE=VALUE"))?;
+    let value = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` in `{text}` is not a valid value"))?;
+    if resource_type.trim().is_empty() {
+        return Err(format!("`{text}` names no resource type"));
+    }
+    Ok((resource_type.trim().to_string(), value))
 }
 
 /// Parse `TYPE=SECONDS` pairs, as `--type-timeout` takes them.

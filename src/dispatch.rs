@@ -2,21 +2,29 @@
 //!
 //! The stages, each small: skip Deletes that have nothing to delete, find the
 //! handler, run it (catching panics, cancelling at the deadline), and map the
-//! result onto ROS's physical-id rules.
+//! result onto ROS's physical-id rules. Long-running work comes back as a
+//! [`Step::Wait`]; whoever called decides how to wait (inline, or persisted
+//! in the journal and scheduled).
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use futures_util::FutureExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::error::error_chain;
 use crate::handler::RequestContext;
-use crate::handler::erased::{Failure, Operation, Outcome};
+use crate::handler::erased::{BoxFuture, DynHandler, Failure, Operation, Outcome, PollInput};
 use crate::physical_id;
 use crate::request::{Request, RequestType};
 use crate::response::{Data, Response};
 use crate::router::Router;
+
+/// How long an `on_timeout` hook may run.
+const ON_TIMEOUT_BUDGET: Duration = Duration::from_secs(5);
 
 /// How a handler run ended, before it becomes a [`Response`].
 #[derive(Debug)]
@@ -27,47 +35,145 @@ pub(crate) enum RunResult {
     TimedOut,
 }
 
-pub(crate) async fn dispatch(router: &Router, request: &Request, deadline: Instant) -> Response {
-    let started = Instant::now();
+/// What a run leads to: the answer, or a wait before the next poll.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Answer(Response),
+    Wait(Waiting),
+}
 
+/// Long-running work between polls: everything needed to poll again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Waiting {
+    /// How long until the next poll.
+    pub(crate) after: Duration,
+    /// The handler's state.
+    pub(crate) state: Value,
+    /// Data returned so far, merged into the final answer.
+    pub(crate) data: Data,
+    /// The id chosen so far (Create).
+    pub(crate) physical_resource_id: Option<String>,
+    /// Polls made so far.
+    pub(crate) attempt: u32,
+}
+
+/// Run the handler for `request` once.
+pub(crate) async fn first_step(
+    router: &Router,
+    request: &Request,
+    deadline: Instant,
+    budget: Duration,
+) -> Step {
     if request.request_type == RequestType::Delete
         && physical_id::is_placeholder(request.physical_resource_id.as_deref())
     {
         tracing::info!("delete of a resource that was never created; answering SUCCESS");
-        return Response::success(request, answer_id(request), Data::new());
+        return Step::Answer(Response::success(request, answer_id(request), Data::new()));
     }
-
-    let Some(handler) = router.handler_for(&request.resource_type) else {
-        let known: Vec<&str> = router.resource_types().collect();
-        let reason = if known.is_empty() {
-            format!(
-                "no handler for resource type `{}`: this provider has no handlers registered",
-                request.resource_type
-            )
-        } else {
-            format!(
-                "no handler for resource type `{}`; this provider handles: {}",
-                request.resource_type,
-                known.join(", ")
-            )
-        };
-        return Response::failed(request, answer_id(request), reason);
+    let handler = match handler_for(router, request) {
+        Ok(handler) => handler,
+        Err(response) => return Step::Answer(*response),
     };
-
     let operation = match operation_for(request) {
         Ok(operation) => operation,
-        Err(reason) => return Response::failed(request, answer_id(request), reason),
+        Err(reason) => return Step::Answer(Response::failed(request, answer_id(request), reason)),
     };
-
     let context = RequestContext::new(request, deadline);
-    let run = AssertUnwindSafe(handler.call(operation, context)).catch_unwind();
-    let result = match tokio::time::timeout_at(deadline, run).await {
-        Ok(Ok(Ok(outcome))) => RunResult::Done(outcome),
-        Ok(Ok(Err(failure))) => RunResult::Failed(failure),
-        Ok(Err(panic)) => RunResult::Panicked(panic_message(panic.as_ref())),
-        Err(_elapsed) => RunResult::TimedOut,
+    let result = run_guarded(handler.call(operation, context), deadline).await;
+    finish(request, result, budget, None)
+}
+
+/// Poll long-running work once.
+pub(crate) async fn poll_step(
+    router: &Router,
+    request: &Request,
+    waiting: &Waiting,
+    deadline: Instant,
+    budget: Duration,
+) -> Step {
+    let handler = match handler_for(router, request) {
+        Ok(handler) => handler,
+        Err(response) => return Step::Answer(*response),
     };
-    to_response(request, result, deadline.saturating_duration_since(started))
+    let context = RequestContext::new(request, deadline);
+    let result = run_guarded(
+        handler.poll(poll_input(request, waiting), context),
+        deadline,
+    )
+    .await;
+    finish(request, result, budget, Some(waiting))
+}
+
+/// Long-running work ran out of time: run the handler's `on_timeout` hook
+/// briefly, then answer FAILED.
+pub(crate) async fn give_up(
+    router: &Router,
+    request: &Request,
+    waiting: &Waiting,
+    budget: Duration,
+) -> Response {
+    if let Ok(handler) = handler_for(router, request) {
+        let deadline = Instant::now() + ON_TIMEOUT_BUDGET;
+        let context = RequestContext::new(request, deadline);
+        let hook = AssertUnwindSafe(handler.on_timeout(poll_input(request, waiting), context));
+        match tokio::time::timeout_at(deadline, hook.catch_unwind()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(panic)) => {
+                tracing::warn!(panic = %panic_message(panic.as_ref()), "on_timeout panicked");
+            }
+            Err(_) => tracing::warn!("on_timeout did not finish within its budget"),
+        }
+    }
+    to_response(request, RunResult::TimedOut, budget)
+}
+
+/// Drive a request to its answer in this task, sleeping between polls.
+pub(crate) async fn run_to_answer(
+    router: &Router,
+    request: &Request,
+    deadline: Instant,
+) -> Response {
+    let budget = deadline.saturating_duration_since(Instant::now());
+    let mut step = first_step(router, request, deadline, budget).await;
+    loop {
+        match step {
+            Step::Answer(response) => return response,
+            Step::Wait(waiting) => {
+                if Instant::now() + waiting.after >= deadline {
+                    return give_up(router, request, &waiting, budget).await;
+                }
+                tokio::time::sleep(waiting.after).await;
+                step = poll_step(router, request, &waiting, deadline, budget).await;
+            }
+        }
+    }
+}
+
+fn handler_for<'r>(
+    router: &'r Router,
+    request: &Request,
+) -> Result<&'r dyn DynHandler, Box<Response>> {
+    if let Some(handler) = router.handler_for(&request.resource_type) {
+        return Ok(handler.as_ref());
+    }
+    let known: Vec<&str> = router.resource_types().collect();
+    let reason = if known.is_empty() {
+        format!(
+            "no handler for resource type `{}`: this provider has no handlers registered",
+            request.resource_type
+        )
+    } else {
+        format!(
+            "no handler for resource type `{}`; this provider handles: {}",
+            request.resource_type,
+            known.join(", ")
+        )
+    };
+    Err(Box::new(Response::failed(
+        request,
+        answer_id(request),
+        reason,
+    )))
 }
 
 /// What to ask of the handler; refuses an Update that names no resource.
@@ -98,12 +204,74 @@ fn operation_for(request: &Request) -> Result<Operation, String> {
     }
 }
 
-/// Map a run onto the answer ROS sees.
-pub(crate) fn to_response(
+fn poll_input(request: &Request, waiting: &Waiting) -> PollInput {
+    let physical_resource_id = match request.request_type {
+        RequestType::Create => waiting.physical_resource_id.clone(),
+        _ => request.physical_resource_id.clone(),
+    };
+    PollInput {
+        physical_resource_id,
+        properties: request.resource_properties.clone(),
+        old_properties: match request.request_type {
+            RequestType::Update => {
+                Some(request.old_resource_properties.clone().unwrap_or_default())
+            }
+            _ => None,
+        },
+        state: waiting.state.clone(),
+        attempt: waiting.attempt + 1,
+    }
+}
+
+/// Run a handler future, catching its panic and cancelling it at `deadline`.
+async fn run_guarded(run: BoxFuture<'_, Result<Outcome, Failure>>, deadline: Instant) -> RunResult {
+    match tokio::time::timeout_at(deadline, AssertUnwindSafe(run).catch_unwind()).await {
+        Ok(Ok(Ok(outcome))) => RunResult::Done(outcome),
+        Ok(Ok(Err(failure))) => RunResult::Failed(failure),
+        Ok(Err(panic)) => RunResult::Panicked(panic_message(panic.as_ref())),
+        Err(_elapsed) => RunResult::TimedOut,
+    }
+}
+
+/// Turn a run into the next step, merging what earlier steps returned.
+fn finish(
     request: &Request,
     result: RunResult,
-    budget: std::time::Duration,
-) -> Response {
+    budget: Duration,
+    previous: Option<&Waiting>,
+) -> Step {
+    let RunResult::Done(mut outcome) = result else {
+        return Step::Answer(to_response(request, result, budget));
+    };
+    if let Some(previous) = previous {
+        let mut data = previous.data.clone();
+        data.extend(std::mem::take(&mut outcome.data));
+        outcome.data = data;
+        if outcome.physical_resource_id.is_none() {
+            outcome.physical_resource_id = previous.physical_resource_id.clone();
+        }
+    }
+    match outcome.progress.take() {
+        None => Step::Answer(success(request, outcome)),
+        Some(progress) => match progress.state {
+            Ok(state) => Step::Wait(Waiting {
+                after: progress.after,
+                state,
+                data: outcome.data,
+                physical_resource_id: outcome.physical_resource_id,
+                attempt: previous.map_or(0, |p| p.attempt + 1),
+            }),
+            Err(problem) => Step::Answer(Response::failed(
+                request,
+                answer_id(request),
+                format!("the handler's in-progress state could not be serialized: {problem}"),
+            )),
+        },
+    }
+}
+
+/// Map a run onto the answer ROS sees.
+pub(crate) fn to_response(request: &Request, result: RunResult, budget: Duration) -> Response {
     let reason = match result {
         RunResult::Done(outcome) => return success(request, outcome),
         RunResult::Failed(Failure::Properties(error)) => error.to_string(),

@@ -69,6 +69,7 @@ pub mod handlers;
 pub mod invoke;
 pub mod journal;
 pub mod lenient;
+mod metrics;
 pub mod physical_id;
 pub mod request;
 pub mod response;

@@ -85,11 +85,12 @@ impl Router {
 
     /// Run the handler for `request` and build its one answer.
     ///
-    /// The handler's future is cancelled at `deadline`. Errors, panics,
-    /// timeouts, unknown types and bad properties all become FAILED; this
-    /// never fails and never panics.
+    /// Long-running work is polled in this task, sleeping between polls. The
+    /// handler's future is cancelled at `deadline`. Errors, panics, timeouts,
+    /// unknown types and bad properties all become FAILED; this never fails
+    /// and never panics.
     pub async fn handle(&self, request: &Request, deadline: Instant) -> Response {
-        crate::dispatch::dispatch(self, request, deadline).await
+        crate::dispatch::run_to_answer(self, request, deadline).await
     }
 }
 

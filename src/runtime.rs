@@ -1,21 +1,29 @@
 //! The runtime: what happens to a request once it has been read, whatever
 //! transport brought it (async HTTP, sync HTTP, Function Compute).
 //!
-//! It computes deadlines, runs the handler through the router, delivers the
-//! answer, and answers FAILED for bodies that are broken but still carry a
-//! callback URL and the identifiers.
+//! For every request it: journals it before it is acknowledged; recognises a
+//! redelivery (same StackId, LogicalResourceId and RequestId) and never runs
+//! the handler twice; waits for a concurrency slot; runs the handler with a
+//! deadline; persists long-running work between polls; records the answer
+//! before delivering it (the outbox); and marks it delivered after a 2xx.
+//! On start it finishes what a previous process left open.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::{Config, ROS_SYNC_WAIT, delivery_margin};
+use crate::config::{Config, JournalMode, ROS_SYNC_WAIT, RestartPolicy, delivery_margin};
 use crate::delivery::{Delivered, Delivery};
+use crate::dispatch::{self, Step, Waiting};
 use crate::error::{Error, Result};
+use crate::journal::{Channel, MemoryStore, Record, RedbStore, RequestKey, Stage, Store, now_ms};
+use crate::metrics::Metrics;
 use crate::request::{CallbackUrl, Request, Salvage};
 use crate::response::Response;
 use crate::router::Router;
@@ -25,6 +33,12 @@ const SYNC_REPLY_MARGIN: Duration = Duration::from_secs(1);
 
 /// The least time a delivery gets, even when the handler used all of its own.
 const MIN_DELIVERY_WINDOW: Duration = Duration::from_secs(5);
+
+/// How often old journal records are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// How long deliveries may still run after the grace period, before exit.
+const FINAL_DELIVERY_WINDOW: Duration = Duration::from_secs(5);
 
 /// A body read from the wire, sorted by what can be done with it.
 #[derive(Debug)]
@@ -54,28 +68,99 @@ impl Intake {
     }
 }
 
+/// What to do with an arriving request.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// New: this arrival runs it.
+    Owner,
+    /// The same request is running or waiting here: its answer will come.
+    Joined(watch::Receiver<Option<Response>>),
+    /// The same request was answered before: here is that answer.
+    Answered(Box<Response>),
+    /// The journal has it open, but this process is not working on it.
+    Elsewhere,
+    /// Too many requests are queued.
+    Overloaded,
+}
+
+/// Concurrency slots, global and per type.
+#[derive(Debug)]
+struct Limiter {
+    global: Arc<Semaphore>,
+    per_type: HashMap<String, Arc<Semaphore>>,
+    max_queue: usize,
+}
+
+struct Slots {
+    _global: OwnedSemaphorePermit,
+    _typed: Option<OwnedSemaphorePermit>,
+}
+
 /// The state shared by every request.
 #[derive(Debug)]
 pub(crate) struct Runtime {
     pub(crate) router: Router,
     pub(crate) config: Config,
     pub(crate) delivery: Delivery,
-    /// Background work (async-mode handlers and deliveries) to wait for on shutdown.
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: Metrics,
+    /// Background work (handlers, polls, deliveries) to wait for on shutdown.
     pub(crate) tasks: TaskTracker,
-    /// Cancelled when the shutdown grace period is over.
+    /// Cancelled when shutdown begins: no new polls start.
+    pub(crate) stopping: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: running handlers stop.
     pub(crate) cancel: CancellationToken,
+    /// Requests running or waiting in this process, with a channel for their answer.
+    running: Mutex<HashMap<RequestKey, watch::Sender<Option<Response>>>>,
+    limiter: Limiter,
+    schedule: mpsc::UnboundedSender<(Instant, RequestKey)>,
 }
 
 impl Runtime {
     pub(crate) fn new(router: Router, config: Config) -> Result<Arc<Self>> {
+        let store: Arc<dyn Store> = match &config.journal {
+            JournalMode::Disk(dir) => Arc::new(RedbStore::open(dir)?),
+            JournalMode::Memory => Arc::new(MemoryStore::new()),
+        };
+        Self::with_store(router, config, store)
+    }
+
+    pub(crate) fn with_store(
+        router: Router,
+        config: Config,
+        store: Arc<dyn Store>,
+    ) -> Result<Arc<Self>> {
         let delivery = Delivery::new(&config)?;
-        Ok(Arc::new(Runtime {
+        let limiter = Limiter {
+            global: Arc::new(Semaphore::new(config.max_concurrency)),
+            per_type: config
+                .type_concurrency
+                .iter()
+                .map(|(t, n)| (t.clone(), Arc::new(Semaphore::new(*n))))
+                .collect(),
+            max_queue: config.max_queue,
+        };
+        let (schedule, due) = mpsc::unbounded_channel();
+        let runtime = Arc::new(Runtime {
             router,
             config,
             delivery,
+            store,
+            metrics: Metrics::new(),
             tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
             cancel: CancellationToken::new(),
-        }))
+            running: Mutex::new(HashMap::new()),
+            limiter,
+            schedule,
+        });
+        tokio::spawn(scheduler(
+            Arc::downgrade(&runtime),
+            due,
+            runtime.stopping.clone(),
+        ));
+        tokio::spawn(purger(Arc::downgrade(&runtime), runtime.stopping.clone()));
+        Ok(runtime)
     }
 
     /// The span every log line about `request` is written in.
@@ -90,67 +175,377 @@ impl Runtime {
         )
     }
 
-    /// Run the handler with a deadline `total` after `arrived`, less the
-    /// delivery margin; stop early, with FAILED, if the runtime is shut down.
-    pub(crate) async fn answer(
-        &self,
-        request: &Request,
-        arrived: Instant,
-        total: Duration,
-    ) -> Response {
-        let handler_deadline = arrived + total - delivery_margin(total);
-        tokio::select! {
-            response = self.router.handle(request, handler_deadline) => response,
-            () = self.cancel.cancelled() => Response::failed(
-                request,
-                crate::dispatch::answer_id(request),
-                "the provider shut down before the handler finished",
-            ),
+    fn running(&self) -> MutexGuard<'_, HashMap<RequestKey, watch::Sender<Option<Response>>>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The resource type as a metric label: routed types only.
+    fn type_label(&self, request: &Request) -> String {
+        if self.router.handler_for(&request.resource_type).is_some() {
+            request.resource_type.clone()
+        } else {
+            "unrouted".to_string()
         }
     }
 
-    /// Run and deliver, for async HTTP and Function Compute.
-    pub(crate) async fn answer_and_deliver(
+    /// The whole-request time for `request`.
+    fn total(&self, request: &Request) -> Duration {
+        self.config.timeout_for(&request.resource_type)
+    }
+
+    /// Journal an arriving request, or recognise it as a redelivery.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when the journal cannot record it; the request must
+    /// then not be acknowledged.
+    pub(crate) async fn admit(&self, request: &Request, channel: Channel) -> Result<Admission> {
+        let key = RequestKey::of(request);
+        {
+            let mut running = self.running();
+            if let Some(answer) = running.get(&key) {
+                self.metrics
+                    .request(&self.type_label(request), request.request_type, "duplicate");
+                return Ok(Admission::Joined(answer.subscribe()));
+            }
+            if self.metrics.queue_depth.get() >= self.limiter.max_queue as i64 {
+                return Ok(Admission::Overloaded);
+            }
+            running.insert(key.clone(), watch::channel(None).0);
+        }
+        match self
+            .store
+            .accept(&key, &Record::accepted(request.clone(), channel))
+            .await
+        {
+            Ok(None) => Ok(Admission::Owner),
+            Ok(Some(existing)) => {
+                self.running().remove(&key);
+                self.metrics
+                    .request(&self.type_label(request), request.request_type, "duplicate");
+                Ok(match existing.stage {
+                    Stage::Answered { response, .. } => Admission::Answered(Box::new(response)),
+                    Stage::Running | Stage::Polling { .. } => Admission::Elsewhere,
+                })
+            }
+            Err(error) => {
+                self.running().remove(&key);
+                Err(error)
+            }
+        }
+    }
+
+    /// Wait for a concurrency slot (or for the hard stop).
+    async fn slots(&self, resource_type: &str) -> Option<Slots> {
+        self.metrics.queue_depth.inc();
+        let acquire = async {
+            let global = Arc::clone(&self.limiter.global)
+                .acquire_owned()
+                .await
+                .ok()?;
+            let typed = match self.limiter.per_type.get(resource_type) {
+                Some(semaphore) => Some(Arc::clone(semaphore).acquire_owned().await.ok()?),
+                None => None,
+            };
+            Some(Slots {
+                _global: global,
+                _typed: typed,
+            })
+        };
+        let slots = tokio::select! {
+            slots = acquire => slots,
+            () = self.cancel.cancelled() => None,
+        };
+        self.metrics.queue_depth.dec();
+        slots
+    }
+
+    /// Run one step (first run or poll) with a slot, counting it.
+    async fn step(
         &self,
         request: &Request,
-        arrived: Instant,
+        waiting: Option<&Waiting>,
+        deadline: Instant,
+        budget: Duration,
+    ) -> Step {
+        let shut_down = || {
+            Step::Answer(Response::failed(
+                request,
+                dispatch::answer_id(request),
+                "the provider shut down before the handler finished",
+            ))
+        };
+        let Some(_slots) = self.slots(&request.resource_type).await else {
+            return shut_down();
+        };
+        let started = Instant::now();
+        self.metrics.inflight.inc();
+        let run = async {
+            match waiting {
+                None => dispatch::first_step(&self.router, request, deadline, budget).await,
+                Some(waiting) => {
+                    dispatch::poll_step(&self.router, request, waiting, deadline, budget).await
+                }
+            }
+        };
+        let step = tokio::select! {
+            step = run => step,
+            () = self.cancel.cancelled() => shut_down(),
+        };
+        self.metrics.inflight.dec();
+        self.metrics.handler_run(
+            &self.type_label(request),
+            request.request_type,
+            started.elapsed(),
+        );
+        step
+    }
+
+    /// Drive an owned request: run it, and either answer it or, in the
+    /// background mode, leave it persisted and scheduled for its next poll.
+    ///
+    /// With `inline` the polls happen in this task (sync mode, Function
+    /// Compute); otherwise the task ends while the work waits.
+    pub(crate) async fn drive(
+        &self,
+        mut record: Record,
+        mut waiting: Option<Waiting>,
         total: Duration,
-    ) -> (Response, Result<Delivered>) {
-        let response = self.answer(request, arrived, total).await;
-        let until = (arrived + total).max(Instant::now() + MIN_DELIVERY_WINDOW);
-        let delivered = self.delivery.deliver(request, &response, until).await;
-        if let Err(error) = &delivered {
-            tracing::error!(%error, status = response.status.as_str(), "answer not delivered");
+        inline: bool,
+    ) -> Option<(Response, bool)> {
+        let request = record.request.clone();
+        let key = RequestKey::of(&request);
+        let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
+        let handler_deadline = end - delivery_margin(total).min(total / 2);
+        loop {
+            let step = self
+                .step(&request, waiting.as_ref(), handler_deadline, total)
+                .await;
+            let next = match step {
+                Step::Answer(response) => {
+                    return Some(self.conclude(&key, &mut record, response).await);
+                }
+                Step::Wait(next) => next,
+            };
+            let due = Instant::now() + next.after;
+            if due >= handler_deadline || self.cancel.is_cancelled() {
+                let response = dispatch::give_up(&self.router, &request, &next, total).await;
+                return Some(self.conclude(&key, &mut record, response).await);
+            }
+            record.stage = Stage::Polling {
+                state: next.state.clone(),
+                next_poll_at_ms: now_ms() + next.after.as_millis() as u64,
+                attempt: next.attempt,
+                data: next.data.clone(),
+                physical_resource_id: next.physical_resource_id.clone(),
+            };
+            if let Err(error) = self.store.put(&key, &record).await {
+                tracing::error!(%error, "could not journal the handler's progress");
+            }
+            if !inline {
+                self.metrics.waiting.inc();
+                let _ = self.schedule.send((due, key));
+                return None;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                () = self.cancel.cancelled() => {}
+            }
+            waiting = Some(next);
+        }
+    }
+
+    /// Record the answer (outbox), wake anyone waiting for it, and deliver it
+    /// when the channel uses a callback. Returns the answer and whether it
+    /// reached ROS (always true for sync replies).
+    async fn conclude(
+        &self,
+        key: &RequestKey,
+        record: &mut Record,
+        response: Response,
+    ) -> (Response, bool) {
+        let uses_callback = record.channel.uses_callback();
+        record.stage = Stage::Answered {
+            response: response.clone(),
+            delivered: !uses_callback,
+        };
+        if let Err(error) = self.store.put(key, record).await {
+            tracing::error!(%error, "could not journal the answer; delivering it anyway");
+        }
+        let outcome = match response.status {
+            crate::response::Status::Success => "success",
+            crate::response::Status::Failed => "failed",
+        };
+        self.metrics.request(
+            &self.type_label(&record.request),
+            record.request.request_type,
+            outcome,
+        );
+        if let Some(answer) = self.running().remove(key) {
+            answer.send_replace(Some(response.clone()));
+        }
+        let mut delivered = true;
+        if uses_callback {
+            self.metrics.outbox_pending.inc();
+            delivered = self.deliver_recorded(key, record).await.is_ok();
         }
         (response, delivered)
     }
 
+    /// Deliver a recorded answer and mark it delivered.
+    async fn deliver_recorded(&self, key: &RequestKey, record: &mut Record) -> Result<Delivered> {
+        let Stage::Answered { response, .. } = &record.stage else {
+            return Err(Error::Delivery("no answer recorded".into()));
+        };
+        let response = response.clone();
+        let total = self.total(&record.request);
+        let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
+        let until = end.max(Instant::now() + MIN_DELIVERY_WINDOW);
+        let delivered = tokio::select! {
+            delivered = self.delivery.deliver(&record.request, &response, until) => delivered,
+            () = hard_stop(&self.cancel) => Err(Error::Delivery("the provider stopped; the answer stays in the outbox".into())),
+        };
+        self.metrics.delivery(delivered.is_ok());
+        match &delivered {
+            Ok(_) => {
+                self.metrics.outbox_pending.dec();
+                record.stage = Stage::Answered {
+                    response,
+                    delivered: true,
+                };
+                if let Err(error) = self.store.put(key, record).await {
+                    tracing::warn!(%error, "delivered, but could not mark it in the journal");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, status = response.status.as_str(), "answer not delivered; it stays in the outbox");
+            }
+        }
+        delivered
+    }
+
     /// Accept a request in async mode: run and deliver in the background.
-    pub(crate) fn spawn(self: &Arc<Self>, request: Request, arrived: Instant) {
+    pub(crate) fn spawn_owned(self: &Arc<Self>, request: Request, channel: Channel) {
         let runtime = Arc::clone(self);
-        let total = self.config.timeout_for(&request.resource_type);
+        let total = self.total(&request);
         let span = Self::span(&request);
+        let record = Record::accepted(request, channel);
         self.tasks.spawn(
             async move {
-                let _ = runtime.answer_and_deliver(&request, arrived, total).await;
+                runtime.drive(record, None, total, false).await;
             }
             .instrument(span),
         );
     }
 
+    /// Deliver an earlier answer again to a redelivered request's callback.
+    pub(crate) fn spawn_redelivery(self: &Arc<Self>, request: Request, response: Response) {
+        let runtime = Arc::clone(self);
+        let span = Self::span(&request);
+        self.tasks.spawn(
+            async move {
+                let until = Instant::now() + runtime.total(&request).max(MIN_DELIVERY_WINDOW);
+                let delivered = runtime.delivery.deliver(&request, &response, until).await;
+                runtime.metrics.delivery(delivered.is_ok());
+                if let Err(error) = delivered {
+                    tracing::error!(%error, "the earlier answer could not be delivered again");
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Answer a request whose queue is full: FAILED, at once.
+    pub(crate) async fn answer_overloaded(&self, request: &Request, channel: Channel) -> Response {
+        let response = Response::failed(
+            request,
+            dispatch::answer_id(request),
+            format!(
+                "the provider is overloaded: {} requests are already waiting; try the stack operation again later",
+                self.limiter.max_queue
+            ),
+        );
+        self.metrics.request(
+            &self.type_label(request),
+            request.request_type,
+            "overloaded",
+        );
+        if channel.uses_callback() {
+            let until = Instant::now() + MIN_DELIVERY_WINDOW;
+            let delivered = self.delivery.deliver(request, &response, until).await;
+            self.metrics.delivery(delivered.is_ok());
+        }
+        response
+    }
+
+    /// Run an event invocation to its delivered answer (Function Compute
+    /// may freeze the instance once it replies, so nothing is left for later).
+    /// Returns the answer and whether it reached ROS.
+    pub(crate) async fn answer_invocation(
+        &self,
+        request: &Request,
+        total: Duration,
+    ) -> Result<(Response, bool)> {
+        match self.admit(request, Channel::FunctionCompute).await? {
+            Admission::Owner => {
+                let record = Record::accepted(request.clone(), Channel::FunctionCompute);
+                Ok(self
+                    .drive(record, None, total, true)
+                    .await
+                    .unwrap_or_else(|| (still_running(request), false)))
+            }
+            Admission::Joined(mut answer) => {
+                // The first arrival delivers; this one reports what it sent.
+                match tokio::time::timeout(total, answer.wait_for(Option::is_some)).await {
+                    Ok(Ok(answer)) => Ok((
+                        answer.clone().unwrap_or_else(|| still_running(request)),
+                        true,
+                    )),
+                    _ => Ok((still_running(request), false)),
+                }
+            }
+            Admission::Answered(response) => {
+                let until = Instant::now() + total.max(MIN_DELIVERY_WINDOW);
+                let delivered = self.delivery.deliver(request, &response, until).await;
+                self.metrics.delivery(delivered.is_ok());
+                Ok((*response, delivered.is_ok()))
+            }
+            Admission::Elsewhere => Ok((still_running(request), false)),
+            Admission::Overloaded => {
+                let response = self
+                    .answer_overloaded(request, Channel::FunctionCompute)
+                    .await;
+                Ok((response, true))
+            }
+        }
+    }
+
     /// Answer in sync mode, within ROS's fixed 10 s wait.
-    pub(crate) async fn answer_sync(&self, request: &Request, arrived: Instant) -> Response {
-        let total = self
-            .config
-            .timeout_for(&request.resource_type)
-            .min(ROS_SYNC_WAIT);
-        let deadline = arrived + total - SYNC_REPLY_MARGIN.min(total / 2);
-        let mut response = tokio::select! {
-            response = self.router.handle(request, deadline) => response,
-            () = self.cancel.cancelled() => Response::failed(
+    pub(crate) async fn answer_sync(&self, request: &Request) -> Response {
+        let total = self.total(request).min(ROS_SYNC_WAIT) - SYNC_REPLY_MARGIN;
+        let mut response = match self.admit(request, Channel::Sync).await {
+            Ok(Admission::Owner) => {
+                let record = Record::accepted(request.clone(), Channel::Sync);
+                match self.drive(record, None, total, true).await {
+                    Some((response, _)) => response,
+                    None => Response::failed(request, dispatch::answer_id(request), "no answer"),
+                }
+            }
+            Ok(Admission::Answered(response)) => *response,
+            Ok(Admission::Joined(mut answer)) => {
+                let wait = tokio::time::timeout(total, answer.wait_for(Option::is_some)).await;
+                match wait {
+                    Ok(Ok(answer)) => answer.clone().unwrap_or_else(|| still_running(request)),
+                    _ => still_running(request),
+                }
+            }
+            Ok(Admission::Elsewhere) => still_running(request),
+            Ok(Admission::Overloaded) => self.answer_overloaded(request, Channel::Sync).await,
+            Err(error) => Response::failed(
                 request,
-                crate::dispatch::answer_id(request),
-                "the provider shut down before the handler finished",
+                dispatch::answer_id(request),
+                format!("the provider could not record the request: {error}"),
             ),
         };
         if let Some(reason) = response
@@ -181,7 +576,248 @@ impl Runtime {
         request.response_url = salvage.response_url.clone().map(CallbackUrl::new);
         request.intranet_response_url = salvage.intranet_response_url.clone().map(CallbackUrl::new);
         let until = Instant::now() + self.config.timeout.max(MIN_DELIVERY_WINDOW);
-        self.delivery.deliver(&request, &response, until).await
+        let delivered = self.delivery.deliver(&request, &response, until).await;
+        self.metrics.delivery(delivered.is_ok());
+        delivered
+    }
+
+    /// Finish what a previous process left open: deliver the outbox, resume
+    /// polls, and rerun or fail requests that were running.
+    pub(crate) async fn recover(self: &Arc<Self>) -> Result<()> {
+        let open = self.store.open_records().await?;
+        if !open.is_empty() {
+            tracing::info!(
+                count = open.len(),
+                "recovering open requests from the journal"
+            );
+        }
+        for (key, mut record) in open {
+            let span = Self::span(&record.request);
+            let runtime = Arc::clone(self);
+            match &record.stage {
+                Stage::Answered { .. } if !record.channel.uses_callback() => {}
+                Stage::Answered { .. } => {
+                    self.metrics.outbox_pending.inc();
+                    self.tasks.spawn(
+                        async move {
+                            tracing::info!("delivering an answer left in the outbox");
+                            let _ = runtime.deliver_recorded(&key, &mut record).await;
+                        }
+                        .instrument(span),
+                    );
+                }
+                Stage::Polling {
+                    next_poll_at_ms, ..
+                } => {
+                    self.running().insert(key.clone(), watch::channel(None).0);
+                    self.metrics.waiting.inc();
+                    let _ = self.schedule.send((wall_to_instant(*next_poll_at_ms), key));
+                }
+                Stage::Running => {
+                    let policy = self.restart_policy(&record.request);
+                    self.running().insert(key.clone(), watch::channel(None).0);
+                    let total = self.total(&record.request);
+                    self.tasks.spawn(
+                        async move {
+                            if policy == RestartPolicy::Rerun && record.channel != Channel::Sync {
+                                tracing::info!("the provider restarted during the operation; running it again");
+                                runtime.drive(record, None, total, false).await;
+                            } else {
+                                tracing::warn!("the provider restarted during the operation; answering FAILED");
+                                let response = Response::failed(
+                                    &record.request,
+                                    dispatch::answer_id(&record.request),
+                                    "the provider restarted during the operation; it was not run again because \
+                                     the handler is not declared idempotent",
+                                );
+                                runtime.conclude(&key, &mut record, response).await;
+                            }
+                        }
+                        .instrument(span),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn restart_policy(&self, request: &Request) -> RestartPolicy {
+        if let Some(policy) = self.config.restart_policies.get(&request.resource_type) {
+            return *policy;
+        }
+        match self.router.handler_for(&request.resource_type) {
+            Some(handler) if handler.idempotent() => RestartPolicy::Rerun,
+            _ => RestartPolicy::Fail,
+        }
+    }
+
+    /// A due poll: load the work and take its next step.
+    async fn poll_due(self: Arc<Self>, key: RequestKey) {
+        self.metrics.waiting.dec();
+        let record = match self.store.get(&key).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(%error, %key, "could not load long-running work for its poll");
+                return;
+            }
+        };
+        let Stage::Polling {
+            state,
+            attempt,
+            data,
+            physical_resource_id,
+            ..
+        } = record.stage.clone()
+        else {
+            return;
+        };
+        let waiting = Waiting {
+            after: Duration::ZERO,
+            state,
+            data,
+            physical_resource_id,
+            attempt,
+        };
+        let total = self.total(&record.request);
+        let span = Self::span(&record.request);
+        self.drive(record, Some(waiting), total, false)
+            .instrument(span)
+            .await;
+    }
+
+    /// Shut down: stop polls, let work finish within the grace period, then
+    /// answer FAILED for what is still running.
+    pub(crate) async fn shutdown(&self, grace: Duration) {
+        self.stopping.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over: answering FAILED for the requests still running");
+            self.cancel.cancel();
+            if tokio::time::timeout(FINAL_DELIVERY_WINDOW * 2, self.tasks.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("some deliveries did not finish; their answers stay in the outbox");
+            }
+        }
+        if !self.store.is_durable() {
+            self.fail_waiting().await;
+        }
+    }
+
+    /// Without a durable journal, long-running work cannot resume after exit:
+    /// answer it FAILED now rather than leave the stack waiting.
+    async fn fail_waiting(&self) {
+        let Ok(open) = self.store.open_records().await else {
+            return;
+        };
+        for (key, mut record) in open {
+            if matches!(record.stage, Stage::Polling { .. }) {
+                let response = Response::failed(
+                    &record.request,
+                    dispatch::answer_id(&record.request),
+                    "the provider shut down while waiting on the operation, and its journal is not durable",
+                );
+                let until = Instant::now() + FINAL_DELIVERY_WINDOW;
+                record.stage = Stage::Answered {
+                    response: response.clone(),
+                    delivered: false,
+                };
+                let _ = self.store.put(&key, &record).await;
+                let _ = self
+                    .delivery
+                    .deliver(&record.request, &response, until)
+                    .await;
+            }
+        }
+    }
+}
+
+fn still_running(request: &Request) -> Response {
+    Response::failed(
+        request,
+        dispatch::answer_id(request),
+        "the same request is still being handled; its answer could not be given within ROS's 10 s sync wait",
+    )
+}
+
+/// Completes a short while after `cancel`: deliveries get a last window.
+async fn hard_stop(cancel: &CancellationToken) {
+    cancel.cancelled().await;
+    tokio::time::sleep(FINAL_DELIVERY_WINDOW).await;
+}
+
+/// A wall-clock time (Unix ms) as a tokio instant.
+fn wall_to_instant(at_ms: u64) -> Instant {
+    let now = now_ms();
+    if at_ms >= now {
+        Instant::now() + Duration::from_millis(at_ms - now)
+    } else {
+        Instant::now()
+            .checked_sub(Duration::from_millis(now - at_ms))
+            .unwrap_or_else(Instant::now)
+    }
+}
+
+/// Fires due polls. Waiting work costs one entry here and one journal
+/// record: no task or thread.
+async fn scheduler(
+    runtime: Weak<Runtime>,
+    mut incoming: mpsc::UnboundedReceiver<(Instant, RequestKey)>,
+    stopping: CancellationToken,
+) {
+    let mut queue: BTreeSet<(Instant, RequestKey)> = BTreeSet::new();
+    loop {
+        let next = queue.first().map(|(at, _)| *at);
+        tokio::select! {
+            entry = incoming.recv() => match entry {
+                Some(entry) => { queue.insert(entry); }
+                None => return,
+            },
+            () = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let Some(runtime) = runtime.upgrade() else { return };
+                let now = Instant::now();
+                while let Some(entry) = queue.first().cloned() {
+                    if entry.0 > now {
+                        break;
+                    }
+                    queue.remove(&entry);
+                    let poller = Arc::clone(&runtime);
+                    runtime.tasks.spawn(poller.poll_due(entry.1));
+                }
+            }
+            () = stopping.cancelled() => return,
+        }
+    }
+}
+
+/// Removes journal records older than the retention period, hourly.
+async fn purger(runtime: Weak<Runtime>, stopping: CancellationToken) {
+    loop {
+        {
+            let Some(runtime) = runtime.upgrade() else {
+                return;
+            };
+            let before = now_ms().saturating_sub(runtime.config.retention.as_millis() as u64);
+            match runtime.store.purge(before).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "purged expired journal records"),
+                Err(error) => tracing::warn!(%error, "could not purge the journal"),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PURGE_INTERVAL) => {}
+            () = stopping.cancelled() => return,
+        }
     }
 }
 
@@ -201,7 +837,7 @@ pub(crate) fn broken_response(salvage: &Salvage, problem: &str) -> Response {
     )
 }
 
-/// A short, loggable description of a delivery failure.
+/// A short, loggable description of a delivery result.
 pub(crate) fn delivery_note(delivered: &Result<Delivered>) -> String {
     match delivered {
         Ok(d) => format!(

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use stackhook::config::{CallbackEndpoint, CallbackMethod, Config, parse_type_timeout};
+use stackhook::config::{
+    CallbackEndpoint, CallbackMethod, Config, JournalMode, RestartPolicy, parse_type_pair,
+    parse_type_timeout,
+};
 use stackhook::router::GENERIC_RESOURCE_TYPE;
 use stackhook::{handlers, secret_key};
 
@@ -14,6 +17,12 @@ use super::{LogFormat, init_tracing};
 
 /// Function Compute's default port; also the default here.
 const DEFAULT_PORT: u16 = 9000;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum JournalKind {
+    Disk,
+    Memory,
+}
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -41,7 +50,25 @@ pub(crate) struct ServeArgs {
     /// Registered type that answers requests of the generic ALIYUN::ROS::CustomResource type
     #[arg(long, env = "STACKHOOK_GENERIC_TYPE")]
     generic_type: Option<String>,
-    /// Directory for the provider's state (the secret key file)
+    /// Journal: disk (embedded, durable, under --state-dir) or memory (faster; dedupe within one process, nothing survives a restart)
+    #[arg(long, env = "STACKHOOK_JOURNAL", value_enum, default_value = "disk")]
+    journal: JournalKind,
+    /// Days finished requests are remembered, to recognise redeliveries
+    #[arg(long, env = "STACKHOOK_RETENTION_DAYS", default_value_t = 7)]
+    retention_days: u64,
+    /// Most handlers running at once
+    #[arg(long, env = "STACKHOOK_MAX_CONCURRENCY", default_value_t = stackhook::config::DEFAULT_MAX_CONCURRENCY)]
+    max_concurrency: usize,
+    /// Most handlers of one type running at once, as TYPE=N (repeatable, or comma-separated in the env var)
+    #[arg(long = "type-concurrency", env = "STACKHOOK_TYPE_CONCURRENCY", value_delimiter = ',', value_parser = parse_type_pair::<usize>)]
+    type_concurrency: Vec<(String, usize)>,
+    /// Most requests waiting for a slot; beyond it new requests are answered FAILED "overloaded" at once
+    #[arg(long, env = "STACKHOOK_MAX_QUEUE", default_value_t = stackhook::config::DEFAULT_MAX_QUEUE)]
+    max_queue: usize,
+    /// What to do after a restart with a request of TYPE that was running: rerun or fail, as TYPE=POLICY (default: rerun for idempotent handlers, fail otherwise)
+    #[arg(long = "restart-policy", env = "STACKHOOK_RESTART_POLICIES", value_delimiter = ',', value_parser = parse_type_pair::<RestartPolicy>)]
+    restart_policies: Vec<(String, RestartPolicy)>,
+    /// Directory for the provider's state: the journal and the secret key file
     #[arg(long, env = "STACKHOOK_STATE_DIR", default_value = ".stackhook")]
     state_dir: PathBuf,
     /// Secret key for derived values such as Custom::RandomString (at least 16 bytes); default: <state-dir>/secret.key, created on first start
@@ -77,6 +104,22 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .shutdown_grace(Duration::from_secs(args.shutdown_grace));
     for (resource_type, timeout) in args.type_timeouts {
         config = config.type_timeout(resource_type, timeout);
+    }
+    config = config
+        .journal(match args.journal {
+            JournalKind::Disk => JournalMode::Disk(args.state_dir.clone()),
+            JournalKind::Memory => JournalMode::Memory,
+        })
+        .retention(Duration::from_secs(
+            args.retention_days.saturating_mul(24 * 3600),
+        ))
+        .max_concurrency(args.max_concurrency)
+        .max_queue(args.max_queue);
+    for (resource_type, limit) in args.type_concurrency {
+        config = config.type_concurrency(resource_type, limit);
+    }
+    for (resource_type, policy) in args.restart_policies {
+        config = config.restart_policy(resource_type, policy);
     }
 
     let listen = match args.listen {

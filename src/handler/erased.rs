@@ -10,7 +10,9 @@ use std::pin::Pin;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::{CreateRequest, DeleteRequest, Handler, RequestContext, UpdateRequest};
+use super::{
+    CreateRequest, DeleteRequest, Handler, PollRequest, Progress, RequestContext, UpdateRequest,
+};
 use crate::error::{BoxError, Error};
 use crate::response::Data;
 
@@ -33,12 +35,24 @@ pub(crate) enum Operation {
     },
 }
 
+/// A poll of long-running work, with the properties still as JSON.
+#[derive(Debug, Clone)]
+pub(crate) struct PollInput {
+    pub(crate) physical_resource_id: Option<String>,
+    pub(crate) properties: Map<String, Value>,
+    pub(crate) old_properties: Option<Map<String, Value>>,
+    pub(crate) state: Value,
+    pub(crate) attempt: u32,
+}
+
 /// A handler's success, whatever the operation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Outcome {
     /// Only a Create may choose an id.
     pub(crate) physical_resource_id: Option<String>,
     pub(crate) data: Data,
+    /// Set when the work is not finished.
+    pub(crate) progress: Option<Progress>,
 }
 
 /// Why a handler did not succeed.
@@ -56,6 +70,37 @@ pub(crate) trait DynHandler: Send + Sync + 'static {
         operation: Operation,
         context: RequestContext,
     ) -> BoxFuture<'_, Result<Outcome, Failure>>;
+    fn poll(
+        &self,
+        poll: PollInput,
+        context: RequestContext,
+    ) -> BoxFuture<'_, Result<Outcome, Failure>>;
+    fn on_timeout(&self, poll: PollInput, context: RequestContext) -> BoxFuture<'_, ()>;
+    fn idempotent(&self) -> bool;
+}
+
+fn handler_failure<E: Into<BoxError>>(error: E) -> Failure {
+    Failure::Handler(error.into())
+}
+
+/// Decode a poll's properties for `H`.
+fn poll_request<P: DeserializeOwned>(
+    poll: PollInput,
+    context: RequestContext,
+) -> Result<PollRequest<P>, Failure> {
+    let properties = decode(poll.properties, "ResourceProperties")?;
+    let old_properties = match poll.old_properties {
+        Some(old) => Some(decode(old, "OldResourceProperties")?),
+        None => None,
+    };
+    Ok(PollRequest::new(
+        poll.physical_resource_id,
+        properties,
+        old_properties,
+        poll.state,
+        poll.attempt,
+        context,
+    ))
 }
 
 impl<H: Handler> DynHandler for H {
@@ -71,10 +116,11 @@ impl<H: Handler> DynHandler for H {
                     let created = self
                         .create(CreateRequest::new(properties, context))
                         .await
-                        .map_err(|e| Failure::Handler(e.into()))?;
+                        .map_err(handler_failure)?;
                     Ok(Outcome {
                         physical_resource_id: created.physical_resource_id,
                         data: created.data,
+                        progress: created.progress,
                     })
                 }
                 Operation::Update {
@@ -92,10 +138,11 @@ impl<H: Handler> DynHandler for H {
                             context,
                         ))
                         .await
-                        .map_err(|e| Failure::Handler(e.into()))?;
+                        .map_err(handler_failure)?;
                     Ok(Outcome {
                         physical_resource_id: None,
                         data: updated.data,
+                        progress: updated.progress,
                     })
                 }
                 Operation::Delete {
@@ -103,18 +150,55 @@ impl<H: Handler> DynHandler for H {
                     properties,
                 } => {
                     let properties = decode(properties, "ResourceProperties")?;
-                    let _deleted = self
+                    let deleted = self
                         .delete(DeleteRequest::new(
                             physical_resource_id,
                             properties,
                             context,
                         ))
                         .await
-                        .map_err(|e| Failure::Handler(e.into()))?;
-                    Ok(Outcome::default())
+                        .map_err(handler_failure)?;
+                    Ok(Outcome {
+                        progress: deleted.progress,
+                        ..Outcome::default()
+                    })
                 }
             }
         })
+    }
+
+    fn poll(
+        &self,
+        poll: PollInput,
+        context: RequestContext,
+    ) -> BoxFuture<'_, Result<Outcome, Failure>> {
+        Box::pin(async move {
+            let request = poll_request(poll, context)?;
+            let polled = Handler::poll(self, request)
+                .await
+                .map_err(handler_failure)?;
+            if let Some(reason) = polled.failure {
+                return Err(Failure::Handler(reason.into()));
+            }
+            Ok(Outcome {
+                physical_resource_id: polled.physical_resource_id,
+                data: polled.data,
+                progress: polled.progress,
+            })
+        })
+    }
+
+    fn on_timeout(&self, poll: PollInput, context: RequestContext) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match poll_request(poll, context) {
+                Ok(request) => Handler::on_timeout(self, request).await,
+                Err(_) => tracing::debug!("on_timeout skipped: the properties do not decode"),
+            }
+        })
+    }
+
+    fn idempotent(&self) -> bool {
+        H::IDEMPOTENT
     }
 }
 

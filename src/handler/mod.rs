@@ -40,9 +40,11 @@ mod outcome;
 use std::future::Future;
 
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 pub use context::RequestContext;
-pub use outcome::{Created, Deleted, Updated};
+pub(crate) use outcome::Progress;
+pub use outcome::{Created, Deleted, Polled, Updated};
 
 use crate::error::BoxError;
 
@@ -60,6 +62,12 @@ use crate::error::BoxError;
 /// Any error becomes a FAILED answer whose Reason is the error's text followed
 /// by its source chain. A panic becomes FAILED "handler panicked: …".
 pub trait Handler: Send + Sync + 'static {
+    /// Whether running an operation twice is harmless. When the provider
+    /// restarts in the middle of an operation, an idempotent handler's
+    /// operation is run again; any other is answered FAILED "provider
+    /// restarted during the operation". A per-type setting can override it.
+    const IDEMPOTENT: bool = false;
+
     /// The template's `Properties.Parameters`, decoded with serde. Use
     /// [`crate::lenient`] for numbers and booleans that ROS sends as strings.
     type Properties: DeserializeOwned + Send + 'static;
@@ -85,6 +93,88 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         request: DeleteRequest<Self::Properties>,
     ) -> impl Future<Output = Result<Deleted, Self::Error>> + Send;
+
+    /// Check on long-running work. Called after a result made with
+    /// `in_progress(after, state)`, with that state, until it returns
+    /// [`Polled::done`] or fails, or the request's deadline passes. Waiting
+    /// between polls holds no task or thread, and survives restarts (with
+    /// the durable journal).
+    ///
+    /// The default answers FAILED: a handler that returns `in_progress` must
+    /// implement it.
+    fn poll(
+        &self,
+        request: PollRequest<Self::Properties>,
+    ) -> impl Future<Output = Result<Polled, Self::Error>> + Send {
+        let _ = request;
+        async {
+            Ok(Polled::failed(
+                "the handler returned in_progress but does not implement poll",
+            ))
+        }
+    }
+
+    /// Runs once when long-running work passes its deadline, before the
+    /// runtime answers FAILED: a place to clean up. It gets a few seconds.
+    fn on_timeout(
+        &self,
+        request: PollRequest<Self::Properties>,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = request;
+        async {}
+    }
+}
+
+/// A poll of long-running work, as a handler sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PollRequest<P> {
+    /// The id: the request's on Update and Delete, the one given with
+    /// `in_progress` on Create (if any).
+    pub physical_resource_id: Option<String>,
+    /// The resource's properties.
+    pub properties: P,
+    /// The previous properties, on Update.
+    pub old_properties: Option<P>,
+    /// The state returned with the last `in_progress` or [`Polled::again`].
+    pub state: Value,
+    /// 1 for the first poll, then 2, 3, ...
+    pub attempt: u32,
+    /// Identifiers and deadline. `context.request_type()` says which
+    /// operation is being polled.
+    pub context: RequestContext,
+}
+
+impl<P> PollRequest<P> {
+    /// Build a poll, for calling a handler directly in tests.
+    pub fn new(
+        physical_resource_id: Option<String>,
+        properties: P,
+        old_properties: Option<P>,
+        state: Value,
+        attempt: u32,
+        context: RequestContext,
+    ) -> Self {
+        PollRequest {
+            physical_resource_id,
+            properties,
+            old_properties,
+            state,
+            attempt,
+            context,
+        }
+    }
+
+    /// The state, decoded into the handler's own type.
+    ///
+    /// # Errors
+    /// [`crate::Error::Validation`] when the stored state does not fit `T`.
+    pub fn state<T: DeserializeOwned>(&self) -> Result<T, crate::Error> {
+        T::deserialize(&self.state).map_err(|e| crate::Error::Validation {
+            field: "poll state".into(),
+            message: e.to_string(),
+        })
+    }
 }
 
 /// A Create request, as a handler sees it.

@@ -103,9 +103,12 @@ pub enum Stage {
         next_poll_at_ms: u64,
         /// Polls made so far.
         attempt: u32,
-        /// Data the handler returned with its first answer.
+        /// Data the handler returned so far.
         #[serde(default)]
         data: Data,
+        /// The id chosen so far, on Create.
+        #[serde(default)]
+        physical_resource_id: Option<String>,
     },
     /// The final answer; `delivered` once a callback took it.
     Answered {
@@ -156,7 +159,7 @@ impl Record {
 ///
 /// Implementations must make [`Store::accept`] atomic: of two concurrent
 /// accepts for one key, exactly one inserts.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Insert `record` unless `key` exists; return the existing record if so.
     fn accept<'a>(
         &'a self,

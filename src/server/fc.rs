@@ -23,7 +23,6 @@ use http::{HeaderValue, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
-use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::{json_reply, read_body, reject, reply};
@@ -65,7 +64,6 @@ pub(super) async fn invoke(
     runtime: &Arc<Runtime>,
     req: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
-    let arrived = Instant::now();
     let fc_id = fc_request_id(&req);
     let fc_timeout = req
         .headers()
@@ -84,15 +82,22 @@ pub(super) async fn invoke(
                     total = total.min(cap);
                 }
                 let span = Runtime::span(&request);
-                let (response, delivered) = runtime
-                    .answer_and_deliver(&request, arrived, total)
+                match runtime
+                    .answer_invocation(&request, total)
                     .instrument(span)
-                    .await;
-                match delivered {
-                    Ok(_) => reply::answer(StatusCode::OK, &response),
+                    .await
+                {
+                    Ok((response, true)) => reply::answer(StatusCode::OK, &response),
+                    Ok((response, false)) => failed(json_reply(
+                        StatusCode::NOT_FOUND,
+                        json!({
+                            "errorMessage": "the answer could not be delivered to the callback URL; it stays in the outbox",
+                            "status": response.status.as_str(),
+                        }),
+                    )),
                     Err(error) => failed(json_reply(
                         StatusCode::NOT_FOUND,
-                        json!({"errorMessage": error.to_string(), "status": response.status.as_str()}),
+                        json!({"errorMessage": format!("the request could not be recorded: {error}")}),
                     )),
                 }
             }

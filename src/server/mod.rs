@@ -7,7 +7,8 @@
 //! | `POST /invoke` | Function Compute event functions (custom runtime or container) | runs the handler and delivers the answer, then replies; failures get 404 and `x-fc-status: 404` |
 //! | `POST /initialize` | Function Compute's initializer hook | 200 |
 //! | `GET /pre-stop` | Function Compute's pre-stop hook | 200 |
-//! | `GET /healthz` | load balancers, probes | 200 with the routed resource types |
+//! | `GET /healthz` | load balancers, probes | 200 with the routed resource types and the journal's health; 503 when the journal fails |
+//! | `GET /metrics` | Prometheus | the metrics in `crate::metrics`, in the OpenMetrics text format |
 //!
 //! Bad input (not JSON, missing fields, body over the limit) gets a 4xx with
 //! a JSON body that says what is wrong. If the body still names a callback
@@ -37,8 +38,10 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::journal::Channel;
+use crate::request::Request;
 use crate::router::Router;
-use crate::runtime::{Intake, Runtime, delivery_note};
+use crate::runtime::{Admission, Intake, Runtime, delivery_note};
 
 pub(crate) use reply::json_reply;
 
@@ -60,6 +63,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let runtime = Runtime::new(router, config)?;
+    runtime.recover().await?;
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("reading the listener's address", e))?;
@@ -113,17 +117,11 @@ pub async fn serve(
         grace_s = grace.as_secs_f64(),
         "shutting down: no new connections"
     );
-    runtime.tasks.close();
-    let drained = tokio::time::timeout(grace, async {
-        graceful.shutdown().await;
-        runtime.tasks.wait().await;
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("grace period over: answering FAILED for the requests still running");
-        runtime.cancel.cancel();
-        runtime.tasks.wait().await;
-    }
+    let started = Instant::now();
+    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+    runtime
+        .shutdown(grace.saturating_sub(started.elapsed()))
+        .await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -142,11 +140,14 @@ async fn route(
         (Method::POST, "/invoke") => fc::invoke(runtime, req).await,
         (Method::POST, "/initialize") => fc::initialize(&req),
         (Method::GET, "/pre-stop") => fc::pre_stop(&req),
-        (Method::GET | Method::HEAD, "/healthz") => health(runtime),
-        (_, "/" | "/sync" | "/invoke" | "/initialize" | "/pre-stop" | "/healthz") => json_reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            json!({"error": format!("{} is not allowed on {path}", req.method())}),
-        ),
+        (Method::GET | Method::HEAD, "/healthz") => health(runtime).await,
+        (Method::GET, "/metrics") => metrics(runtime),
+        (_, "/" | "/sync" | "/invoke" | "/initialize" | "/pre-stop" | "/healthz" | "/metrics") => {
+            json_reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"error": format!("{} is not allowed on {path}", req.method())}),
+            )
+        }
         _ => {
             tracing::debug!(%peer, %path, "unknown path");
             json_reply(
@@ -192,7 +193,6 @@ async fn async_mode(
     runtime: &Arc<Runtime>,
     req: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
-    let arrived = Instant::now();
     let body = match read_body(runtime, req).await {
         Ok(body) => body,
         Err(reply) => return reply,
@@ -208,15 +208,63 @@ async fn async_mode(
             )
         }
         Intake::Request(request) => {
-            let request_id = request.request_id.clone();
-            Runtime::span(&request).in_scope(|| tracing::info!("accepted"));
-            runtime.spawn(*request, arrived);
+            let span = Runtime::span(&request);
+            accept_async(runtime, *request).instrument(span).await
+        }
+        intake => reject(runtime, intake, true).await,
+    }
+}
+
+/// Journal an async request and start it, or recognise a redelivery.
+async fn accept_async(runtime: &Arc<Runtime>, request: Request) -> hyper::Response<Full<Bytes>> {
+    let request_id = request.request_id.clone();
+    match runtime.admit(&request, Channel::Async).await {
+        Ok(Admission::Owner) => {
+            tracing::info!("accepted");
+            runtime.spawn_owned(request, Channel::Async);
             json_reply(
                 StatusCode::OK,
                 json!({"accepted": true, "requestId": request_id}),
             )
         }
-        intake => reject(runtime, intake, true).await,
+        Ok(Admission::Joined(_) | Admission::Elsewhere) => {
+            tracing::info!("redelivery of a request in progress; it keeps its one answer");
+            json_reply(
+                StatusCode::OK,
+                json!({"accepted": true, "duplicate": true, "requestId": request_id}),
+            )
+        }
+        Ok(Admission::Answered(response)) => {
+            tracing::info!("redelivery of an answered request; sending the same answer again");
+            runtime.spawn_redelivery(request, *response);
+            json_reply(
+                StatusCode::OK,
+                json!({"accepted": true, "duplicate": true, "requestId": request_id}),
+            )
+        }
+        Ok(Admission::Overloaded) => {
+            tracing::warn!("queue full; answering FAILED");
+            let response = runtime.answer_overloaded(&request, Channel::Async).await;
+            json_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": response.reason, "requestId": request_id}),
+            )
+        }
+        Err(error) => {
+            // Not recorded, so not accepted: answer FAILED rather than leave the stack waiting.
+            tracing::error!(%error, "could not journal the request; answering FAILED");
+            let response = crate::response::Response::failed(
+                &request,
+                crate::dispatch::answer_id(&request),
+                format!("the provider could not record the request: {error}"),
+            );
+            let until = Instant::now() + Duration::from_secs(10);
+            let delivered = runtime.delivery.deliver(&request, &response, until).await;
+            json_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": error.to_string(), "callback": delivery_note(&delivered)}),
+            )
+        }
     }
 }
 
@@ -225,7 +273,6 @@ async fn sync_mode(
     runtime: &Arc<Runtime>,
     req: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
-    let arrived = Instant::now();
     let body = match read_body(runtime, req).await {
         Ok(body) => body,
         Err(reply) => return reply,
@@ -233,10 +280,7 @@ async fn sync_mode(
     match Intake::parse(&body) {
         Intake::Request(request) => {
             let span = Runtime::span(&request);
-            let response = runtime
-                .answer_sync(&request, arrived)
-                .instrument(span.clone())
-                .await;
+            let response = runtime.answer_sync(&request).instrument(span.clone()).await;
             span.in_scope(|| {
                 tracing::info!(status = response.status.as_str(), "answered in the reply")
             });
@@ -281,13 +325,35 @@ pub(crate) async fn reject(
     }
 }
 
-fn health(runtime: &Runtime) -> hyper::Response<Full<Bytes>> {
+async fn health(runtime: &Runtime) -> hyper::Response<Full<Bytes>> {
+    let (status, store) = match runtime.store.check().await {
+        Ok(()) => (
+            StatusCode::OK,
+            json!({"ok": true, "durable": runtime.store.is_durable()}),
+        ),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"ok": false, "error": error.to_string()}),
+        ),
+    };
     json_reply(
-        StatusCode::OK,
+        status,
         json!({
-            "status": "ok",
+            "status": if status == StatusCode::OK { "ok" } else { "unhealthy" },
+            "store": store,
             "resourceTypes": runtime.router.resource_types().collect::<Vec<_>>(),
             "fallback": runtime.router.has_fallback(),
         }),
     )
+}
+
+fn metrics(runtime: &Runtime) -> hyper::Response<Full<Bytes>> {
+    let mut reply = hyper::Response::new(Full::new(Bytes::from(runtime.metrics.encode())));
+    reply.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    reply
 }
