@@ -86,3 +86,8 @@ pub use request::{Request, RequestType};
 pub use response::{Response, Status};
 pub use router::Router;
 pub use server::serve;
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
