@@ -520,4 +520,142 @@ mod tests {
             "{reason}"
         );
     }
+
+    /// Polls until its third attempt, recording that `on_timeout` ran.
+    struct Slow {
+        cleaned_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        finish_at: u32,
+    }
+
+    impl Handler for Slow {
+        type Properties = serde_json::Map<String, Value>;
+        type Error = std::io::Error;
+
+        async fn create(&self, r: CreateRequest<Self::Properties>) -> Result<Created, Self::Error> {
+            assert!(r.context.remaining() > Duration::from_secs(50));
+            Ok(Created::with_id("slow-1")
+                .with_data("Started", true)
+                .in_progress(Duration::from_secs(10), &0u32))
+        }
+        async fn update(
+            &self,
+            _r: UpdateRequest<Self::Properties>,
+        ) -> Result<Updated, Self::Error> {
+            Ok(Updated::new())
+        }
+        async fn delete(
+            &self,
+            _r: DeleteRequest<Self::Properties>,
+        ) -> Result<Deleted, Self::Error> {
+            Ok(Deleted::new())
+        }
+        async fn poll(
+            &self,
+            r: crate::handler::PollRequest<Self::Properties>,
+        ) -> Result<crate::handler::Polled, Self::Error> {
+            let count: u32 = r.state().map_err(std::io::Error::other)?;
+            assert_eq!(r.attempt, count + 1);
+            assert_eq!(r.physical_resource_id.as_deref(), Some("slow-1"));
+            if r.attempt >= self.finish_at {
+                return Ok(crate::handler::Polled::done().with_data("Polls", r.attempt));
+            }
+            Ok(crate::handler::Polled::again(
+                Duration::from_secs(10),
+                &(count + 1),
+            ))
+        }
+        async fn on_timeout(&self, _r: crate::handler::PollRequest<Self::Properties>) {
+            self.cleaned_up
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn slow_router(finish_at: u32) -> (Router, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handler = Slow {
+            cleaned_up: std::sync::Arc::clone(&flag),
+            finish_at,
+        };
+        (Router::new().route("Custom::Slow", handler), flag)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn long_running_work_is_polled_to_completion() {
+        let (router, cleaned_up) = slow_router(3);
+        let r = Request::new(
+            RequestType::Create,
+            "Custom::Slow",
+            "Res",
+            "stack-1",
+            "req-1",
+        );
+        let resp = router
+            .handle(&r, Instant::now() + Duration::from_secs(60))
+            .await;
+        assert_eq!(resp.status, Status::Success, "{:?}", resp.reason);
+        assert_eq!(resp.physical_resource_id, "slow-1");
+        let data = resp.data.expect("data");
+        assert_eq!(data["Started"], true);
+        assert_eq!(data["Polls"], 3);
+        assert!(!cleaned_up.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polling_past_the_deadline_runs_on_timeout_then_fails() {
+        let (router, cleaned_up) = slow_router(u32::MAX);
+        let r = Request::new(
+            RequestType::Create,
+            "Custom::Slow",
+            "Res",
+            "stack-1",
+            "req-1",
+        );
+        let resp = router
+            .handle(&r, Instant::now() + Duration::from_secs(55))
+            .await;
+        assert_eq!(resp.status, Status::Failed);
+        assert!(
+            resp.reason
+                .expect("reason")
+                .starts_with("timed out after 55 s")
+        );
+        assert!(cleaned_up.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn in_progress_without_poll_fails_clearly() {
+        struct Forgetful;
+        impl Handler for Forgetful {
+            type Properties = serde_json::Map<String, Value>;
+            type Error = std::io::Error;
+            async fn create(
+                &self,
+                _r: CreateRequest<Self::Properties>,
+            ) -> Result<Created, Self::Error> {
+                Ok(Created::new().in_progress(Duration::from_millis(1), &()))
+            }
+            async fn update(
+                &self,
+                _r: UpdateRequest<Self::Properties>,
+            ) -> Result<Updated, Self::Error> {
+                Ok(Updated::new())
+            }
+            async fn delete(
+                &self,
+                _r: DeleteRequest<Self::Properties>,
+            ) -> Result<Deleted, Self::Error> {
+                Ok(Deleted::new())
+            }
+        }
+        let router = Router::new().route("Custom::F", Forgetful);
+        let r = Request::new(RequestType::Create, "Custom::F", "Res", "stack-1", "req-1");
+        let resp = router
+            .handle(&r, Instant::now() + Duration::from_secs(5))
+            .await;
+        assert!(
+            resp.reason
+                .expect("reason")
+                .contains("does not implement poll")
+        );
+    }
 }
