@@ -69,6 +69,7 @@ pub mod handlers;
 pub mod invoke;
 pub mod journal;
 pub mod lenient;
+pub mod loadgen;
 mod metrics;
 pub mod physical_id;
 pub mod request;

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             .block_on(cli::serve::run(args))
             .map(|()| ExitCode::SUCCESS),
         Command::Invoke(args) => runtime.block_on(cli::invoke::run(args)),
+        Command::Bench(args) => runtime.block_on(cli::bench::run(args)),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

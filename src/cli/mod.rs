@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+pub(crate) mod bench;
 pub(crate) mod invoke;
 pub(crate) mod serve;
 
@@ -27,6 +28,11 @@ pub(crate) enum Command {
     /// A local callback receiver takes the place of ROS's presigned URLs.
     /// Exits 0 on SUCCESS, 1 on FAILED and 2 when no answer arrives.
     Invoke(invoke::InvokeArgs),
+    /// Play ROS at scale against a provider on this machine (loopback only):
+    /// throughput, latency percentiles, errors and the provider's peak RSS.
+    ///
+    /// Exits 0 when every request succeeded, 1 otherwise.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -1,0 +1,402 @@
+//! A load harness that plays ROS at scale against a provider on this machine.
+//!
+//! It sends `requests` Create requests at `concurrency` (optionally paced to a
+//! rate) to a provider URL and runs the callback receiver itself, so it can
+//! time each round trip: request sent → answer received (at the callback in
+//! async mode, in the reply in sync mode). It reports throughput, latency
+//! percentiles, errors, and the provider's peak RSS when given its pid. It
+//! bounds its own run time and refuses any target that is not loopback.
+//!
+//! `stackhook bench` is its command line; `benches/roundtrip.rs` uses it to
+//! compare stackhook with the floor server.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// The provider's URL: `/` (async), `/sync` or `/invoke`. Loopback only.
+    pub url: String,
+    /// How many requests.
+    pub requests: usize,
+    /// How many in flight at once.
+    pub concurrency: usize,
+    /// Requests per second to pace at; `None` sends as fast as answers allow.
+    pub rate: Option<f64>,
+    /// The resource type to create.
+    pub resource_type: String,
+    /// Its properties.
+    pub properties: Value,
+    /// Stop after this long, whatever is left.
+    pub time_limit: Duration,
+    /// Count a request done when acknowledged, without waiting for its
+    /// answer (for long-running work such as `Custom::Wait`).
+    pub ack_only: bool,
+    /// The provider's pid, to read its peak RSS.
+    pub provider_pid: Option<u32>,
+}
+
+impl LoadPlan {
+    /// A plan of `requests` `Custom::Echo` creates at `concurrency` against `url`.
+    pub fn echo(url: impl Into<String>, requests: usize, concurrency: usize) -> Self {
+        LoadPlan {
+            url: url.into(),
+            requests,
+            concurrency: concurrency.max(1),
+            rate: None,
+            resource_type: "Custom::Echo".into(),
+            properties: json!({"Greeting": "hello"}),
+            time_limit: Duration::from_secs(120),
+            ack_only: false,
+            provider_pid: None,
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct LoadReport {
+    /// Requests sent.
+    pub sent: usize,
+    /// Round trips finished with SUCCESS.
+    pub completed: usize,
+    /// Requests refused, failed, answered FAILED or not answered in time.
+    pub errors: usize,
+    /// Wall time of the run.
+    pub elapsed_s: f64,
+    /// Finished round trips per second.
+    pub throughput: f64,
+    /// Latency percentiles, in milliseconds.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest round trip.
+    pub max_ms: f64,
+    /// The provider's peak resident set, in KiB (Linux only).
+    pub peak_rss_kib: Option<u64>,
+    /// The provider's resident set at the end, in KiB (Linux only).
+    pub rss_kib: Option<u64>,
+    /// The provider's thread count at the end (Linux only).
+    pub threads: Option<u64>,
+}
+
+/// Check that `url` points at this machine.
+///
+/// # Errors
+/// [`Error::Validation`] for any other host.
+pub fn require_loopback(url: &str) -> Result<()> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| Error::Validation {
+        field: "url".into(),
+        message: format!("`{url}` is not a URL: {e}"),
+    })?;
+    let host = parsed.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    };
+    if loopback {
+        Ok(())
+    } else {
+        Err(Error::Validation {
+            field: "url".into(),
+            message: "the load harness only targets loopback (127.0.0.0/8, ::1, localhost)".into(),
+        })
+    }
+}
+
+/// Per-request timings, shared with the callback receiver.
+struct Timings {
+    origin: Instant,
+    /// Nanoseconds after `origin` the request was sent (0: not yet).
+    sent: Vec<AtomicU64>,
+    /// Nanoseconds after `origin` its answer arrived (0: not yet).
+    answered: Vec<AtomicU64>,
+    successes: AtomicUsize,
+    failures: AtomicUsize,
+    done: Notify,
+}
+
+impl Timings {
+    fn stamp(&self, slot: &AtomicU64) {
+        let nanos = self.origin.elapsed().as_nanos().max(1) as u64;
+        let _ = slot.compare_exchange(0, nanos, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    fn answer(&self, index: usize, success: bool) {
+        let Some(slot) = self.answered.get(index) else {
+            return;
+        };
+        if slot.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        self.stamp(slot);
+        if success {
+            self.successes.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.failures.fetch_add(1, Ordering::AcqRel);
+        }
+        self.done.notify_waiters();
+    }
+
+    fn finished(&self) -> usize {
+        self.successes.load(Ordering::Acquire) + self.failures.load(Ordering::Acquire)
+    }
+}
+
+/// Whether a response body says SUCCESS, without a full parse.
+fn says_success(body: &[u8]) -> bool {
+    let needle = br#""Status":"SUCCESS""#;
+    body.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The request index in a callback URI (`...?rid=N&...`).
+fn index_of(uri: &http::Uri) -> Option<usize> {
+    uri.query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("rid="))
+        .and_then(|n| n.parse().ok())
+}
+
+async fn start_receiver(timings: Arc<Timings>) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .map_err(|e| Error::io("binding the callback receiver", e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the receiver's address", e))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let timings = Arc::clone(&timings);
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<Incoming>| {
+                    let timings = Arc::clone(&timings);
+                    async move {
+                        let index = index_of(req.uri());
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        if let Some(index) = index {
+                            timings.answer(index, says_success(&body));
+                        }
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                            b"{}",
+                        ))))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn request_body(plan: &LoadPlan, run: &str, index: usize, callback: SocketAddr) -> Vec<u8> {
+    json!({
+        "RequestType": "Create",
+        "RequestId": format!("{run}-{index}"),
+        "ResponseURL": format!("http://{callback}/cb?rid={index}&Signature=load"),
+        "ResourceType": plan.resource_type,
+        "LogicalResourceId": format!("Load{index}"),
+        "StackId": format!("{run}-stack"),
+        "StackName": "load",
+        "ResourceOwnerId": "123456789",
+        "CallerId": "123456789",
+        "RegionId": "cn-hangzhou",
+        "ResourceProperties": plan.properties,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Run `plan` and report.
+///
+/// # Errors
+/// [`Error::Validation`] for a non-loopback URL; [`Error::Io`] when the
+/// callback receiver cannot start.
+pub async fn run(plan: &LoadPlan) -> Result<LoadReport> {
+    require_loopback(&plan.url)?;
+    let path = plan
+        .url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let sync = path.ends_with("/sync");
+    let timings = Arc::new(Timings {
+        origin: Instant::now(),
+        sent: (0..plan.requests).map(|_| AtomicU64::new(0)).collect(),
+        answered: (0..plan.requests).map(|_| AtomicU64::new(0)).collect(),
+        successes: AtomicUsize::new(0),
+        failures: AtomicUsize::new(0),
+        done: Notify::new(),
+    });
+    let callback = start_receiver(Arc::clone(&timings)).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(plan.concurrency)
+        .tcp_nodelay(true)
+        .timeout(plan.time_limit)
+        .build()
+        .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+    let run_id = format!("load{:x}", rand::random::<u64>());
+    let deadline = Instant::now() + plan.time_limit;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let pacing = plan
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
+
+    let mut workers = Vec::with_capacity(plan.concurrency);
+    for _ in 0..plan.concurrency.min(plan.requests.max(1)) {
+        let (client, timings, next, plan) = (
+            client.clone(),
+            Arc::clone(&timings),
+            Arc::clone(&next),
+            plan.clone(),
+        );
+        let run_id = run_id.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let index = next.fetch_add(1, Ordering::AcqRel);
+                if index >= plan.requests || Instant::now() >= deadline {
+                    return;
+                }
+                if let Some(interval) = pacing {
+                    tokio::time::sleep_until(started + interval * index as u32).await;
+                }
+                let body = request_body(&plan, &run_id, index, callback);
+                timings.stamp(&timings.sent[index]);
+                let reply = client
+                    .post(&plan.url)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let (ok, reply_body) = match reply {
+                    Ok(reply) => {
+                        let ok = reply.status().is_success();
+                        (ok, reply.bytes().await.unwrap_or_default())
+                    }
+                    Err(_) => (false, Bytes::new()),
+                };
+                if !ok {
+                    timings.answer(index, false);
+                } else if sync {
+                    timings.answer(index, says_success(&reply_body));
+                } else if plan.ack_only {
+                    timings.answer(index, true);
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let sent = next.load(Ordering::Acquire).min(plan.requests);
+    while timings.finished() < sent {
+        let notified = timings.done.notified();
+        if timings.finished() >= sent || tokio::time::timeout_at(deadline, notified).await.is_err()
+        {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+
+    let mut latencies: Vec<u64> = (0..sent)
+        .filter_map(|i| {
+            let s = timings.sent[i].load(Ordering::Acquire);
+            let a = timings.answered[i].load(Ordering::Acquire);
+            (s != 0 && a >= s).then(|| a - s)
+        })
+        .collect();
+    latencies.sort_unstable();
+    let percentile = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
+        latencies[rank.clamp(1, latencies.len()) - 1] as f64 / 1e6
+    };
+    let completed = timings.successes.load(Ordering::Acquire);
+    let (peak_rss_kib, rss_kib, threads) = plan.provider_pid.map(process_stats).unwrap_or_default();
+    Ok(LoadReport {
+        sent,
+        completed,
+        errors: sent - completed,
+        elapsed_s: elapsed.as_secs_f64(),
+        throughput: completed as f64 / elapsed.as_secs_f64().max(1e-9),
+        p50_ms: percentile(50.0),
+        p90_ms: percentile(90.0),
+        p99_ms: percentile(99.0),
+        max_ms: percentile(100.0),
+        peak_rss_kib,
+        rss_kib,
+        threads,
+    })
+}
+
+/// Peak RSS, current RSS (KiB) and thread count of `pid`, from /proc.
+pub fn process_stats(pid: u32) -> (Option<u64>, Option<u64>, Option<u64>) {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return (None, None, None);
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+    };
+    (field("VmHWM:"), field("VmRSS:"), field("Threads:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets() {
+        assert!(require_loopback("http://127.0.0.1:9000/").is_ok());
+        assert!(require_loopback("http://[::1]:9000/sync").is_ok());
+        assert!(require_loopback("http://localhost:9000/").is_ok());
+        assert!(require_loopback("http://10.0.0.1:9000/").is_err());
+        assert!(require_loopback("https://example.com/").is_err());
+        assert!(require_loopback("not a url").is_err());
+    }
+
+    #[test]
+    fn reads_the_request_index_and_status() {
+        let uri: http::Uri = "/cb?rid=42&Signature=x".parse().expect("uri");
+        assert_eq!(index_of(&uri), Some(42));
+        assert!(says_success(br#"{"Status":"SUCCESS","RequestId":"a"}"#));
+        assert!(!says_success(br#"{"Status":"FAILED"}"#));
+    }
+}
