@@ -143,8 +143,8 @@ mod tests {
 
     #[test]
     fn display_names_code_status_and_request() {
-        let e = ApiError::new("ROS", 404, "StackGroupOperationNotFound", "gone")
-            .with_request_id("R-1");
+        let e =
+            ApiError::new("ROS", 404, "StackGroupOperationNotFound", "gone").with_request_id("R-1");
         assert_eq!(
             e.to_string(),
             "ROS StackGroupOperationNotFound (HTTP 404): gone [RequestId R-1]"

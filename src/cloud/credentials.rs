@@ -292,7 +292,10 @@ mod tests {
         let a = AlibabaCredentials::new("id", "topsecret").with_security_token("tokentoken");
         let h = HuaweiCredentials::new("ak", "topsecret").with_security_token("tokentoken");
         for text in [format!("{a:?}"), format!("{h:?}")] {
-            assert!(!text.contains("topsecret") && !text.contains("tokentoken"), "{text}");
+            assert!(
+                !text.contains("topsecret") && !text.contains("tokentoken"),
+                "{text}"
+            );
         }
     }
 }

@@ -36,11 +36,11 @@ pub mod api_error;
 mod clock;
 pub mod credentials;
 mod encode;
-mod transport;
 pub mod huawei;
 pub mod oos;
 pub mod retry;
 pub mod ros;
+mod transport;
 mod validate;
 
 pub use api_error::{ApiError, ApiErrorKind};

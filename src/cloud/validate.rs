@@ -5,7 +5,10 @@ use crate::error::{Error, Result};
 /// `value` must not be empty (nor only whitespace).
 pub(crate) fn required(field: &str, value: &str) -> Result<()> {
     if value.trim().is_empty() {
-        return Err(Error::validation(field, "is required and must not be empty"));
+        return Err(Error::validation(
+            field,
+            "is required and must not be empty",
+        ));
     }
     Ok(())
 }
@@ -72,8 +75,13 @@ mod tests {
             e.to_string(),
             "invalid UniqueId: must be 1 to 64 characters long, not 65"
         );
-        let e = chars("ClientToken", "a b", |c| c.is_ascii_alphanumeric(), "letters")
-            .expect_err("space");
+        let e = chars(
+            "ClientToken",
+            "a b",
+            |c| c.is_ascii_alphanumeric(),
+            "letters",
+        )
+        .expect_err("space");
         assert!(e.to_string().contains("ClientToken"));
         assert!(required("StackId", " ").is_err());
         assert!(uuid("stack_id", "4a6c9851-3b0f-4f5f-b4ca-a14bf691ffff").is_ok());

@@ -21,8 +21,8 @@ use crate::cloud::api_error::ApiError;
 use crate::cloud::clock;
 use crate::cloud::credentials::AlibabaCredentials;
 use crate::cloud::encode::canonical_query;
-use crate::cloud::transport::{self, Reply, Verdict};
 use crate::cloud::retry::{self, RetryPolicy};
+use crate::cloud::transport::{self, Reply, Verdict};
 use crate::error::{Error, Result};
 
 /// Which Alibaba signature to use.
@@ -240,11 +240,8 @@ impl RpcClient {
                 if let Some(token) = self.credentials.security_token() {
                     all.push(("SecurityToken".into(), token.into()));
                 }
-                let signature = signature_v2::signature(
-                    "POST",
-                    &all,
-                    self.credentials.access_key_secret(),
-                );
+                let signature =
+                    signature_v2::signature("POST", &all, self.credentials.access_key_secret());
                 all.push(("Signature".into(), signature));
                 url.set_query(non_empty(&canonical_query(&all)));
                 insert(&mut headers, "host", &host)?;
@@ -266,7 +263,9 @@ fn insert(headers: &mut HeaderMap, name: &str, value: &str) -> Result<()> {
         .map_err(|_| Error::Credentials(format!("{name} is not a valid header name")))?;
     // Keys and tokens are the only free-form header values; never echo them.
     let value = HeaderValue::from_str(value).map_err(|_| {
-        Error::Credentials(format!("the value for header {name} has invalid characters"))
+        Error::Credentials(format!(
+            "the value for header {name} has invalid characters"
+        ))
     })?;
     headers.insert(name, value);
     Ok(())
@@ -390,7 +389,10 @@ mod tests {
             )
             .expect("signs");
         let query = signed.url.query().expect("query");
-        assert!(query.contains("Timestamp=2023-10-26T10%3A22%3A32Z"), "{query}");
+        assert!(
+            query.contains("Timestamp=2023-10-26T10%3A22%3A32Z"),
+            "{query}"
+        );
         assert!(query.contains("Format=JSON"));
         let mut all: Vec<(String, String)> = url::form_urlencoded_pairs(query);
         all.retain(|(k, _)| k != "Signature");
@@ -452,8 +454,14 @@ mod tests {
 
     #[test]
     fn parses_signature_versions() {
-        assert_eq!("v2".parse::<SignatureVersion>().ok(), Some(SignatureVersion::V2));
-        assert_eq!("V3".parse::<SignatureVersion>().ok(), Some(SignatureVersion::V3));
+        assert_eq!(
+            "v2".parse::<SignatureVersion>().ok(),
+            Some(SignatureVersion::V2)
+        );
+        assert_eq!(
+            "V3".parse::<SignatureVersion>().ok(),
+            Some(SignatureVersion::V3)
+        );
         assert!("v4".parse::<SignatureVersion>().is_err());
     }
 

@@ -127,7 +127,10 @@ mod tests {
     #[test]
     fn reproduces_the_doc_vector() {
         let query = pairs(&[
-            ("ImageId", "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd"),
+            (
+                "ImageId",
+                "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
+            ),
             ("RegionId", "cn-shanghai"),
         ]);
         let headers = pairs(&[

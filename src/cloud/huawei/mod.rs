@@ -3,4 +3,4 @@
 pub mod rfs;
 pub mod signer;
 
-
+pub use rfs::RfsClient;
