@@ -68,7 +68,11 @@ async fn signal_resource_is_signed_with_v3_and_carries_every_parameter() {
         assert_eq!(seen.param(name), Some(value), "{name}");
     }
     // RFC 3986 on the wire: a space is %20, never +.
-    assert!(seen.raw_query.contains("UniqueId=signal%201"), "{}", seen.raw_query);
+    assert!(
+        seen.raw_query.contains("UniqueId=signal%201"),
+        "{}",
+        seen.raw_query
+    );
 }
 
 #[tokio::test]
@@ -140,7 +144,11 @@ async fn stack_group_operation_not_found_is_typed_and_not_retried() {
     assert!(error.is_stack_group_operation_not_found());
     assert_eq!(error.kind(), ApiErrorKind::StackGroupOperationNotFound);
     assert_eq!(
-        (error.http_status, error.request_id.as_deref(), error.attempts),
+        (
+            error.http_status,
+            error.request_id.as_deref(),
+            error.attempts
+        ),
         (404, Some("req-StackGroupOperationNotFound"), 1)
     );
     assert!(!error.retryable);
@@ -171,8 +179,10 @@ async fn documented_client_errors_are_not_retried() {
 #[tokio::test]
 async fn transient_errors_are_retried_with_fresh_signatures() {
     let mock = alibaba(vec![
-        Reply::alibaba_error(400, "Throttling.User", "slow down")
-            .with_header("x-ratelimit-user-api", "Limit:1,Remain:0,TimeLeft:20,Reset:1"),
+        Reply::alibaba_error(400, "Throttling.User", "slow down").with_header(
+            "x-ratelimit-user-api",
+            "Limit:1,Remain:0,TimeLeft:20,Reset:1",
+        ),
         Reply::alibaba_error(503, "ServiceUnavailable", "busy"),
         Reply::alibaba_error(500, "InternalError", "oops"),
     ])
@@ -193,7 +203,11 @@ async fn transient_errors_are_retried_with_fresh_signatures() {
 #[tokio::test]
 async fn last_token_processing_and_bare_5xx_are_retried() {
     let mock = alibaba(vec![
-        Reply::alibaba_error(400, "LastTokenProcessing", "the last token request is processing"),
+        Reply::alibaba_error(
+            400,
+            "LastTokenProcessing",
+            "the last token request is processing",
+        ),
         Reply::Http {
             status: 502,
             headers: vec![],
@@ -215,7 +229,11 @@ async fn throttling_until_the_end_reports_exhaustion() {
             key_id: "testid".into(),
             secret: "testsecret".into(),
         },
-        Reply::alibaba_error(400, "Throttling", "Request was denied due to request throttling."),
+        Reply::alibaba_error(
+            400,
+            "Throttling",
+            "Request was denied due to request throttling.",
+        ),
         vec![],
     )
     .await;
@@ -244,7 +262,10 @@ async fn dropped_connections_are_retried_then_reported() {
         .signal_resource(&signal())
         .await
         .expect_err("never answers");
-    assert!(matches!(error, Error::Transport { service: "ROS", .. }), "{error}");
+    assert!(
+        matches!(error, Error::Transport { service: "ROS", .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("after 4 attempts"), "{error}");
 }
 
@@ -312,9 +333,11 @@ async fn invalid_requests_are_not_sent() {
 
 #[tokio::test]
 async fn wait_condition_signal_posts_json_with_the_handle_headers() {
-    let mock = MockCloud::start(Verify::Nothing, Reply::json(200, "{}"), vec![
-        Reply::alibaba_error(503, "ServiceUnavailable", "busy"),
-    ])
+    let mock = MockCloud::start(
+        Verify::Nothing,
+        Reply::json(200, "{}"),
+        vec![Reply::alibaba_error(503, "ServiceUnavailable", "busy")],
+    )
     .await;
     let url = format!("{}/handle?Expires=1&Signature=abc", mock.url());
     let headers = vec![("x-ros-wait-condition".to_string(), "token".to_string())];
@@ -327,7 +350,10 @@ async fn wait_condition_signal_posts_json_with_the_handle_headers() {
     let seen = mock.seen();
     assert_eq!(seen.len(), 2);
     let last = &seen[1];
-    assert_eq!((last.method.as_str(), last.path.as_str()), ("POST", "/handle"));
+    assert_eq!(
+        (last.method.as_str(), last.path.as_str()),
+        ("POST", "/handle")
+    );
     assert_eq!(last.param("Signature"), Some("abc"));
     assert_eq!(last.header("x-ros-wait-condition"), Some("token"));
     assert_eq!(last.header("content-type"), Some("application/json"));

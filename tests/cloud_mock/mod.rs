@@ -231,7 +231,11 @@ async fn handle(
     state: &Mutex<State>,
 ) -> Result<hyper::Response<Full<Bytes>>, Dropped> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let raw_query = parts.uri.query().unwrap_or("").to_string();
     let query = decode_query(&raw_query);
     let mut seen = Seen {
@@ -264,7 +268,9 @@ async fn handle(
                 .pop_front()
                 .unwrap_or_else(|| state.default.clone()),
             Err(why) => match state.verify {
-                Verify::Alibaba { .. } | Verify::Nothing => Reply::alibaba_error(403, "SignatureDoesNotMatch", &why),
+                Verify::Alibaba { .. } | Verify::Nothing => {
+                    Reply::alibaba_error(403, "SignatureDoesNotMatch", &why)
+                }
                 Verify::Huawei { .. } => Reply::json(
                     401,
                     &serde_json::json!({"error_code": "APIGW.0301", "error_msg": why}).to_string(),
@@ -343,10 +349,8 @@ fn escape(text: &str) -> String {
 }
 
 fn sorted_query(pairs: &[(String, String)]) -> String {
-    let mut encoded: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (escape(k), escape(v)))
-        .collect();
+    let mut encoded: Vec<(String, String)> =
+        pairs.iter().map(|(k, v)| (escape(k), escape(v))).collect();
     encoded.sort();
     encoded
         .iter()
@@ -465,7 +469,11 @@ fn verify_v3(
     let canonical = format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         seen.method,
-        if seen.path.is_empty() { "/" } else { &seen.path },
+        if seen.path.is_empty() {
+            "/"
+        } else {
+            &seen.path
+        },
         sorted_query(&seen.query),
         canonical_headers,
         signed_headers,
@@ -478,7 +486,10 @@ fn verify_v3(
             "signature mismatch; canonical request was {canonical:?}"
         ));
     }
-    let nonce = seen.header("x-acs-signature-nonce").unwrap_or("").to_string();
+    let nonce = seen
+        .header("x-acs-signature-nonce")
+        .unwrap_or("")
+        .to_string();
     Ok(("v3", Some(nonce)))
 }
 
@@ -513,7 +524,9 @@ fn verify_v2(
     mac.update(to_sign.as_bytes());
     let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     if expected != signature {
-        return Err(format!("signature mismatch; string to sign was {to_sign:?}"));
+        return Err(format!(
+            "signature mismatch; string to sign was {to_sign:?}"
+        ));
     }
     Ok(("v2", seen.param("SignatureNonce").map(str::to_string)))
 }
@@ -602,7 +615,10 @@ fn verifier_accepts_the_spec_golden() {
         ("x-acs-date", "2023-10-26T10:22:32Z"),
         ("x-acs-signature-nonce", "3156853299f313e23d1673dc12e1703d"),
         ("accept", "application/json"),
-        ("x-acs-content-sha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        (
+            "x-acs-content-sha256",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ),
         ("x-acs-credentials-provider", "static_sts"),
         ("x-acs-accesskey-id", "YourAccessKeyId"),
         ("x-acs-security-token", "YourSecurityToken"),
@@ -624,11 +640,20 @@ fn verifier_accepts_the_spec_golden() {
         verify_v3(&seen, auth, "YourAccessKeyId", "YourAccessKeySecret", false),
         Ok(("v3", Some("3156853299f313e23d1673dc12e1703d".to_string())))
     );
-    let err = verify_v3(&seen, auth, "YourAccessKeyId", "YourAccessKeySecret", true)
-        .expect_err("stale");
+    let err =
+        verify_v3(&seen, auth, "YourAccessKeyId", "YourAccessKeySecret", true).expect_err("stale");
     assert!(err.contains("15 minutes"), "{err}");
     let tampered = auth.replace("Signature=6b", "Signature=7b");
-    assert!(verify_v3(&seen, &tampered, "YourAccessKeyId", "YourAccessKeySecret", false).is_err());
+    assert!(
+        verify_v3(
+            &seen,
+            &tampered,
+            "YourAccessKeyId",
+            "YourAccessKeySecret",
+            false
+        )
+        .is_err()
+    );
     assert_eq!(parse_date("2023-10-26T10:22:32Z"), Some(1_698_315_752));
     assert_eq!(unescape("ok+note%20x"), "ok note x");
 }
