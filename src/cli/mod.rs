@@ -1,6 +1,10 @@
 //! The command line: one file per subcommand.
 
 pub(crate) mod invoke;
+pub(crate) mod oos;
+pub(crate) mod outcome;
+pub(crate) mod rfs;
+pub(crate) mod ros;
 pub(crate) mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,6 +31,15 @@ pub(crate) enum Command {
     /// A local callback receiver takes the place of ROS's presigned URLs.
     /// Exits 0 on SUCCESS, 1 on FAILED and 2 when no answer arrives.
     Invoke(invoke::InvokeArgs),
+    /// Alibaba Cloud ROS calls: signal-resource, stop-stack-group-operation, signal-wait-condition.
+    #[command(subcommand, after_help = outcome::EXIT_CODES)]
+    Ros(ros::RosCommand),
+    /// Alibaba Cloud OOS calls: notify-execution.
+    #[command(subcommand, after_help = outcome::EXIT_CODES)]
+    Oos(oos::OosCommand),
+    /// Huawei Cloud RFS calls: list-execution-plans, continue-rollback, update-stack.
+    #[command(subcommand, after_help = outcome::EXIT_CODES)]
+    Rfs(rfs::RfsCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
