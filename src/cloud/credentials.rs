@@ -12,6 +12,7 @@
 //! Nothing here is ever logged: the `Debug` impls print the key id only.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -221,6 +222,67 @@ impl HuaweiCredentials {
     /// The default project id.
     pub fn project_id(&self) -> Option<&str> {
         self.project_id.as_deref()
+    }
+}
+
+/// Where credentials are read from, resolved anew on every call: the process
+/// environment by default, or a function (tests, other secret stores).
+#[derive(Clone)]
+pub struct EnvLookup(Arc<dyn Fn(&str) -> Option<String> + Send + Sync>);
+
+impl EnvLookup {
+    /// The process environment.
+    pub fn process() -> Self {
+        EnvLookup(Arc::new(|name| std::env::var(name).ok()))
+    }
+
+    /// A fixed set of variables (nothing else is visible).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let map: std::collections::HashMap<String, String> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        EnvLookup(Arc::new(move |name| map.get(name).cloned()))
+    }
+
+    /// Variables from a function.
+    pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        EnvLookup(Arc::new(lookup))
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+    }
+
+    /// Alibaba credentials from these variables.
+    ///
+    /// # Errors
+    /// [`Error::Credentials`] naming the missing variable.
+    pub fn alibaba(&self) -> Result<AlibabaCredentials> {
+        AlibabaCredentials::from_lookup(|name| self.get(name))
+    }
+
+    /// Huawei credentials from these variables.
+    ///
+    /// # Errors
+    /// [`Error::Credentials`] naming the missing variable.
+    pub fn huawei(&self) -> Result<HuaweiCredentials> {
+        HuaweiCredentials::from_lookup(|name| self.get(name))
+    }
+}
+
+impl Default for EnvLookup {
+    fn default() -> Self {
+        EnvLookup::process()
+    }
+}
+
+impl fmt::Debug for EnvLookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnvLookup")
     }
 }
 

@@ -44,5 +44,5 @@ mod transport;
 mod validate;
 
 pub use api_error::{ApiError, ApiErrorKind};
-pub use credentials::{AlibabaCredentials, HuaweiCredentials};
+pub use credentials::{AlibabaCredentials, EnvLookup, HuaweiCredentials};
 pub use retry::RetryPolicy;

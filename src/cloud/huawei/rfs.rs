@@ -56,6 +56,19 @@ pub struct Agency {
 }
 
 impl Agency {
+    /// An agency from its parts ([`UpdateStackRequest::validate`] checks
+    /// that exactly one reference is given).
+    pub fn new(
+        provider_name: impl Into<String>,
+        agency_name: Option<String>,
+        agency_urn: Option<String>,
+    ) -> Self {
+        Agency {
+            provider_name: provider_name.into(),
+            agency_name,
+            agency_urn,
+        }
+    }
     /// An agency given by name.
     pub fn by_name(provider_name: impl Into<String>, agency_name: impl Into<String>) -> Self {
         Agency {
