@@ -45,7 +45,7 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-fn signal_args<'a>(url: &'a str) -> Vec<&'a str> {
+fn signal_args(url: &str) -> Vec<&str> {
     vec![
         "ros",
         "signal-resource",

@@ -363,3 +363,24 @@ async fn wait_condition_signal_posts_json_with_the_handle_headers() {
         serde_json::json!({"status": "FAILURE", "id": "node-1", "reason": "disk full"})
     );
 }
+
+#[tokio::test]
+async fn transport_errors_never_show_the_signed_url() {
+    let dead = MockCloud::start(Verify::Nothing, Reply::Drop, vec![]).await;
+    let ros = RosClient::new(
+        AlibabaCredentials::new("testid", "testsecret").with_security_token("sts-secret-token"),
+    )
+    .with_endpoint(&dead.url())
+    .expect("endpoint")
+    .with_signature_version(SignatureVersion::V2)
+    .with_retry(RetryPolicy::never());
+    let error = ros
+        .signal_resource(&signal())
+        .await
+        .expect_err("unreachable");
+    let text = stackhook::error::error_chain(&error);
+    assert!(
+        !text.contains("sts-secret-token") && !text.contains("Signature="),
+        "{text}"
+    );
+}

@@ -228,7 +228,9 @@ impl HuaweiCredentials {
 /// Where credentials are read from, resolved anew on every call: the process
 /// environment by default, or a function (tests, other secret stores).
 #[derive(Clone)]
-pub struct EnvLookup(Arc<dyn Fn(&str) -> Option<String> + Send + Sync>);
+pub struct EnvLookup(Arc<LookupFn>);
+
+type LookupFn = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 impl EnvLookup {
     /// The process environment.

@@ -121,10 +121,12 @@ pub(crate) async fn attempts<T>(
                 Verdict::Fail(error) => return Err(with_attempts(error, attempt, false)),
                 Verdict::Retry { error, time_left } => (error, time_left),
             },
+            // The URL can carry a V2 signature, an STS token or a presigned
+            // query: never let it into a message.
             Err(error) => (
                 Error::Transport {
                     service,
-                    message: format!("{action}: {}", error_chain(&error)),
+                    message: format!("{action}: {}", error_chain(&error.without_url())),
                 },
                 None,
             ),

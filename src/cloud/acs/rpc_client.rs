@@ -73,13 +73,22 @@ pub struct RpcClient {
     http: Option<reqwest::Client>,
 }
 
-/// One signed request, ready to send.
-#[derive(Debug)]
+/// One signed request, ready to send. Its `Debug` shows the path and the
+/// header names only: the query and headers hold signatures and tokens.
 pub struct SignedRequest {
     /// The full URL, query included.
     pub url: Url,
     /// Every header to send.
     pub headers: HeaderMap,
+}
+
+impl std::fmt::Debug for SignedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedRequest")
+            .field("path", &self.url.path())
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RpcClient {
@@ -409,7 +418,7 @@ mod tests {
             "ROS",
             "2019-09-10",
             transport::parse_endpoint("http://127.0.0.1:9").expect("valid"),
-            AlibabaCredentials::new("id", "secret").with_security_token("tok"),
+            AlibabaCredentials::new("id", "secret").with_security_token("sts-value-123"),
         );
         let signed = c
             .sign(
@@ -421,10 +430,15 @@ mod tests {
             .expect("signs");
         assert_eq!(signed.url.query(), Some("NotifyNote=a%20b"));
         assert_eq!(signed.headers["host"], "127.0.0.1:9");
-        assert_eq!(signed.headers["x-acs-security-token"], "tok");
+        assert_eq!(signed.headers["x-acs-security-token"], "sts-value-123");
         let auth = signed.headers["authorization"].to_str().expect("ascii");
         assert!(auth.contains("x-acs-security-token"), "{auth}");
         assert!(!auth.contains("secret"));
+        let debug = format!("{signed:?}");
+        assert!(
+            !debug.contains("sts-value-123") && !debug.contains("Signature="),
+            "{debug}"
+        );
     }
 
     #[test]
