@@ -384,3 +384,25 @@ async fn transport_errors_never_show_the_signed_url() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn tokens_echoed_by_the_gateway_are_redacted() {
+    let mock = alibaba(vec![Reply::alibaba_error(
+        400,
+        "IncompleteSignature",
+        "The request signature does not conform to Aliyun standards. server string to sign is:POST&%2F&SecurityToken%3Dsts-secret-token",
+    )])
+    .await;
+    let ros = RosClient::new(
+        AlibabaCredentials::new("testid", "testsecret").with_security_token("sts-secret-token"),
+    )
+    .with_endpoint(&mock.url())
+    .expect("endpoint");
+    let error = api(ros.signal_resource(&signal()).await.expect_err("refused"));
+    assert!(
+        !error.message.contains("sts-secret-token"),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains("<redacted>"), "{}", error.message);
+}

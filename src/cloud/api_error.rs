@@ -104,6 +104,28 @@ impl ApiError {
         }
     }
 
+    /// Remove `secret` (raw, percent-encoded once or twice) from the message
+    /// and details. Gateways echo their canonical request or string to sign
+    /// on signature errors, and those can hold the STS token.
+    pub(crate) fn redact(&mut self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let once = crate::cloud::encode::percent_encode(secret);
+        let twice = crate::cloud::encode::percent_encode(&once);
+        let scrub = |text: &mut String| {
+            for form in [secret, &once, &twice] {
+                if text.contains(form) {
+                    *text = text.replace(form, "<redacted>");
+                }
+            }
+        };
+        scrub(&mut self.message);
+        for (_, message) in &mut self.details {
+            scrub(message);
+        }
+    }
+
     /// Whether ROS said the stack-group operation does not exist.
     pub fn is_stack_group_operation_not_found(&self) -> bool {
         self.kind() == ApiErrorKind::StackGroupOperationNotFound
@@ -150,6 +172,21 @@ mod tests {
             "ROS StackGroupOperationNotFound (HTTP 404): gone [RequestId R-1]"
         );
         assert!(e.is_stack_group_operation_not_found());
+    }
+
+    #[test]
+    fn redacts_tokens_in_every_encoding() {
+        let mut e = ApiError::new(
+            "ROS",
+            400,
+            "SignatureDoesNotMatch",
+            "string to sign: SecurityToken%3Da%252Bb / a+b / a%2Bb",
+        );
+        e.redact("a+b");
+        assert_eq!(
+            e.message,
+            "string to sign: SecurityToken%3D<redacted> / <redacted> / <redacted>"
+        );
     }
 
     #[test]

@@ -174,7 +174,21 @@ impl RpcClient {
                 let signed = self.sign(action, params, SystemTime::now(), &nonce)?;
                 Ok(client.post(signed.url).headers(signed.headers))
             },
-            |reply| judge(service, action, reply),
+            |reply| {
+                let mut verdict = judge(service, action, reply);
+                if let (
+                    Some(token),
+                    Verdict::Retry {
+                        error: Error::Api(api),
+                        ..
+                    }
+                    | Verdict::Fail(Error::Api(api)),
+                ) = (self.credentials.security_token(), &mut verdict)
+                {
+                    api.redact(token);
+                }
+                verdict
+            },
         )
         .await
     }

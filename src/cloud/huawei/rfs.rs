@@ -677,6 +677,9 @@ impl RfsClient {
                 if request_id.is_some() {
                     error.request_id = request_id;
                 }
+                if let Some(token) = self.credentials.security_token() {
+                    error.redact(token);
+                }
                 let retryable = reply.status == 429 || reply.status >= 500;
                 let error = Error::Api(Box::new(error));
                 if retryable {
