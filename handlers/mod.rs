@@ -9,13 +9,26 @@
 //! | `Custom::Echo` | [`Echo`] | returns its properties as Data; `FailWith` makes it fail |
 //! | `Custom::RandomString` | [`RandomString`] | a random string, stable across updates that do not change how it is generated |
 //! | `Custom::Wait` | [`Wait`] | waits `Seconds` by polling (a model for long-running work) |
+//! | `Custom::ResourceSignal` | [`ResourceSignal`] | ROS `SignalResource` on Create and Update |
+//! | `Custom::OosExecutionNotify` | [`OosExecutionNotify`] | OOS `NotifyExecution` (approve, reject, resume…) on Create and Update |
+//! | `Custom::RfsStackSettings` | [`RfsStackSettings`] | Huawei RFS `UpdateStack`, then the latest execution plan's status in Data |
+//!
+//! The three cloud handlers read their credentials from the environment on
+//! every request, so the server starts without them and a request that
+//! needs them fails naming the missing variable.
 
 pub mod echo;
+pub mod oos_execution_notify;
 pub mod random_string;
+pub mod resource_signal;
+pub mod rfs_stack_settings;
 pub mod wait;
 
 pub use echo::Echo;
+pub use oos_execution_notify::OosExecutionNotify;
 pub use random_string::RandomString;
+pub use resource_signal::ResourceSignal;
+pub use rfs_stack_settings::RfsStackSettings;
 pub use wait::Wait;
 
 use crate::Router;
@@ -27,4 +40,7 @@ pub fn builtin_router(secret_key: &[u8]) -> Router {
         .route(Echo::RESOURCE_TYPE, Echo)
         .route(RandomString::RESOURCE_TYPE, RandomString::new(secret_key))
         .route(Wait::RESOURCE_TYPE, Wait)
+        .route(ResourceSignal::RESOURCE_TYPE, ResourceSignal::new())
+        .route(OosExecutionNotify::RESOURCE_TYPE, OosExecutionNotify::new())
+        .route(RfsStackSettings::RESOURCE_TYPE, RfsStackSettings::new())
 }

@@ -57,9 +57,42 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// A cloud API answered with an error (after any retries).
+    #[error(transparent)]
+    Api(Box<crate::cloud::ApiError>),
+
+    /// Cloud credentials are missing or unusable; the message names the
+    /// variable or header.
+    #[error("credentials: {0}")]
+    Credentials(String),
+
+    /// A cloud API could not be reached, or its answer could not be read.
+    #[error("{service}: {message}")]
+    Transport {
+        /// The service called (`ROS`, `OOS`, `RFS`).
+        service: &'static str,
+        /// What failed, with attempts made.
+        message: String,
+    },
 }
 
 impl Error {
+    /// The service's error answer, when this is [`Error::Api`].
+    pub fn api(&self) -> Option<&crate::cloud::ApiError> {
+        match self {
+            Error::Api(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

@@ -58,7 +58,9 @@
 //! - [`server`]: the hyper receiver (async, sync and Function Compute modes).
 //! - [`sink`]: a local callback receiver, for tools and tests.
 //! - [`handlers`]: the built-in handlers the `stackhook` binary ships.
+//! - [`cloud`]: signed clients for ROS, OOS and Huawei RFS (outbound calls).
 
+pub mod cloud;
 pub mod config;
 pub mod delivery;
 mod dispatch;

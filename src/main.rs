@@ -27,6 +27,9 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Command::Invoke(args) => runtime.block_on(cli::invoke::run(args)),
         Command::Bench(args) => runtime.block_on(cli::bench::run(args)),
+        Command::Ros(command) => Ok(runtime.block_on(cli::ros::run(command))),
+        Command::Oos(command) => Ok(runtime.block_on(cli::oos::run(command))),
+        Command::Rfs(command) => Ok(runtime.block_on(cli::rfs::run(command))),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

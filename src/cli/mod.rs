@@ -2,6 +2,10 @@
 
 pub(crate) mod bench;
 pub(crate) mod invoke;
+pub(crate) mod oos;
+pub(crate) mod outcome;
+pub(crate) mod rfs;
+pub(crate) mod ros;
 pub(crate) mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -21,7 +25,7 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Serve the built-in handlers (Custom::Echo, Custom::RandomString).
+    /// Serve the built-in handlers (Custom::Echo, Custom::RandomString, Custom::ResourceSignal, Custom::OosExecutionNotify, Custom::RfsStackSettings).
     Serve(serve::ServeArgs),
     /// Act as ROS once: send a request file to a provider and print its answer.
     ///
@@ -33,6 +37,15 @@ pub(crate) enum Command {
     ///
     /// Exits 0 when every request succeeded, 1 otherwise.
     Bench(bench::BenchArgs),
+    /// Alibaba Cloud ROS calls: signal-resource, stop-stack-group-operation, signal-wait-condition.
+    #[command(subcommand, after_help = outcome::EXIT_CODES)]
+    Ros(ros::RosCommand),
+    /// Alibaba Cloud OOS calls: notify-execution.
+    #[command(subcommand, after_help = outcome::EXIT_CODES)]
+    Oos(oos::OosCommand),
+    /// Huawei Cloud RFS calls: list-execution-plans, continue-rollback, update-stack.
+    #[command(subcommand, after_help = outcome::EXIT_CODES)]
+    Rfs(rfs::RfsCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
