@@ -165,8 +165,26 @@ impl Request {
     /// [`Error::InvalidRequest`] naming what is wrong: not JSON, not an
     /// object, a missing or mistyped field, or an id that is empty.
     pub fn from_slice(body: &[u8]) -> Result<Request> {
-        let request: Request = serde_json::from_slice(body)
+        // Through `Value` first: a derived struct would also accept a JSON
+        // array (field by position) and say "unknown variant" about it, and
+        // a type error would not name the field it is about.
+        let value: Value = serde_json::from_slice(body)
             .map_err(|e| Error::InvalidRequest(describe_json_error(&e)))?;
+        if !value.is_object() {
+            return Err(Error::InvalidRequest(format!(
+                "body is {}, not a JSON object",
+                json_kind(&value)
+            )));
+        }
+        let request: Request = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let problem = e.into_inner();
+            Error::InvalidRequest(if path == "." {
+                format!("body is not a ROS custom-resource request: {problem}")
+            } else {
+                format!("body is not a ROS custom-resource request: field `{path}`: {problem}")
+            })
+        })?;
         request.validate()?;
         Ok(request)
     }
@@ -263,6 +281,10 @@ pub(crate) struct Salvage {
 impl Salvage {
     /// Pull what can be pulled out of a body that is JSON but not a valid request.
     pub(crate) fn from_slice(body: &[u8]) -> Option<Salvage> {
+        // Only an object: a derived struct would read an array by position.
+        if body.trim_ascii_start().first() != Some(&b'{') {
+            return None;
+        }
         serde_json::from_slice::<Salvage>(body).ok()
     }
 
@@ -372,6 +394,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("RequestId"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let body = CREATE.replace(r#""Echo","#, r#"["Echo"],"#);
+        let err = Request::from_slice(body.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`LogicalResourceId`"), "{err}");
+        assert!(err.contains("expected a string"), "{err}");
+    }
+
+    #[test]
+    fn array_body_is_not_read_by_position() {
+        let body = format!("[{CREATE}]");
+        let err = Request::from_slice(body.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("an array, not a JSON object"), "{err}");
+        assert!(Salvage::from_slice(body.as_bytes()).is_none());
     }
 
     #[test]
