@@ -16,12 +16,24 @@ use common::*;
 /// LogicalResourceId and StackId are all there).
 const INVALID: &[(&str, &str, bool)] = &[
     ("empty-request-id.json", "`RequestId` is empty", false),
-    ("missing-callback.json", "no ResponseURL or IntranetResponseURL", false),
-    ("missing-request-type.json", "missing field `RequestType`", true),
+    (
+        "missing-callback.json",
+        "no ResponseURL or IntranetResponseURL",
+        false,
+    ),
+    (
+        "missing-request-type.json",
+        "missing field `RequestType`",
+        true,
+    ),
     ("missing-stack-id.json", "missing field `StackId`", false),
     ("not-an-object.json", "an array, not a JSON object", false),
     ("not-json.json", "not valid JSON", false),
-    ("unknown-request-type.json", "unknown variant `Replace`", true),
+    (
+        "unknown-request-type.json",
+        "unknown variant `Replace`",
+        true,
+    ),
     ("wrong-type-properties.json", "`ResourceProperties`", true),
     ("wrong-type-request-id.json", "`RequestId`", true),
 ];
@@ -44,10 +56,20 @@ fn invalid_body(file: &str, sink: &CallbackSink) -> Vec<u8> {
 #[tokio::test]
 async fn not_json_gets_400_with_a_json_body() {
     let server = TestServer::builtin().await;
-    let reply = post_with(&server.url("/"), "application/json", &[], "{\"RequestType\": ").await;
+    let reply = post_with(
+        &server.url("/"),
+        "application/json",
+        &[],
+        "{\"RequestType\": ",
+    )
+    .await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.header("content-type"), Some("application/json"));
-    assert!(reply.error().contains("not valid JSON"), "{}", reply.error());
+    assert!(
+        reply.error().contains("not valid JSON"),
+        "{}",
+        reply.error()
+    );
     server.stop().await;
 }
 
@@ -60,20 +82,31 @@ async fn every_invalid_fixture_gets_400_and_failed_where_answerable() {
         let reply = post_with(&server.url("/"), "application/json", &[], body.clone()).await;
         assert_eq!(reply.status, 400, "{file}");
         let error = reply.error();
-        assert!(error.contains(expected), "{file}: `{expected}` not in: {error}");
+        assert!(
+            error.contains(expected),
+            "{file}: `{expected}` not in: {error}"
+        );
         if *answerable {
             let calls = exactly(&sink, 1).await;
             let answer = answer_of(&calls[0]);
             assert_eq!(answer.status, Status::Failed, "{file}");
             let reason = answer.reason.as_deref().unwrap_or_default();
             assert!(
-                reason.starts_with("the provider could not read the request") && reason.contains(expected),
+                reason.starts_with("the provider could not read the request")
+                    && reason.contains(expected),
                 "{file}: {reason}"
             );
             let sent: serde_json::Value = serde_json::from_slice(&body).expect("json");
-            assert_eq!(answer.logical_resource_id, sent["LogicalResourceId"], "{file}");
+            assert_eq!(
+                answer.logical_resource_id, sent["LogicalResourceId"],
+                "{file}"
+            );
             assert_eq!(answer.stack_id, sent["StackId"], "{file}");
-            assert!(reply.json()["callback"].as_str().is_some_and(|c| c.starts_with("delivered")));
+            assert!(
+                reply.json()["callback"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("delivered"))
+            );
         } else {
             let calls = sink.wait_for(1, QUIET).await;
             assert!(calls.is_empty(), "{file}: unexpected callback {calls:#?}");
@@ -104,7 +137,10 @@ async fn malformed_body_with_callback_gets_400_and_one_failed_callback() {
     );
     assert_eq!(calls[0].method, "POST");
     assert_eq!(
-        calls[0].headers.get("content-type").and_then(|v| v.to_str().ok()),
+        calls[0]
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("application/json")
     );
     server.stop().await;
@@ -142,13 +178,26 @@ async fn body_over_the_limit_gets_413() {
     for path in ["/", "/sync"] {
         let reply = post_json(&server.url(path), &body).await;
         assert_eq!(reply.status, 413, "{path}");
-        assert!(reply.error().contains("limit of 4096 bytes"), "{path}: {}", reply.error());
+        assert!(
+            reply.error().contains("limit of 4096 bytes"),
+            "{path}: {}",
+            reply.error()
+        );
     }
     // Function Compute reads failures as 404 with `x-fc-status: 404`.
-    let reply = post_with(&server.url("/invoke"), "application/octet-stream", &[], body.to_string()).await;
+    let reply = post_with(
+        &server.url("/invoke"),
+        "application/octet-stream",
+        &[],
+        body.to_string(),
+    )
+    .await;
     assert_eq!(reply.status, 404);
     assert_eq!(reply.header("x-fc-status"), Some("404"));
-    let message = reply.json()["errorMessage"].as_str().unwrap_or_default().to_string();
+    let message = reply.json()["errorMessage"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(message.contains("limit of 4096 bytes"), "{message}");
     assert!(sink.wait_for(1, QUIET).await.is_empty());
     server.stop().await;

@@ -114,7 +114,10 @@ async fn random_string_lifecycle_keeps_its_id_and_value() {
         let id = created.physical_resource_id.clone();
         let value = value_of(&created);
         assert_eq!(value.len(), 24);
-        assert!(value.chars().any(|c| !c.is_ascii_alphanumeric()), "no symbol: {value}");
+        assert!(
+            value.chars().any(|c| !c.is_ascii_alphanumeric()),
+            "no symbol: {value}"
+        );
 
         // Only `Purpose` changed: the same value.
         let mut unchanged = fixture_for("random-string-update-unchanged.json", &sink);
@@ -192,12 +195,20 @@ async fn random_string_refuses_impossible_properties() {
     body["ResourceProperties"]["Length"] = json!("0");
     let answer = run_async(&server, &sink, &body).await;
     assert_eq!(answer.status, Status::Failed);
-    assert!(answer.reason.as_deref().is_some_and(|r| r.contains("Length")));
+    assert!(
+        answer
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("Length"))
+    );
     body["ResourceProperties"]["Length"] = json!("many");
     let answer = run_async(&server, &sink, &body).await;
     assert_eq!(answer.status, Status::Failed);
     let reason = answer.reason.as_deref().expect("reason");
-    assert!(reason.contains("ResourceProperties") && reason.contains("Length"), "{reason}");
+    assert!(
+        reason.contains("ResourceProperties") && reason.contains("Length"),
+        "{reason}"
+    );
     server.stop().await;
 }
 
@@ -205,7 +216,11 @@ async fn random_string_refuses_impossible_properties() {
 async fn other_request_shapes_are_answered() {
     let server = TestServer::builtin().await;
     let sink = CallbackSink::start().await.expect("sink");
-    for file in ["signed-request.json", "account-ids-as-numbers.json", "inner-response-url.json"] {
+    for file in [
+        "signed-request.json",
+        "account-ids-as-numbers.json",
+        "inner-response-url.json",
+    ] {
         let body = fixture_for(file, &sink);
         let answer = run_async(&server, &sink, &body).await;
         assert_eq!(answer.status, Status::Success, "{file}: {answer:?}");
@@ -243,7 +258,8 @@ async fn generic_type_without_a_mapping_fails_naming_the_routed_types() {
     assert_eq!(answer.status, Status::Failed);
     let reason = answer.reason.as_deref().expect("reason");
     assert!(
-        reason.contains(GENERIC_RESOURCE_TYPE) && reason.contains("Custom::Echo, Custom::RandomString"),
+        reason.contains(GENERIC_RESOURCE_TYPE)
+            && reason.contains("Custom::Echo, Custom::RandomString"),
         "{reason}"
     );
     server.stop().await;
@@ -281,13 +297,20 @@ async fn delete_of_nothing_succeeds_without_calling_the_handler() {
     .await;
     let sink = CallbackSink::start().await.expect("sink");
     let marker = fixture("delete-after-failed-create.json")["PhysicalResourceId"].clone();
-    for id in [Some(marker.clone()), Some(json!("")), Some(json!("   ")), None] {
+    for id in [
+        Some(marker.clone()),
+        Some(json!("")),
+        Some(json!("   ")),
+        None,
+    ] {
         let mut body = fixture_for("delete-after-failed-create.json", &sink);
         body["ResourceType"] = json!("Custom::Counted");
         match &id {
             Some(id) => body["PhysicalResourceId"] = id.clone(),
             None => {
-                body.as_object_mut().expect("object").remove("PhysicalResourceId");
+                body.as_object_mut()
+                    .expect("object")
+                    .remove("PhysicalResourceId");
             }
         }
         let answer = run_async(&server, &sink, &body).await;
@@ -324,11 +347,15 @@ async fn update_of_a_failed_create_fails_clearly() {
     let server = TestServer::builtin().await;
     let sink = CallbackSink::start().await.expect("sink");
     let mut body = fixture_for("echo-update.json", &sink);
-    body["PhysicalResourceId"] = fixture("delete-after-failed-create.json")["PhysicalResourceId"].clone();
+    body["PhysicalResourceId"] =
+        fixture("delete-after-failed-create.json")["PhysicalResourceId"].clone();
     let answer = run_async(&server, &sink, &body).await;
     assert_eq!(answer.status, Status::Failed);
     assert!(
-        answer.reason.as_deref().is_some_and(|r| r.contains("Create failed")),
+        answer
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("Create failed")),
         "{answer:?}"
     );
     assert_eq!(answer.physical_resource_id, body["PhysicalResourceId"]);

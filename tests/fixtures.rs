@@ -63,8 +63,9 @@ fn every_valid_fixture_parses_and_round_trips() {
         let body = std::fs::read(&path).expect("read fixture");
         let request = Request::from_slice(&body)
             .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
-        let again = Request::from_slice(request.to_json().as_bytes())
-            .unwrap_or_else(|e| panic!("{} does not parse after a round trip: {e}", path.display()));
+        let again = Request::from_slice(request.to_json().as_bytes()).unwrap_or_else(|e| {
+            panic!("{} does not parse after a round trip: {e}", path.display())
+        });
         assert_eq!(request, again, "{} changed in a round trip", path.display());
         assert!(request.has_callback(), "{} has no callback", path.display());
     }
@@ -110,7 +111,10 @@ fn valid_fixtures_are_in_ros_format() {
                     "{file}: {url} does not look presigned"
                 );
                 // Never a host that exists: a fixture sent by mistake goes nowhere.
-                let host = url["https://".len()..].split(['/', '?']).next().unwrap_or("");
+                let host = url["https://".len()..]
+                    .split(['/', '?'])
+                    .next()
+                    .unwrap_or("");
                 assert!(host.ends_with(".invalid"), "{file}: {host} is a real host");
             }
         }
@@ -138,8 +142,7 @@ fn is_uuid(text: &str) -> bool {
 #[test]
 fn the_edge_cases_are_there() {
     let read = |file: &str| {
-        Request::from_slice(&common::fixture_bytes(file))
-            .unwrap_or_else(|e| panic!("{file}: {e}"))
+        Request::from_slice(&common::fixture_bytes(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
     };
     assert_eq!(
         read("generic-create.json").resource_type,
@@ -155,7 +158,11 @@ fn the_edge_cases_are_there() {
     );
     let inner = common::fixture("inner-response-url.json");
     assert!(inner.get("InnerResponseURL").is_some() && inner.get("IntranetResponseURL").is_none());
-    assert!(read("inner-response-url.json").intranet_response_url.is_some());
+    assert!(
+        read("inner-response-url.json")
+            .intranet_response_url
+            .is_some()
+    );
     assert!(common::fixture("signed-request.json")["Signature"]["Value"].is_string());
     let numbers = read("account-ids-as-numbers.json");
     assert_eq!(numbers.resource_owner_id, "1234567890123456");
@@ -167,7 +174,11 @@ fn the_edge_cases_are_there() {
     let generating = ["Length", "Upper", "Lower", "Digits", "Symbols"];
     let old = unchanged.old_resource_properties.clone().expect("old");
     for key in generating {
-        assert_eq!(unchanged.resource_properties.get(key), old.get(key), "{key}");
+        assert_eq!(
+            unchanged.resource_properties.get(key),
+            old.get(key),
+            "{key}"
+        );
     }
     assert_ne!(unchanged.resource_properties, old);
     let changed = read("random-string-update-length.json");
@@ -181,7 +192,10 @@ fn every_invalid_fixture_is_refused_naming_the_problem() {
     let dir = fixtures_dir().join("invalid");
     let files: Vec<String> = files_in(&dir).iter().map(|p| name(p)).collect();
     let listed: Vec<String> = INVALID.iter().map(|(f, _)| f.to_string()).collect();
-    assert_eq!(files, listed, "fixtures/invalid/ and the INVALID table differ");
+    assert_eq!(
+        files, listed,
+        "fixtures/invalid/ and the INVALID table differ"
+    );
     for (file, expected) in INVALID {
         let body = std::fs::read(dir.join(file)).expect("read");
         let message = refusal(&body).unwrap_or_else(|| panic!("{file} was accepted"));

@@ -132,7 +132,10 @@ async fn acknowledges_at_once_then_answers_exactly_once() {
     assert_eq!(ack.header("content-type"), Some("application/json"));
     assert_eq!(ack.json()["accepted"], true);
     assert_eq!(ack.json()["requestId"], body["RequestId"]);
-    assert!(sink.received().is_empty(), "answered before the handler ran");
+    assert!(
+        sink.received().is_empty(),
+        "answered before the handler ran"
+    );
 
     gate.add_permits(1);
     let calls = exactly(&sink, 1).await;
@@ -228,11 +231,8 @@ async fn update_and_delete_echo_the_request_ids_exactly() {
 
 /// Where the answer goes for each endpoint policy.
 async fn delivered_to(endpoint: CallbackEndpoint, intranet: Option<&str>) -> Vec<String> {
-    let server = TestServer::start(
-        builtin_router(),
-        test_config().callback_endpoint(endpoint),
-    )
-    .await;
+    let server =
+        TestServer::start(builtin_router(), test_config().callback_endpoint(endpoint)).await;
     let sink = CallbackSink::start().await.expect("sink");
     let mut body = fixture_for("echo-create.json", &sink);
     if let Some(url) = intranet {
@@ -275,7 +275,11 @@ async fn auto_policy_prefers_the_intranet_url() {
 async fn auto_policy_falls_back_to_public_when_intranet_is_unreachable() {
     // Nothing listens on port 1: the connect is refused at once.
     assert_eq!(
-        delivered_to(CallbackEndpoint::Auto, Some("http://127.0.0.1:1/cb?Signature=x")).await,
+        delivered_to(
+            CallbackEndpoint::Auto,
+            Some("http://127.0.0.1:1/cb?Signature=x")
+        )
+        .await,
         ["/public"]
     );
 }

@@ -44,10 +44,7 @@ async fn invoke(server: &TestServer, fc_id: &str, event: Vec<u8>) -> Reply {
     post_with(
         &server.url("/invoke"),
         OCTET,
-        &[
-            ("x-fc-request-id", fc_id),
-            ("x-fc-control-path", "/invoke"),
-        ],
+        &[("x-fc-request-id", fc_id), ("x-fc-control-path", "/invoke")],
         event,
     )
     .await
@@ -139,7 +136,12 @@ async fn undeliverable_answer_is_a_failed_invocation() {
 #[tokio::test]
 async fn event_that_is_not_a_request_is_a_failed_invocation() {
     let server = TestServer::builtin().await;
-    let reply = invoke(&server, "fc-req-junk", fixture_bytes("invalid/not-json.json")).await;
+    let reply = invoke(
+        &server,
+        "fc-req-junk",
+        fixture_bytes("invalid/not-json.json"),
+    )
+    .await;
     assert_eq!(reply.status, 404);
     assert_eq!(reply.header("x-fc-status"), Some("404"));
     assert_eq!(reply.header("content-type"), Some("application/json"));
@@ -163,7 +165,10 @@ async fn malformed_event_with_identifiers_still_answers_failed() {
     let answer = answer_of(&calls[0]);
     assert_eq!(answer.status, Status::Failed);
     assert!(
-        answer.reason.as_deref().is_some_and(|r| r.contains("RequestType")),
+        answer
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("RequestType")),
         "{answer:?}"
     );
     assert_identifiers_copied(&answer, &body);
@@ -172,14 +177,18 @@ async fn malformed_event_with_identifiers_still_answers_failed() {
 
 #[tokio::test]
 async fn fc_function_timeout_caps_the_handler() {
-    let server = TestServer::start(Router::new().route("Custom::Sleepy", Sleepy), test_config()).await;
+    let server =
+        TestServer::start(Router::new().route("Custom::Sleepy", Sleepy), test_config()).await;
     let sink = CallbackSink::start().await.expect("sink");
     let mut body = fixture_for("echo-create.json", &sink);
     body["ResourceType"] = json!("Custom::Sleepy");
     let reply = post_with(
         &server.url("/invoke"),
         OCTET,
-        &[("x-fc-request-id", "fc-req-slow"), ("x-fc-function-timeout", "2")],
+        &[
+            ("x-fc-request-id", "fc-req-slow"),
+            ("x-fc-function-timeout", "2"),
+        ],
         event(&body),
     )
     .await;

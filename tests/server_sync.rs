@@ -38,7 +38,10 @@ impl Handler for Slow {
 /// Nothing may arrive at the sink: sync answers go in the reply only.
 async fn assert_no_callback(sink: &CallbackSink) {
     let calls = sink.wait_for(1, QUIET).await;
-    assert!(calls.is_empty(), "a sync request got a callback: {calls:#?}");
+    assert!(
+        calls.is_empty(),
+        "a sync request got a callback: {calls:#?}"
+    );
 }
 
 #[tokio::test]
@@ -52,7 +55,11 @@ async fn reply_is_the_full_answer_and_no_callback_is_sent() {
     let raw = reply.json();
     assert_eq!(raw["Status"], "SUCCESS");
     assert_eq!(raw["Data"], body["ResourceProperties"]);
-    assert!(raw["PhysicalResourceId"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(
+        raw["PhysicalResourceId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
     let answer = reply.answer();
     assert_identifiers_copied(&answer, &body);
     assert_no_callback(&sink).await;
