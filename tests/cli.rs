@@ -114,10 +114,12 @@ impl Served {
 
     /// Send SIGTERM and wait for the exit.
     fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+        // The shell's builtin `kill`: std cannot send SIGTERM, and a fresh
+        // machine may have no procps.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
             .status()
-            .expect("run kill");
+            .expect("run sh -c kill");
         assert!(status.success(), "kill -TERM failed");
         wait_with_timeout(&mut self.child, WAIT).unwrap_or_else(|| {
             panic!(
