@@ -278,3 +278,30 @@ async fn unknown_paths_and_methods_get_json_errors() {
     assert_eq!(wrong.status(), 405);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn unusable_callback_url_fails_fast_instead_of_retrying() {
+    // A URL that cannot even be sent to can never take the answer: the
+    // invocation fails at once rather than retrying until the deadline.
+    let server = TestServer::start(
+        builtin_router(),
+        test_config().callback_endpoint(stackhook::config::CallbackEndpoint::Public),
+    )
+    .await;
+    let mut body = fixture("echo-create.json");
+    body["ResponseURL"] = json!("not a url");
+    let reply = post_with(
+        &server.url("/invoke"),
+        "application/octet-stream",
+        &[("x-fc-request-id", "fc-bad-url")],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    let message = reply.json()["errorMessage"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("public URL"), "{message}");
+    server.stop().await;
+}

@@ -137,6 +137,16 @@ impl Drop for Served {
     }
 }
 
+/// A child process that is killed and reaped when the test ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Forward a pipe's lines to a channel (and to `log`), on a thread of its
 /// own so the child never blocks on a full pipe.
 fn lines(
@@ -481,4 +491,36 @@ fn serve_help_documents_every_flag_and_its_env_var() {
         .output()
         .expect("run --help");
     assert!(!String::from_utf8_lossy(&output.stdout).contains("a-very-secret-value"));
+}
+
+#[test]
+fn invoke_reports_a_refused_request_without_waiting_for_a_callback() {
+    let served = Served::start(&[]);
+    // Broken but answerable: the FAILED answer arrives before the 400.
+    let output = invoke("invalid/missing-request-type.json", &served.url("/"), 600);
+    assert_eq!(output.status.code(), Some(1));
+    let answer = answer_on_stdout(&output);
+    assert_eq!(answer["Status"], "FAILED");
+    assert!(
+        answer["Reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("RequestType")),
+        "{answer}"
+    );
+
+    // Not answerable at all: nothing will come, so no reason to wait 600 s.
+    let mut child = Reaped(
+        stackhook()
+            .arg("invoke")
+            .arg(fixture("invalid/not-json.json"))
+            .args(["--url", &served.url("/"), "--wait", "600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn stackhook invoke"),
+    );
+    let status =
+        wait_with_timeout(&mut child.0, WAIT).expect("invoke waited for a callback after a 400");
+    assert_eq!(status.code(), Some(2));
 }
