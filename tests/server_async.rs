@@ -421,3 +421,99 @@ async fn every_callback_body_fits_in_4096_bytes() {
     assert_identifiers_copied(&answer, &body);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_answers_requests_still_running_failed() {
+    let gate = Arc::new(Semaphore::new(0));
+    let router = Router::new().route("Custom::Gate", Gate(Arc::clone(&gate)));
+    let config = test_config().shutdown_grace(Duration::from_millis(300));
+    let server = TestServer::start(router, config).await;
+    let sink = CallbackSink::start().await.expect("sink");
+    let body = as_type("echo-create.json", "Custom::Gate", &sink);
+    assert_eq!(post_json(&server.url("/"), &body).await.status, 200);
+    // The gate never opens: the grace period runs out, and the answer is
+    // FAILED before `serve` returns.
+    server.stop().await;
+    let calls = sink.received();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let answer = answer_of(&calls[0]);
+    assert_eq!(answer.status, Status::Failed);
+    let reason = answer.reason.as_deref().expect("reason");
+    assert!(reason.contains("shut down"), "{reason}");
+    assert_identifiers_copied(&answer, &body);
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_requests_finish_within_the_grace_period() {
+    let gate = Arc::new(Semaphore::new(0));
+    let router = Router::new().route("Custom::Gate", Gate(Arc::clone(&gate)));
+    let server = TestServer::start(
+        router,
+        test_config().shutdown_grace(Duration::from_secs(30)),
+    )
+    .await;
+    let sink = CallbackSink::start().await.expect("sink");
+    let body = as_type("echo-create.json", "Custom::Gate", &sink);
+    assert_eq!(post_json(&server.url("/"), &body).await.status, 200);
+    let stopping = tokio::spawn(server.stop());
+    gate.add_permits(1);
+    tokio::time::timeout(WAIT, stopping)
+        .await
+        .expect("stops once the request is done")
+        .expect("stop did not panic");
+    let calls = sink.received();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(answer_of(&calls[0]).status, Status::Success);
+}
+
+#[tokio::test]
+async fn concurrent_requests_each_get_exactly_one_answer() {
+    let server = TestServer::builtin().await;
+    let sink = CallbackSink::start().await.expect("sink");
+    let bodies: Vec<Value> = (0..24)
+        .map(|i| {
+            let mut body = fixture_for("echo-create.json", &sink);
+            body["RequestId"] = json!(format!("concurrent-{i:02}"));
+            body["ResourceProperties"] = json!({"Index": i});
+            body
+        })
+        .collect();
+    let url = server.url("/");
+    let acks = futures_util::future::join_all(bodies.iter().map(|b| post_json(&url, b))).await;
+    assert!(acks.iter().all(|a| a.status == 200));
+    let calls = exactly(&sink, bodies.len()).await;
+    let mut seen: Vec<(String, Value)> = calls
+        .iter()
+        .map(answer_of)
+        .map(|a| {
+            assert_eq!(a.status, Status::Success);
+            (a.request_id.clone(), a.data.expect("data")["Index"].clone())
+        })
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected: Vec<(String, Value)> = (0..24)
+        .map(|i| (format!("concurrent-{i:02}"), json!(i)))
+        .collect();
+    assert_eq!(seen, expected);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_huge_error_message_is_cut_to_fit_4096_bytes() {
+    let server = TestServer::builtin().await;
+    let sink = CallbackSink::start().await.expect("sink");
+    let mut body = fixture_for("echo-create.json", &sink);
+    let message = format!("START {} END", "overflow ".repeat(2_000));
+    body["ResourceProperties"] = json!({"FailWith": message});
+    let answer = run_async(&server, &sink, &body).await;
+    let call = &sink.received()[0];
+    assert!(call.body.len() <= 4096, "{} bytes", call.body.len());
+    assert_eq!(answer.status, Status::Failed);
+    let reason = answer.reason.as_deref().expect("reason");
+    assert!(
+        reason.starts_with("START") && reason.ends_with("END"),
+        "{reason}"
+    );
+    assert!(reason.contains("bytes cut"), "{reason}");
+    server.stop().await;
+}
