@@ -41,11 +41,16 @@ struct Served {
 
 impl Served {
     fn start(extra: &[&str]) -> Served {
+        Served::start_with_env(extra, &[])
+    }
+
+    fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Served {
         let state = tempfile::tempdir().expect("state dir");
         let mut child = stackhook()
             .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
             .arg(state.path())
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -523,4 +528,76 @@ fn invoke_reports_a_refused_request_without_waiting_for_a_callback() {
     let status =
         wait_with_timeout(&mut child.0, WAIT).expect("invoke waited for a callback after a 400");
     assert_eq!(status.code(), Some(2));
+}
+
+#[test]
+fn generic_type_flag_maps_the_generic_resource_type() {
+    let served = Served::start(&["--generic-type", "Custom::Echo"]);
+    let output = invoke("generic-create.json", &served.url("/"), 20);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        answer_on_stdout(&output)["Data"]["Greeting"],
+        "from the generic type"
+    );
+
+    let unmapped = Served::start(&[]);
+    let output = invoke("generic-create.json", &unmapped.url("/"), 20);
+    assert_eq!(output.status.code(), Some(1));
+    let reason = answer_on_stdout(&output)["Reason"].to_string();
+    assert!(
+        reason.contains("Custom::Echo, Custom::RandomString"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_generic_type_that_is_not_registered() {
+    let state = tempfile::tempdir().expect("state dir");
+    let mut child = Reaped(
+        stackhook()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--generic-type",
+                "Custom::Nope",
+            ])
+            .arg("--state-dir")
+            .arg(state.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let status = wait_with_timeout(&mut child.0, WAIT).expect("serve exits");
+    assert_eq!(status.code(), Some(2));
+    let mut stderr = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert!(
+        stderr.contains("Custom::Nope is not a registered type"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn environment_variables_configure_serve() {
+    let served = Served::start_with_env(
+        &[],
+        &[
+            ("STACKHOOK_CALLBACK_METHOD", "PUT"),
+            ("STACKHOOK_CALLBACK_ENDPOINT", "public"),
+        ],
+    );
+    let output = invoke("echo-create.json", &served.url("/"), 20);
+    assert_eq!(output.status.code(), Some(0));
+    // `invoke` says on stderr how the answer came.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("SUCCESS by PUT to /public"), "{stderr}");
 }
