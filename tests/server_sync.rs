@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -11,6 +12,7 @@ use stackhook::handler::{
 };
 use stackhook::sink::CallbackSink;
 use stackhook::{Router, Status};
+use tokio::sync::Notify;
 
 use common::*;
 
@@ -166,5 +168,74 @@ async fn unknown_type_in_sync_mode_names_the_registered_types() {
             && reason.contains("Custom::RandomString"),
         "{reason}"
     );
+    server.stop().await;
+}
+
+/// Says when it starts, then takes an hour.
+struct Started(Arc<Notify>);
+
+impl Handler for Started {
+    type Properties = Map<String, Value>;
+    type Error = std::io::Error;
+
+    async fn create(&self, _: CreateRequest<Self::Properties>) -> Result<Created, Self::Error> {
+        self.0.notify_one();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(Created::new())
+    }
+    async fn update(&self, _: UpdateRequest<Self::Properties>) -> Result<Updated, Self::Error> {
+        self.0.notify_one();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(Updated::new())
+    }
+    async fn delete(&self, _: DeleteRequest<Self::Properties>) -> Result<Deleted, Self::Error> {
+        self.0.notify_one();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(Deleted::new())
+    }
+}
+
+#[tokio::test]
+async fn sync_answer_comes_before_ros_stops_waiting_even_with_a_long_timeout() {
+    // The resource's timeout is an hour, but ROS waits only 10 s for a sync
+    // reply. Time is paused once the handler runs, so the test takes no 10
+    // real seconds: tokio jumps to the next timer when nothing else can run.
+    let started = Arc::new(Notify::new());
+    let config = test_config().timeout(Duration::from_secs(3600));
+    let server = TestServer::start(
+        Router::new().route("Custom::Started", Started(Arc::clone(&started))),
+        config,
+    )
+    .await;
+    let mut body = fixture("echo-create.json");
+    body["ResourceType"] = json!("Custom::Started");
+    let url = server.url("/sync");
+    // No client timeout: under paused time it would fire as soon as the
+    // runtime idles.
+    let reply = tokio::spawn(async move {
+        let reply = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("reply");
+        reply.bytes().await.expect("body")
+    });
+    tokio::time::timeout(WAIT, started.notified())
+        .await
+        .expect("the handler starts");
+    tokio::time::pause();
+    let paused_at = tokio::time::Instant::now();
+    let bytes = reply.await.expect("client task");
+    let waited = paused_at.elapsed();
+    let answer = stackhook::Response::from_slice(&bytes).expect("an answer");
+    assert_eq!(answer.status, Status::Failed);
+    let reason = answer.reason.as_deref().expect("reason");
+    assert!(reason.starts_with("timed out after 9 s"), "{reason}");
+    assert!(reason.contains("ROS waits only 10 s"), "{reason}");
+    // Virtual time: the reply left before ROS's 10 s were up.
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    tokio::time::resume();
     server.stop().await;
 }
