@@ -601,3 +601,28 @@ fn environment_variables_configure_serve() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("SUCCESS by PUT to /public"), "{stderr}");
 }
+
+#[test]
+fn every_fixture_gets_its_expected_answer_through_invoke() {
+    // The fixtures double as `stackhook invoke` inputs: each one works as-is.
+    let served = Served::start(&[]);
+    let failing = ["echo-create-fail.json", "generic-create.json"];
+    let mut names: Vec<String> = std::fs::read_dir(fixture(""))
+        .expect("fixtures dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 12, "{names:?}");
+    for name in names {
+        let output = invoke(&name, &served.url("/sync"), 20);
+        let answer = answer_on_stdout(&output);
+        let (status, code) = if failing.contains(&name.as_str()) {
+            ("FAILED", 1)
+        } else {
+            ("SUCCESS", 0)
+        };
+        assert_eq!(answer["Status"], status, "{name}: {answer}");
+        assert_eq!(output.status.code(), Some(code), "{name}");
+    }
+}
