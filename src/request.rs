@@ -176,7 +176,7 @@ impl Request {
                 json_kind(&value)
             )));
         }
-        let request: Request = serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut request: Request = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let problem = e.into_inner();
             Error::InvalidRequest(if path == "." {
@@ -185,6 +185,15 @@ impl Request {
                 format!("body is not a ROS custom-resource request: field `{path}`: {problem}")
             })
         })?;
+        // A blank URL is no URL: nothing could ever be delivered to it.
+        for url in [
+            &mut request.response_url,
+            &mut request.intranet_response_url,
+        ] {
+            if url.as_ref().is_some_and(|u| u.expose().trim().is_empty()) {
+                *url = None;
+            }
+        }
         request.validate()?;
         Ok(request)
     }
@@ -414,6 +423,26 @@ mod tests {
             .to_string();
         assert!(err.contains("an array, not a JSON object"), "{err}");
         assert!(Salvage::from_slice(body.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn blank_callback_urls_count_as_absent() {
+        let body = CREATE.replace(
+            "https://ros-callback.vpc.example.com/cb?Signature=secret",
+            " ",
+        );
+        let r = Request::from_slice(body.as_bytes()).expect("valid");
+        assert!(r.intranet_response_url.is_none());
+        assert!(r.has_callback());
+        let body = body.replace(
+            "https://ros-callback.example.com/cb?Signature=secret&Expires=1",
+            "",
+        );
+        assert!(
+            !Request::from_slice(body.as_bytes())
+                .expect("valid")
+                .has_callback()
+        );
     }
 
     #[test]

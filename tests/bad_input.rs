@@ -305,3 +305,21 @@ async fn unusable_callback_url_fails_fast_instead_of_retrying() {
     assert!(message.contains("public URL"), "{message}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn blank_callback_urls_are_no_callback() {
+    let server = TestServer::builtin().await;
+    let mut body = fixture("echo-create.json");
+    body["ResponseURL"] = json!("");
+    body["IntranetResponseURL"] = json!("  ");
+    let reply = post_json(&server.url("/"), &body).await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply
+            .error()
+            .contains("no ResponseURL or IntranetResponseURL"),
+        "{}",
+        reply.error()
+    );
+    server.stop().await;
+}
