@@ -150,8 +150,8 @@ pub struct Request {
     /// The stack's region.
     #[serde(default, deserialize_with = "lenient_string")]
     pub region_id: String,
-    /// The template's `Parameters` map.
-    #[serde(default)]
+    /// The template's `Parameters` map (`null` reads as empty).
+    #[serde(default, deserialize_with = "map_or_null")]
     pub resource_properties: Map<String, Value>,
     /// The previous `Parameters` map, on Update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -338,6 +338,11 @@ fn lenient_opt_string<'de, D: Deserializer<'de>>(
     }
 }
 
+/// A JSON object, or `null` as an empty one (a resource with no `Parameters`).
+fn map_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Map<String, Value>, D::Error> {
+    Ok(Option::<Map<String, Value>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 /// A word for the kind of a JSON value, for error messages.
 pub(crate) fn json_kind(value: &Value) -> &'static str {
     match value {
@@ -443,6 +448,13 @@ mod tests {
                 .expect("valid")
                 .has_callback()
         );
+    }
+
+    #[test]
+    fn null_properties_read_as_empty() {
+        let body = CREATE.replace(r#"{"Length": "16"}"#, "null");
+        let r = Request::from_slice(body.as_bytes()).expect("valid");
+        assert!(r.resource_properties.is_empty());
     }
 
     #[test]
