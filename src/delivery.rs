@@ -197,6 +197,8 @@ impl Delivery {
             .await;
         let outcome = match sent {
             Ok(reply) => classify_status(reply.status().as_u16()),
+            // Not a usable http(s) URL: no retry can ever send to it.
+            Err(e) if e.is_builder() => Attempt::Refused(describe_transport_error(&e)),
             Err(e) => Attempt::Retry {
                 connect: e.is_connect(),
                 detail: describe_transport_error(&e),

@@ -86,7 +86,10 @@ pub async fn invoke(body: &[u8], url: &str, wait: Duration) -> Result<Invocation
     let (answer, callbacks) = if sync {
         (Response::from_slice(&reply_body).ok(), sink.received())
     } else {
-        let callbacks = if reply_status < 500 {
+        // Only an acknowledgement (2xx) promises a later callback. A refusal
+        // (4xx) delivers any FAILED answer before it replies, so whatever is
+        // coming has already arrived.
+        let callbacks = if (200..300).contains(&reply_status) {
             sink.wait_for(1, wait).await
         } else {
             sink.received()

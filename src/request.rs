@@ -150,8 +150,8 @@ pub struct Request {
     /// The stack's region.
     #[serde(default, deserialize_with = "lenient_string")]
     pub region_id: String,
-    /// The template's `Parameters` map.
-    #[serde(default)]
+    /// The template's `Parameters` map (`null` reads as empty).
+    #[serde(default, deserialize_with = "map_or_null")]
     pub resource_properties: Map<String, Value>,
     /// The previous `Parameters` map, on Update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,8 +165,35 @@ impl Request {
     /// [`Error::InvalidRequest`] naming what is wrong: not JSON, not an
     /// object, a missing or mistyped field, or an id that is empty.
     pub fn from_slice(body: &[u8]) -> Result<Request> {
-        let request: Request = serde_json::from_slice(body)
+        // Through `Value` first: a derived struct would also accept a JSON
+        // array (field by position) and say "unknown variant" about it, and
+        // a type error would not name the field it is about.
+        let value: Value = serde_json::from_slice(body)
             .map_err(|e| Error::InvalidRequest(describe_json_error(&e)))?;
+        if !value.is_object() {
+            return Err(Error::InvalidRequest(format!(
+                "body is {}, not a JSON object",
+                json_kind(&value)
+            )));
+        }
+        let mut request: Request = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let problem = e.into_inner();
+            Error::InvalidRequest(if path == "." {
+                format!("body is not a ROS custom-resource request: {problem}")
+            } else {
+                format!("body is not a ROS custom-resource request: field `{path}`: {problem}")
+            })
+        })?;
+        // A blank URL is no URL: nothing could ever be delivered to it.
+        for url in [
+            &mut request.response_url,
+            &mut request.intranet_response_url,
+        ] {
+            if url.as_ref().is_some_and(|u| u.expose().trim().is_empty()) {
+                *url = None;
+            }
+        }
         request.validate()?;
         Ok(request)
     }
@@ -263,6 +290,10 @@ pub(crate) struct Salvage {
 impl Salvage {
     /// Pull what can be pulled out of a body that is JSON but not a valid request.
     pub(crate) fn from_slice(body: &[u8]) -> Option<Salvage> {
+        // Only an object: a derived struct would read an array by position.
+        if body.trim_ascii_start().first() != Some(&b'{') {
+            return None;
+        }
         serde_json::from_slice::<Salvage>(body).ok()
     }
 
@@ -305,6 +336,11 @@ fn lenient_opt_string<'de, D: Deserializer<'de>>(
             json_kind(&other)
         ))),
     }
+}
+
+/// A JSON object, or `null` as an empty one (a resource with no `Parameters`).
+fn map_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Map<String, Value>, D::Error> {
+    Ok(Option::<Map<String, Value>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// A word for the kind of a JSON value, for error messages.
@@ -372,6 +408,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("RequestId"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let body = CREATE.replace(r#""Echo","#, r#"["Echo"],"#);
+        let err = Request::from_slice(body.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`LogicalResourceId`"), "{err}");
+        assert!(err.contains("expected a string"), "{err}");
+    }
+
+    #[test]
+    fn array_body_is_not_read_by_position() {
+        let body = format!("[{CREATE}]");
+        let err = Request::from_slice(body.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("an array, not a JSON object"), "{err}");
+        assert!(Salvage::from_slice(body.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn blank_callback_urls_count_as_absent() {
+        let body = CREATE.replace(
+            "https://ros-callback.vpc.example.com/cb?Signature=secret",
+            " ",
+        );
+        let r = Request::from_slice(body.as_bytes()).expect("valid");
+        assert!(r.intranet_response_url.is_none());
+        assert!(r.has_callback());
+        let body = body.replace(
+            "https://ros-callback.example.com/cb?Signature=secret&Expires=1",
+            "",
+        );
+        assert!(
+            !Request::from_slice(body.as_bytes())
+                .expect("valid")
+                .has_callback()
+        );
+    }
+
+    #[test]
+    fn null_properties_read_as_empty() {
+        let body = CREATE.replace(r#"{"Length": "16"}"#, "null");
+        let r = Request::from_slice(body.as_bytes()).expect("valid");
+        assert!(r.resource_properties.is_empty());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::{Config, JournalMode, ROS_SYNC_WAIT, RestartPolicy, delivery_margin};
-use crate::delivery::{Delivered, Delivery};
+use crate::delivery::{self, Delivered};
 use crate::dispatch::{self, Step, Waiting};
 use crate::error::{Error, Result};
 use crate::journal::{Channel, MemoryStore, Record, RedbStore, RequestKey, Stage, Store, now_ms};
@@ -39,6 +39,12 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// How long deliveries may still run after the grace period, before exit.
 const FINAL_DELIVERY_WINDOW: Duration = Duration::from_secs(5);
+
+/// Whether an answer reached ROS, and if not, why.
+pub(crate) type Delivery = std::result::Result<(), String>;
+
+/// Why an invocation has no delivered answer of its own.
+const NOT_ANSWERED: &str = "the same request is still being handled elsewhere; no answer yet";
 
 /// A body read from the wire, sorted by what can be done with it.
 #[derive(Debug)]
@@ -101,7 +107,7 @@ struct Slots {
 pub(crate) struct Runtime {
     pub(crate) router: Router,
     pub(crate) config: Config,
-    pub(crate) delivery: Delivery,
+    pub(crate) delivery: delivery::Delivery,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) metrics: Metrics,
     /// Background work (handlers, polls, deliveries) to wait for on shutdown.
@@ -130,7 +136,7 @@ impl Runtime {
         config: Config,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Self>> {
-        let delivery = Delivery::new(&config)?;
+        let delivery = delivery::Delivery::new(&config)?;
         let limiter = Limiter {
             global: Arc::new(Semaphore::new(config.max_concurrency)),
             per_type: config
@@ -313,7 +319,7 @@ impl Runtime {
         mut waiting: Option<Waiting>,
         total: Duration,
         inline: bool,
-    ) -> Option<(Response, bool)> {
+    ) -> Option<(Response, Delivery)> {
         let request = record.request.clone();
         let key = RequestKey::of(&request);
         let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
@@ -324,14 +330,14 @@ impl Runtime {
                 .await;
             let next = match step {
                 Step::Answer(response) => {
-                    return Some(self.conclude(&key, &mut record, response).await);
+                    return Some(self.conclude(&key, &mut record, response, total).await);
                 }
                 Step::Wait(next) => next,
             };
             let due = Instant::now() + next.after;
             if due >= handler_deadline || self.cancel.is_cancelled() {
                 let response = dispatch::give_up(&self.router, &request, &next, total).await;
-                return Some(self.conclude(&key, &mut record, response).await);
+                return Some(self.conclude(&key, &mut record, response, total).await);
             }
             record.stage = Stage::Polling {
                 state: next.state.clone(),
@@ -364,7 +370,8 @@ impl Runtime {
         key: &RequestKey,
         record: &mut Record,
         response: Response,
-    ) -> (Response, bool) {
+        total: Duration,
+    ) -> (Response, Delivery) {
         let uses_callback = record.channel.uses_callback();
         record.stage = Stage::Answered {
             response: response.clone(),
@@ -385,21 +392,29 @@ impl Runtime {
         if let Some(answer) = self.running().remove(key) {
             answer.send_replace(Some(response.clone()));
         }
-        let mut delivered = true;
+        let mut delivered = Ok(());
         if uses_callback {
             self.metrics.outbox_pending.inc();
-            delivered = self.deliver_recorded(key, record).await.is_ok();
+            delivered = self
+                .deliver_recorded(key, record, total)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
         }
         (response, delivered)
     }
 
     /// Deliver a recorded answer and mark it delivered.
-    async fn deliver_recorded(&self, key: &RequestKey, record: &mut Record) -> Result<Delivered> {
+    async fn deliver_recorded(
+        &self,
+        key: &RequestKey,
+        record: &mut Record,
+        total: Duration,
+    ) -> Result<Delivered> {
         let Stage::Answered { response, .. } = &record.stage else {
             return Err(Error::Delivery("no answer recorded".into()));
         };
         let response = response.clone();
-        let total = self.total(&record.request);
         let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
         let until = end.max(Instant::now() + MIN_DELIVERY_WINDOW);
         let delivered = tokio::select! {
@@ -486,37 +501,37 @@ impl Runtime {
         &self,
         request: &Request,
         total: Duration,
-    ) -> Result<(Response, bool)> {
+    ) -> Result<(Response, Delivery)> {
         match self.admit(request, Channel::FunctionCompute).await? {
             Admission::Owner => {
                 let record = Record::accepted(request.clone(), Channel::FunctionCompute);
                 Ok(self
                     .drive(record, None, total, true)
                     .await
-                    .unwrap_or_else(|| (still_running(request), false)))
+                    .unwrap_or_else(|| (still_running(request), Err(NOT_ANSWERED.into()))))
             }
             Admission::Joined(mut answer) => {
                 // The first arrival delivers; this one reports what it sent.
                 match tokio::time::timeout(total, answer.wait_for(Option::is_some)).await {
                     Ok(Ok(answer)) => Ok((
                         answer.clone().unwrap_or_else(|| still_running(request)),
-                        true,
+                        Ok(()),
                     )),
-                    _ => Ok((still_running(request), false)),
+                    _ => Ok((still_running(request), Err(NOT_ANSWERED.into()))),
                 }
             }
             Admission::Answered(response) => {
                 let until = Instant::now() + total.max(MIN_DELIVERY_WINDOW);
                 let delivered = self.delivery.deliver(request, &response, until).await;
                 self.metrics.delivery(delivered.is_ok());
-                Ok((*response, delivered.is_ok()))
+                Ok((*response, delivered.map(|_| ()).map_err(|e| e.to_string())))
             }
-            Admission::Elsewhere => Ok((still_running(request), false)),
+            Admission::Elsewhere => Ok((still_running(request), Err(NOT_ANSWERED.into()))),
             Admission::Overloaded => {
                 let response = self
                     .answer_overloaded(request, Channel::FunctionCompute)
                     .await;
-                Ok((response, true))
+                Ok((response, Ok(())))
             }
         }
     }
@@ -601,7 +616,8 @@ impl Runtime {
                     self.tasks.spawn(
                         async move {
                             tracing::info!("delivering an answer left in the outbox");
-                            let _ = runtime.deliver_recorded(&key, &mut record).await;
+                            let total = runtime.total(&record.request);
+                            let _ = runtime.deliver_recorded(&key, &mut record, total).await;
                         }
                         .instrument(span),
                     );
@@ -630,7 +646,7 @@ impl Runtime {
                                     "the provider restarted during the operation; it was not run again because \
                                      the handler is not declared idempotent",
                                 );
-                                runtime.conclude(&key, &mut record, response).await;
+                                let _ = runtime.conclude(&key, &mut record, response, total).await;
                             }
                         }
                         .instrument(span),

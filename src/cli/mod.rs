@@ -55,10 +55,12 @@ pub(crate) enum LogFormat {
 }
 
 /// Install the tracing subscriber: stderr, level from RUST_LOG (default info).
+/// Colours only when stderr is a terminal, so collected logs (Function
+/// Compute, Docker, files) carry no escape codes.
 pub(crate) fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::json;
 use tracing::Instrument;
@@ -74,7 +74,7 @@ pub(super) async fn invoke(
         .map(Duration::from_secs);
     fc_log(&format!("FC Invoke Start RequestId: {fc_id}"));
     let reply = match read_body(runtime, req).await {
-        Err(reply) => failed(reply),
+        Err(reply) => failed(as_fc_error(reply).await),
         Ok(body) => match Intake::parse(&body) {
             Intake::Request(request) => {
                 let mut total = runtime.config.timeout_for(&request.resource_type);
@@ -87,11 +87,11 @@ pub(super) async fn invoke(
                     .instrument(span)
                     .await
                 {
-                    Ok((response, true)) => reply::answer(StatusCode::OK, &response),
-                    Ok((response, false)) => failed(json_reply(
+                    Ok((response, Ok(()))) => reply::answer(StatusCode::OK, &response),
+                    Ok((response, Err(problem))) => failed(json_reply(
                         StatusCode::NOT_FOUND,
                         json!({
-                            "errorMessage": "the answer could not be delivered to the callback URL; it stays in the outbox",
+                            "errorMessage": format!("the answer was not delivered (it stays in the outbox): {problem}"),
                             "status": response.status.as_str(),
                         }),
                     )),
@@ -101,15 +101,31 @@ pub(super) async fn invoke(
                     )),
                 }
             }
-            intake => {
-                let rejected = reject(runtime, intake, true).await;
-                let body = rejected.into_body();
-                failed(hyper::Response::new(body))
-            }
+            intake => failed(as_fc_error(reject(runtime, intake, true).await).await),
         },
     };
     fc_log(&format!("FC Invoke End RequestId: {fc_id}"));
     reply
+}
+
+/// Rename a JSON error reply's `error` to `errorMessage`, FC's convention for
+/// a failed invocation's body, keeping its other fields and headers.
+async fn as_fc_error(reply: hyper::Response<Full<Bytes>>) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = reply.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            if let Some(message) = map.remove("error") {
+                map.insert("errorMessage".into(), message);
+            }
+            Bytes::from(serde_json::Value::Object(map).to_string())
+        }
+        _ => bytes,
+    };
+    hyper::Response::from_parts(parts, Full::new(body))
 }
 
 /// `POST /initialize`: FC's initializer hook. Nothing to prepare.

@@ -1,0 +1,43 @@
+# stackhook: the `stackhook serve` provider, for Function Compute custom
+# containers, Kubernetes, or any container host.
+#
+#   docker build -t stackhook .
+#   docker run --rm -p 9000:9000 -e STACKHOOK_SECRET_KEY=... stackhook
+#
+# Every `stackhook serve` flag has a STACKHOOK_* environment variable
+# (`docker run --rm stackhook --help` lists them). Give every replica the same
+# STACKHOOK_SECRET_KEY, or mount a volume at /var/lib/stackhook: without
+# either, each container creates its own key and Custom::RandomString values
+# change at the resource's next Update. tests/dockerfile.rs checks this file.
+
+# The toolchain stackhook is developed and tested with; not older than
+# `rust-version` in Cargo.toml.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+# Everything the crate is built from, nothing else (see .dockerignore).
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY handlers ./handlers
+# --locked: exactly the dependency versions in Cargo.lock.
+RUN cargo build --release --locked --bin stackhook \
+    && cp target/release/stackhook /usr/local/bin/stackhook
+
+FROM debian:bookworm-slim
+# CA certificates for HTTPS callbacks; a system user with a fixed uid, so
+# `runAsNonRoot` policies can verify it; the state directory it owns.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 stackhook \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/stackhook --shell /usr/sbin/nologin stackhook \
+    && mkdir -p /var/lib/stackhook \
+    && chown 10001:10001 /var/lib/stackhook \
+    && chmod 0700 /var/lib/stackhook
+COPY --from=build /usr/local/bin/stackhook /usr/local/bin/stackhook
+ENV STACKHOOK_STATE_DIR=/var/lib/stackhook
+WORKDIR /var/lib/stackhook
+USER 10001:10001
+# Function Compute's default CAPort, and stackhook's default listen port.
+EXPOSE 9000
+# SIGTERM (the default stop signal) drains in-flight requests, then exits 0.
+ENTRYPOINT ["/usr/local/bin/stackhook", "serve"]
