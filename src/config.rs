@@ -107,6 +107,8 @@ pub struct Config {
     pub(crate) intranet_connect_timeout: Duration,
     pub(crate) attempt_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
+    /// Authentication, callback guard and limits (setters in `security`).
+    pub(crate) security: crate::security::SecurityConfig,
 }
 
 impl Default for Config {
@@ -120,6 +122,7 @@ impl Default for Config {
             intranet_connect_timeout: DEFAULT_INTRANET_CONNECT_TIMEOUT,
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            security: crate::security::SecurityConfig::default(),
         }
     }
 }

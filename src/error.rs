@@ -53,6 +53,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// The callback guard refused every callback URL of a request (the
+    /// message names hosts only, never a query string).
+    #[error("callback refused: {0}")]
+    CallbackRefused(String),
 }
 
 impl Error {

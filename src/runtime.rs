@@ -64,17 +64,21 @@ pub(crate) struct Runtime {
     pub(crate) tasks: TaskTracker,
     /// Cancelled when the shutdown grace period is over.
     pub(crate) cancel: CancellationToken,
+    /// Authentication and limits for incoming requests.
+    pub(crate) security: crate::security::Gate,
 }
 
 impl Runtime {
     pub(crate) fn new(router: Router, config: Config) -> Result<Arc<Self>> {
         let delivery = Delivery::new(&config)?;
+        let security = crate::security::Gate::new(&config.security)?;
         Ok(Arc::new(Runtime {
             router,
             config,
             delivery,
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            security,
         }))
     }
 
