@@ -38,12 +38,16 @@ impl Server {
 
 /// Serve the Echo handler with `config` on 127.0.0.1:0.
 pub async fn start(config: Config) -> Server {
+    start_with(Router::new().route("Custom::Echo", Echo), config).await
+}
+
+/// Serve `router` with `config` on 127.0.0.1:0.
+pub async fn start_with(router: Router, config: Config) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    let router = Router::new().route("Custom::Echo", Echo);
     let config = config.shutdown_grace(std::time::Duration::from_secs(2));
     let task = tokio::spawn(stackhook::serve(listener, router, config, async {
         let _ = stopped.await;
