@@ -52,9 +52,20 @@ async fn missing_or_wrong_token_is_refused_without_dispatch_or_callback() {
 
     let (status, reply) = post(&server.url("/"), &body, None).await;
     assert_eq!(status, 401);
-    assert!(reply["error"].as_str().expect("error").contains("missing token"), "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .expect("error")
+            .contains("missing token"),
+        "{reply}"
+    );
 
-    let (status, reply) = post(&server.url("/"), &body, Some("a-long-random-shared-token-0002")).await;
+    let (status, reply) = post(
+        &server.url("/"),
+        &body,
+        Some("a-long-random-shared-token-0002"),
+    )
+    .await;
     assert_eq!(status, 401);
     assert!(!reply.to_string().contains(TOKEN));
     let (status, _) = post(&server.url("/sync"), &body, Some("wrong")).await;
@@ -69,7 +80,10 @@ async fn missing_or_wrong_token_is_refused_without_dispatch_or_callback() {
     assert_eq!(status, 401);
 
     tokio::time::sleep(NO_CALLBACK_WAIT).await;
-    assert!(sink.received().is_empty(), "no callback for refused requests");
+    assert!(
+        sink.received().is_empty(),
+        "no callback for refused requests"
+    );
     server.stop().await;
 }
 
@@ -118,7 +132,10 @@ async fn valid_signature_is_accepted_once() {
     // The same signed body again is a replay.
     let (status, reply) = post(&server.url("/"), &body, None).await;
     assert_eq!(status, 401);
-    assert!(reply["error"].as_str().expect("error").contains("replayed"), "{reply}");
+    assert!(
+        reply["error"].as_str().expect("error").contains("replayed"),
+        "{reply}"
+    );
     tokio::time::sleep(NO_CALLBACK_WAIT).await;
     assert_eq!(sink.received().len(), 1);
     server.stop().await;
@@ -133,13 +150,23 @@ async fn missing_forged_and_stale_signatures_are_refused() {
 
     let (status, reply) = post(&server.url("/"), &plain, None).await;
     assert_eq!(status, 401);
-    assert!(reply["error"].as_str().expect("error").contains("missing signature"));
+    assert!(
+        reply["error"]
+            .as_str()
+            .expect("error")
+            .contains("missing signature")
+    );
 
     // Signed with another key.
     let forged = SignatureScheme::new("not-the-key", SIGN_URL).signed_body(&plain, &now);
     let (status, reply) = post(&server.url("/"), &forged, None).await;
     assert_eq!(status, 401);
-    assert!(reply["error"].as_str().expect("error").contains("does not match"));
+    assert!(
+        reply["error"]
+            .as_str()
+            .expect("error")
+            .contains("does not match")
+    );
 
     // Signed correctly, then tampered with.
     let mut tampered = signing().signed_body(&plain, &now);
@@ -148,7 +175,8 @@ async fn missing_forged_and_stale_signatures_are_refused() {
     assert_eq!(status, 401);
 
     // Signed for another URL.
-    let other_url = SignatureScheme::new(SIGN_KEY, "https://elsewhere.example.com/").signed_body(&plain, &now);
+    let other_url =
+        SignatureScheme::new(SIGN_KEY, "https://elsewhere.example.com/").signed_body(&plain, &now);
     let (status, _) = post(&server.url("/"), &other_url, None).await;
     assert_eq!(status, 401);
 
@@ -162,7 +190,10 @@ async fn missing_forged_and_stale_signatures_are_refused() {
         let stale = signing().signed_body(&plain, &format_date(at));
         let (status, reply) = post(&server.url("/"), &stale, None).await;
         assert_eq!(status, 401);
-        assert!(reply["error"].as_str().expect("error").contains("stale"), "{reply}");
+        assert!(
+            reply["error"].as_str().expect("error").contains("stale"),
+            "{reply}"
+        );
     }
 
     // Malformed Signature objects.
@@ -179,7 +210,10 @@ async fn missing_forged_and_stale_signatures_are_refused() {
     }
 
     tokio::time::sleep(NO_CALLBACK_WAIT).await;
-    assert!(sink.received().is_empty(), "no callback for refused requests");
+    assert!(
+        sink.received().is_empty(),
+        "no callback for refused requests"
+    );
     server.stop().await;
 }
 
@@ -192,13 +226,26 @@ async fn signed_headers_and_sync_route_are_checked() {
     let now = format_date(SystemTime::now());
 
     let mut scheme = signing();
-    scheme.headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let (status, reply) = post(&server.url("/sync"), &scheme.signed_body(&plain, &now), None).await;
+    scheme.headers = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (status, reply) = post(
+        &server.url("/sync"),
+        &scheme.signed_body(&plain, &now),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(reply["Status"], "SUCCESS", "{reply}");
 
     // Without the headers in the string to sign, it does not match.
-    let (status, _) = post(&server.url("/sync"), &signing().signed_body(&plain, &now), None).await;
+    let (status, _) = post(
+        &server.url("/sync"),
+        &signing().signed_body(&plain, &now),
+        None,
+    )
+    .await;
     assert_eq!(status, 401);
     server.stop().await;
 }
@@ -211,9 +258,15 @@ async fn token_and_signature_together_need_both() {
     let body = signing().signed_body(&plain, &format_date(SystemTime::now()));
 
     let (status, _) = post(&server.url("/"), &body, None).await;
-    assert_eq!(status, 401, "signature alone is not enough when a token is set");
+    assert_eq!(
+        status, 401,
+        "signature alone is not enough when a token is set"
+    );
     let (status, _) = post(&server.url("/"), &plain, Some(TOKEN)).await;
-    assert_eq!(status, 401, "token alone is not enough when a SignKey is set");
+    assert_eq!(
+        status, 401,
+        "token alone is not enough when a SignKey is set"
+    );
     let (status, _) = post(&server.url("/"), &body, Some(TOKEN)).await;
     assert_eq!(status, 200);
     server.stop().await;
@@ -222,7 +275,11 @@ async fn token_and_signature_together_need_both() {
 #[tokio::test]
 async fn healthz_needs_no_authentication() {
     let server = start(Config::for_local_testing().auth_token(TOKEN)).await;
-    let reply = client().get(server.url("/healthz")).send().await.expect("reachable");
+    let reply = client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("reachable");
     assert_eq!(reply.status(), 200);
     server.stop().await;
 }
@@ -234,9 +291,14 @@ fn empty_token_is_a_config_error() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let config = Config::for_local_testing().auth_token("");
         let served = stackhook::serve(listener, stackhook::Router::new(), config, async {}).await;
-        assert!(matches!(served, Err(stackhook::Error::Config(_))), "{served:?}");
+        assert!(
+            matches!(served, Err(stackhook::Error::Config(_))),
+            "{served:?}"
+        );
     });
 }

@@ -16,7 +16,9 @@ use stackhook::config::CallbackEndpoint;
 use stackhook::delivery::{Delivery, Target};
 use stackhook::request::CallbackUrl;
 use stackhook::response::Data;
-use stackhook::security::callback_guard::{CallbackGuard, GuardError, HostPattern, parse_allow_list};
+use stackhook::security::callback_guard::{
+    CallbackGuard, GuardError, HostPattern, parse_allow_list,
+};
 use stackhook::sink::CallbackSink;
 use stackhook::{Config, Request, RequestType, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,13 +31,22 @@ fn allow(list: &str) -> Vec<HostPattern> {
 }
 
 fn request(public: Option<String>, intranet: Option<String>) -> Request {
-    let mut request = Request::new(RequestType::Create, "Custom::Echo", "Echo", "stack-1", "req-1");
+    let mut request = Request::new(
+        RequestType::Create,
+        "Custom::Echo",
+        "Echo",
+        "stack-1",
+        "req-1",
+    );
     request.response_url = public.map(CallbackUrl::new);
     request.intranet_response_url = intranet.map(CallbackUrl::new);
     request
 }
 
-async fn deliver(config: &Config, request: &Request) -> stackhook::Result<stackhook::delivery::Delivered> {
+async fn deliver(
+    config: &Config,
+    request: &Request,
+) -> stackhook::Result<stackhook::delivery::Delivered> {
     let delivery = Delivery::new(config).expect("delivery");
     let response = Response::success(request, "id-1", Data::new());
     delivery
@@ -75,7 +86,13 @@ fn private_link_local_and_metadata_literals_are_refused_even_with_a_star() {
 #[test]
 fn other_schemes_are_refused() {
     let guard = CallbackGuard::new(allow("*"));
-    for url in ["file:///etc/passwd", "ftp://ros.aliyuncs.com/x", "gopher://ros.aliyuncs.com/", "ws://ros.aliyuncs.com/", "javascript:alert(1)"] {
+    for url in [
+        "file:///etc/passwd",
+        "ftp://ros.aliyuncs.com/x",
+        "gopher://ros.aliyuncs.com/",
+        "ws://ros.aliyuncs.com/",
+        "javascript:alert(1)",
+    ] {
         assert!(guard.check(url).is_err(), "{url}");
     }
 }
@@ -84,7 +101,9 @@ fn other_schemes_are_refused() {
 async fn default_config_refuses_loopback_callbacks_and_sends_nothing() {
     let sink = CallbackSink::start().await.expect("sink");
     let config = Config::default().callback_endpoint(CallbackEndpoint::Public);
-    let err = deliver(&config, &request(Some(sink.url("/cb")), None)).await.unwrap_err();
+    let err = deliver(&config, &request(Some(sink.url("/cb")), None))
+        .await
+        .unwrap_err();
     assert!(matches!(err, stackhook::Error::CallbackRefused(_)), "{err}");
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
     assert!(!err.to_string().contains("Signature="), "{err}");
@@ -95,7 +114,9 @@ async fn default_config_refuses_loopback_callbacks_and_sends_nothing() {
 async fn loopback_is_allowed_when_listed() {
     let sink = CallbackSink::start().await.expect("sink");
     let config = Config::for_local_testing().callback_endpoint(CallbackEndpoint::Public);
-    let done = deliver(&config, &request(Some(sink.url("/cb")), None)).await.expect("delivered");
+    let done = deliver(&config, &request(Some(sink.url("/cb")), None))
+        .await
+        .expect("delivered");
     assert_eq!(done.target, Target::Public);
     assert_eq!(sink.received().len(), 1);
 }
@@ -121,24 +142,39 @@ async fn names_allowed_by_wildcard_must_not_resolve_to_loopback() {
     let port = sink.addr().port();
     let url = format!("http://localhost:{port}/cb?Signature=x");
 
-    let star = Config::default().callback_allow(allow("*")).callback_endpoint(CallbackEndpoint::Public);
-    let err = deliver(&star, &request(Some(url.clone()), None)).await.unwrap_err();
-    assert!(err.to_string().contains("resolves only to addresses"), "{err}");
+    let star = Config::default()
+        .callback_allow(allow("*"))
+        .callback_endpoint(CallbackEndpoint::Public);
+    let err = deliver(&star, &request(Some(url.clone()), None))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("resolves only to addresses"),
+        "{err}"
+    );
     assert!(sink.received().is_empty());
 
     // Listed exactly, the name may resolve anywhere.
-    let exact = Config::default().callback_allow(allow("localhost")).callback_endpoint(CallbackEndpoint::Public);
-    deliver(&exact, &request(Some(url), None)).await.expect("delivered");
+    let exact = Config::default()
+        .callback_allow(allow("localhost"))
+        .callback_endpoint(CallbackEndpoint::Public);
+    deliver(&exact, &request(Some(url), None))
+        .await
+        .expect("delivered");
     assert_eq!(sink.received().len(), 1);
 }
 
 /// A one-shot server that answers every request with a redirect to `location`.
 async fn redirector(location: String) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         for _ in 0..8 {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
             let mut buf = vec![0u8; 16 * 1024];
             let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await;
             let reply = format!(
@@ -155,9 +191,14 @@ async fn redirects_are_not_followed() {
     let sink = CallbackSink::start().await.expect("sink");
     let hop = redirector(sink.url("/stolen")).await;
     let config = Config::for_local_testing().callback_endpoint(CallbackEndpoint::Public);
-    let err = deliver(&config, &request(Some(format!("http://{hop}/cb")), None)).await.unwrap_err();
+    let err = deliver(&config, &request(Some(format!("http://{hop}/cb")), None))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("307"), "{err}");
-    assert!(sink.received().is_empty(), "the redirect target got nothing");
+    assert!(
+        sink.received().is_empty(),
+        "the redirect target got nothing"
+    );
 }
 
 #[tokio::test]
@@ -166,7 +207,12 @@ async fn server_refuses_to_call_back_to_loopback_by_default() {
     let server = start(Config::default()).await;
 
     // FC /invoke delivers before it replies, so the refusal shows in the reply.
-    let reply = client().post(server.url("/invoke")).json(&create(&sink.url("/cb"))).send().await.expect("reachable");
+    let reply = client()
+        .post(server.url("/invoke"))
+        .json(&create(&sink.url("/cb")))
+        .send()
+        .await
+        .expect("reachable");
     assert_eq!(reply.status(), 404);
     let body: Value = reply.json().await.expect("json");
     let message = body["errorMessage"].as_str().expect("errorMessage");
@@ -174,7 +220,12 @@ async fn server_refuses_to_call_back_to_loopback_by_default() {
     assert!(!message.contains("Signature="), "{message}");
 
     // Async mode acknowledges, then refuses to deliver.
-    let reply = client().post(server.url("/")).json(&create(&sink.url("/cb"))).send().await.expect("reachable");
+    let reply = client()
+        .post(server.url("/"))
+        .json(&create(&sink.url("/cb")))
+        .send()
+        .await
+        .expect("reachable");
     assert_eq!(reply.status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sink.received().is_empty());

@@ -37,7 +37,12 @@ async fn read_to_close(stream: &mut TcpStream) -> String {
 async fn oversize_body_gets_413() {
     let server = start(Config::for_local_testing().body_limit(1024)).await;
     let body = "x".repeat(4096);
-    let reply = client().post(server.url("/")).body(body).send().await.expect("reachable");
+    let reply = client()
+        .post(server.url("/"))
+        .body(body)
+        .send()
+        .await
+        .expect("reachable");
     assert_eq!(reply.status(), 413);
     server.stop().await;
 }
@@ -53,17 +58,37 @@ async fn deeply_nested_body_gets_400_before_parsing() {
     }
     body["ResourceProperties"]["Deep"] = deep;
     for path in ["/", "/sync", "/invoke"] {
-        let reply = client().post(server.url(path)).json(&body).send().await.expect("reachable");
-        assert!(reply.status() == 400 || reply.status() == 404, "{path}: {}", reply.status());
+        let reply = client()
+            .post(server.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("reachable");
+        assert!(
+            reply.status() == 400 || reply.status() == 404,
+            "{path}: {}",
+            reply.status()
+        );
         let text = reply.text().await.expect("text");
-        assert!(text.contains("nests deeper than 16 levels"), "{path}: {text}");
+        assert!(
+            text.contains("nests deeper than 16 levels"),
+            "{path}: {text}"
+        );
     }
     // Far deeper than serde_json's own limit, and not even valid JSON.
     let bomb = "[".repeat(200_000);
-    let reply = client().post(server.url("/")).body(bomb).send().await.expect("reachable");
+    let reply = client()
+        .post(server.url("/"))
+        .body(bomb)
+        .send()
+        .await
+        .expect("reachable");
     assert_eq!(reply.status(), 400);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(sink.received().is_empty(), "hostile bodies are not answered at their callback");
+    assert!(
+        sink.received().is_empty(),
+        "hostile bodies are not answered at their callback"
+    );
     server.stop().await;
 }
 
@@ -75,30 +100,45 @@ async fn oversize_headers_are_refused() {
         "a".repeat(32 * 1024)
     );
     let reply = raw(server.addr, request.as_bytes()).await;
-    assert!(reply.is_empty() || reply.starts_with("HTTP/1.1 431"), "{reply}");
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 431"),
+        "{reply}"
+    );
     // The server is still fine.
-    let health = client().get(server.url("/healthz")).send().await.expect("reachable");
+    let health = client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("reachable");
     assert_eq!(health.status(), 200);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
-    let server = start(Config::for_local_testing().header_read_timeout(Duration::from_millis(200))).await;
+    let server =
+        start(Config::for_local_testing().header_read_timeout(Duration::from_millis(200))).await;
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-    stream.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
     // Never finish the headers: the server must close the connection.
     let reply = read_to_close(&mut stream).await;
     assert!(!reply.contains("200 OK"), "{reply}");
     let mut probe = [0u8; 1];
     let closed = tokio::time::timeout(BOUND, stream.read(&mut probe)).await;
-    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the connection was closed");
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the connection was closed"
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn slow_bodies_get_408() {
-    let server = start(Config::for_local_testing().body_read_timeout(Duration::from_millis(200))).await;
+    let server =
+        start(Config::for_local_testing().body_read_timeout(Duration::from_millis(200))).await;
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
     stream
         .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"Request")
@@ -128,7 +168,11 @@ async fn connections_over_the_cap_are_closed_and_slots_come_back() {
     // Once the held connections are gone, the slots come back.
     let mut answered = false;
     for _ in 0..100 {
-        let reply = raw(server.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let reply = raw(
+            server.addr,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         if reply.starts_with("HTTP/1.1 200") {
             answered = true;
             break;
@@ -155,7 +199,11 @@ async fn one_address_cannot_take_every_request_slot() {
 
     let mut limited = false;
     for _ in 0..100 {
-        let reply = client().get(server.url("/healthz")).send().await.expect("reachable");
+        let reply = client()
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .expect("reachable");
         if reply.status() == 429 {
             limited = true;
             break;
@@ -170,7 +218,11 @@ async fn one_address_cannot_take_every_request_slot() {
         .timeout(BOUND)
         .build()
         .expect("client");
-    let reply = other.get(server.url("/healthz")).send().await.expect("reachable");
+    let reply = other
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("reachable");
     assert_eq!(reply.status(), 200);
     drop(slow);
     server.stop().await;
@@ -178,7 +230,8 @@ async fn one_address_cannot_take_every_request_slot() {
 
 #[tokio::test]
 async fn garbage_never_takes_the_server_down() {
-    let server = start(Config::for_local_testing().header_read_timeout(Duration::from_millis(500))).await;
+    let server =
+        start(Config::for_local_testing().header_read_timeout(Duration::from_millis(500))).await;
     let inputs: [&[u8]; 6] = [
         b"\x00\xff\xfe garbage\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
@@ -190,7 +243,11 @@ async fn garbage_never_takes_the_server_down() {
     for input in inputs {
         let _ = raw(server.addr, input).await;
     }
-    let health = client().get(server.url("/healthz")).send().await.expect("reachable");
+    let health = client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("reachable");
     assert_eq!(health.status(), 200);
     server.stop().await;
 }

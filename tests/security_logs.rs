@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stackhook::handler::{CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated};
+use stackhook::handler::{
+    CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated,
+};
 use stackhook::security::signature::{SignatureScheme, format_date};
 use stackhook::sink::CallbackSink;
 use stackhook::{Config, Router, Sensitive};
@@ -49,7 +51,8 @@ impl Handler for Login {
         if let Some(reason) = &req.properties.fail_with {
             return Err(std::io::Error::other(reason.clone()));
         }
-        Ok(Created::with_id(req.properties.user.clone()).with_data("Password", req.properties.password))
+        Ok(Created::with_id(req.properties.user.clone())
+            .with_data("Password", req.properties.password))
     }
     async fn update(&self, _req: UpdateRequest<LoginProps>) -> Result<Updated, Self::Error> {
         Ok(Updated::new())
@@ -99,9 +102,18 @@ async fn post(server: &Server, path: &str, body: &Value, token: Option<&str>) ->
 
 fn assert_clean(logs: &Logs, extra: &[&str]) {
     let text = logs.text();
-    assert!(text.contains("request body"), "TRACE body logging was exercised:\n{text}");
-    for secret in [PRESIGNED, TOKEN, SIGN_KEY, PASSWORD, PIN].iter().chain(extra) {
-        assert!(!text.contains(secret), "`{secret}` leaked into the logs:\n{text}");
+    assert!(
+        text.contains("request body"),
+        "TRACE body logging was exercised:\n{text}"
+    );
+    for secret in [PRESIGNED, TOKEN, SIGN_KEY, PASSWORD, PIN]
+        .iter()
+        .chain(extra)
+    {
+        assert!(
+            !text.contains(secret),
+            "`{secret}` leaked into the logs:\n{text}"
+        );
     }
 }
 
@@ -119,16 +131,29 @@ async fn success_and_handler_failure_leak_nothing() {
     let server = server().await;
     let callback = format!("http://{}/cb?Signature={PRESIGNED}", sink.addr());
 
-    let ok = sign(&login(&callback, json!({"User": "alice", "Password": PASSWORD})));
-    let signature = ok["Signature"]["Value"].as_str().expect("value").to_string();
+    let ok = sign(&login(
+        &callback,
+        json!({"User": "alice", "Password": PASSWORD}),
+    ));
+    let signature = ok["Signature"]["Value"]
+        .as_str()
+        .expect("value")
+        .to_string();
     assert_eq!(post(&server, "/", &ok, Some(TOKEN)).await, 200);
-    let failing = sign(&login(&callback, json!({"User": "bob", "Password": PASSWORD, "FailWith": "no such user"})));
+    let failing = sign(&login(
+        &callback,
+        json!({"User": "bob", "Password": PASSWORD, "FailWith": "no such user"}),
+    ));
     assert_eq!(post(&server, "/", &failing, Some(TOKEN)).await, 200);
 
     let calls = sink.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(calls.len(), 2);
     // ROS still gets the value it needs.
-    let success = calls.iter().filter_map(|c| c.response()).find(|r| r.status.as_str() == "SUCCESS").expect("SUCCESS");
+    let success = calls
+        .iter()
+        .filter_map(|c| c.response())
+        .find(|r| r.status.as_str() == "SUCCESS")
+        .expect("SUCCESS");
     assert_eq!(success.data.expect("data")["Password"], PASSWORD);
     server.stop().await;
     assert_clean(&logs, &[&signature]);
@@ -141,7 +166,10 @@ async fn sync_path_and_sensitive_type_errors_leak_nothing() {
     let sink = CallbackSink::start().await.expect("sink");
     let server = server().await;
     let callback = format!("http://{}/cb?Signature={PRESIGNED}", sink.addr());
-    let wrong_type = sign(&login(&callback, json!({"User": "carol", "Password": PASSWORD, "Pin": PIN})));
+    let wrong_type = sign(&login(
+        &callback,
+        json!({"User": "carol", "Password": PASSWORD, "Pin": PIN}),
+    ));
     let reply = client()
         .post(server.url("/sync"))
         .header("X-Stackhook-Token", TOKEN)
@@ -151,7 +179,10 @@ async fn sync_path_and_sensitive_type_errors_leak_nothing() {
         .expect("reachable");
     let answer: Value = reply.json().await.expect("json");
     assert_eq!(answer["Status"], "FAILED", "{answer}");
-    assert!(!answer.to_string().contains(PIN), "the Reason does not quote the value: {answer}");
+    assert!(
+        !answer.to_string().contains(PIN),
+        "the Reason does not quote the value: {answer}"
+    );
     server.stop().await;
     assert_clean(&logs, &[]);
 }
@@ -166,7 +197,10 @@ async fn delivery_failures_and_refused_callbacks_leak_nothing() {
 
     // The callback refuses the answer.
     let refused = format!("http://{}/cb?Signature={PRESIGNED}", sink.addr());
-    assert_eq!(post(&server, "/invoke", &login(&refused, body.clone()), None).await, 404);
+    assert_eq!(
+        post(&server, "/invoke", &login(&refused, body.clone()), None).await,
+        404
+    );
     // Nobody listens there: connection errors until the deadline.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -174,13 +208,22 @@ async fn delivery_failures_and_refused_callbacks_leak_nothing() {
         drop(listener);
         format!("http://{addr}/cb?Signature={PRESIGNED}")
     };
-    assert_eq!(post(&server, "/invoke", &login(&closed, body.clone()), None).await, 404);
+    assert_eq!(
+        post(&server, "/invoke", &login(&closed, body.clone()), None).await,
+        404
+    );
     // The callback guard refuses the host.
     let guarded = format!("http://user:{PRESIGNED}@127.0.0.9:1/cb?Signature={PRESIGNED}");
-    assert_eq!(post(&server, "/invoke", &login(&guarded, body), None).await, 404);
+    assert_eq!(
+        post(&server, "/invoke", &login(&guarded, body), None).await,
+        404
+    );
     server.stop().await;
     assert_clean(&logs, &[]);
-    assert!(logs.text().contains("127.0.0.9"), "the refused host is named");
+    assert!(
+        logs.text().contains("127.0.0.9"),
+        "the refused host is named"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -193,7 +236,12 @@ async fn unauthenticated_and_malformed_input_leak_nothing() {
 
     // Wrong token, token in the query, forged signature.
     assert_eq!(post(&server, "/", &good, Some("wrong-token")).await, 401);
-    let reply = client().post(server.url(&format!("/?token={TOKEN}x"))).json(&good).send().await.expect("reachable");
+    let reply = client()
+        .post(server.url(&format!("/?token={TOKEN}x")))
+        .json(&good)
+        .send()
+        .await
+        .expect("reachable");
     assert_eq!(reply.status(), 401);
     let mut forged = sign(&good);
     forged["Signature"]["Value"] = "0000000000000000000000000000000000000000".into();
@@ -213,7 +261,12 @@ async fn unauthenticated_and_malformed_input_leak_nothing() {
         .await
         .expect("reachable");
     assert_eq!(reply.status(), 401, "unsigned");
-    let reply = client().post(server.url("/invoke")).body(format!("{{\"Password\": \"{PASSWORD}\"")).send().await.expect("reachable");
+    let reply = client()
+        .post(server.url("/invoke"))
+        .body(format!("{{\"Password\": \"{PASSWORD}\""))
+        .send()
+        .await
+        .expect("reachable");
     assert_eq!(reply.status(), 404);
 
     assert_eq!(sink.wait_for(1, Duration::from_secs(10)).await.len(), 1);

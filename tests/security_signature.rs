@@ -45,38 +45,166 @@ const URL: &str = "https://provider.example.com/";
 
 /// (reading, with the two headers, expected value)
 const PINNED: [(&str, bool, &str); 32] = [
-("hmac-sha1/hex/python/block", false, "53227dc76b83533ac5a8999ac1ddb09487a32fca"),
-    ("hmac-sha1/hex/python/block", true, "982720d5bc2669027adb2149bbbb3982c2b232ae"),
-    ("hmac-sha1/hex/python/lines", false, "f7ec8c8e3502155ecd9d1580ec8788a59585d5b0"),
-    ("hmac-sha1/hex/python/lines", true, "982720d5bc2669027adb2149bbbb3982c2b232ae"),
-    ("hmac-sha1/hex/compact/block", false, "a39dafcee453bdf6ec91cee0e76107ca0b8f94e6"),
-    ("hmac-sha1/hex/compact/block", true, "1540e872b970457c4c5a6502651c73256cf9811a"),
-    ("hmac-sha1/hex/compact/lines", false, "474a94a9e8172258594144ccca57250e9634c540"),
-    ("hmac-sha1/hex/compact/lines", true, "1540e872b970457c4c5a6502651c73256cf9811a"),
-    ("hmac-sha1/base64/python/block", false, "b4f34292ecd004b1a709615da068b643da4d3c6e"),
-    ("hmac-sha1/base64/python/block", true, "bb5c564d1a92afd88c7569b9c5d944c2bcbdfdb2"),
-    ("hmac-sha1/base64/python/lines", false, "342cad215135e189cf0fb8581adbab7c32d6c725"),
-    ("hmac-sha1/base64/python/lines", true, "bb5c564d1a92afd88c7569b9c5d944c2bcbdfdb2"),
-    ("hmac-sha1/base64/compact/block", false, "3146d5aa8357c1b2418ea26762031c4a7937f140"),
-    ("hmac-sha1/base64/compact/block", true, "a986bf1e32ec7f62f7d8bb3a6517af348aba9597"),
-    ("hmac-sha1/base64/compact/lines", false, "b916136678e1f5bbb7b237e9790709e5366209a3"),
-    ("hmac-sha1/base64/compact/lines", true, "a986bf1e32ec7f62f7d8bb3a6517af348aba9597"),
-    ("sha1/hex/python/block", false, "036462ee4661f3c2eaac31f9ee971d10ebe48057"),
-    ("sha1/hex/python/block", true, "583962436a720a55664e6882a54c4122c4fd9b08"),
-    ("sha1/hex/python/lines", false, "c51b686ae2b35f1c6ef6e34bb3739c64e84aee4c"),
-    ("sha1/hex/python/lines", true, "583962436a720a55664e6882a54c4122c4fd9b08"),
-    ("sha1/hex/compact/block", false, "610750296280a00c233a8ee16d5ad86db8244940"),
-    ("sha1/hex/compact/block", true, "f86638c7f730b7bf6c63fa6ccec87dd531549682"),
-    ("sha1/hex/compact/lines", false, "62c9c518d27d61fe2b10442d98f639a459116207"),
-    ("sha1/hex/compact/lines", true, "f86638c7f730b7bf6c63fa6ccec87dd531549682"),
-    ("sha1/base64/python/block", false, "ef4065618aca6fbed47eabae9f54d7d64c132680"),
-    ("sha1/base64/python/block", true, "427fb337e25fddee3838e89a79b061c59d79b2ab"),
-    ("sha1/base64/python/lines", false, "3f8dd92234e70c6d627a89a4c2891e15bf68d220"),
-    ("sha1/base64/python/lines", true, "427fb337e25fddee3838e89a79b061c59d79b2ab"),
-    ("sha1/base64/compact/block", false, "96df4b3c14a58b9dbdfabb1e1d0c2ae3bb5ee963"),
-    ("sha1/base64/compact/block", true, "99b3dbcb69261182e771080eebb99e791f911407"),
-    ("sha1/base64/compact/lines", false, "ff35d6738ecf30d1e3a07e053347d44d9a96c682"),
-    ("sha1/base64/compact/lines", true, "99b3dbcb69261182e771080eebb99e791f911407"),
+    (
+        "hmac-sha1/hex/python/block",
+        false,
+        "53227dc76b83533ac5a8999ac1ddb09487a32fca",
+    ),
+    (
+        "hmac-sha1/hex/python/block",
+        true,
+        "982720d5bc2669027adb2149bbbb3982c2b232ae",
+    ),
+    (
+        "hmac-sha1/hex/python/lines",
+        false,
+        "f7ec8c8e3502155ecd9d1580ec8788a59585d5b0",
+    ),
+    (
+        "hmac-sha1/hex/python/lines",
+        true,
+        "982720d5bc2669027adb2149bbbb3982c2b232ae",
+    ),
+    (
+        "hmac-sha1/hex/compact/block",
+        false,
+        "a39dafcee453bdf6ec91cee0e76107ca0b8f94e6",
+    ),
+    (
+        "hmac-sha1/hex/compact/block",
+        true,
+        "1540e872b970457c4c5a6502651c73256cf9811a",
+    ),
+    (
+        "hmac-sha1/hex/compact/lines",
+        false,
+        "474a94a9e8172258594144ccca57250e9634c540",
+    ),
+    (
+        "hmac-sha1/hex/compact/lines",
+        true,
+        "1540e872b970457c4c5a6502651c73256cf9811a",
+    ),
+    (
+        "hmac-sha1/base64/python/block",
+        false,
+        "b4f34292ecd004b1a709615da068b643da4d3c6e",
+    ),
+    (
+        "hmac-sha1/base64/python/block",
+        true,
+        "bb5c564d1a92afd88c7569b9c5d944c2bcbdfdb2",
+    ),
+    (
+        "hmac-sha1/base64/python/lines",
+        false,
+        "342cad215135e189cf0fb8581adbab7c32d6c725",
+    ),
+    (
+        "hmac-sha1/base64/python/lines",
+        true,
+        "bb5c564d1a92afd88c7569b9c5d944c2bcbdfdb2",
+    ),
+    (
+        "hmac-sha1/base64/compact/block",
+        false,
+        "3146d5aa8357c1b2418ea26762031c4a7937f140",
+    ),
+    (
+        "hmac-sha1/base64/compact/block",
+        true,
+        "a986bf1e32ec7f62f7d8bb3a6517af348aba9597",
+    ),
+    (
+        "hmac-sha1/base64/compact/lines",
+        false,
+        "b916136678e1f5bbb7b237e9790709e5366209a3",
+    ),
+    (
+        "hmac-sha1/base64/compact/lines",
+        true,
+        "a986bf1e32ec7f62f7d8bb3a6517af348aba9597",
+    ),
+    (
+        "sha1/hex/python/block",
+        false,
+        "036462ee4661f3c2eaac31f9ee971d10ebe48057",
+    ),
+    (
+        "sha1/hex/python/block",
+        true,
+        "583962436a720a55664e6882a54c4122c4fd9b08",
+    ),
+    (
+        "sha1/hex/python/lines",
+        false,
+        "c51b686ae2b35f1c6ef6e34bb3739c64e84aee4c",
+    ),
+    (
+        "sha1/hex/python/lines",
+        true,
+        "583962436a720a55664e6882a54c4122c4fd9b08",
+    ),
+    (
+        "sha1/hex/compact/block",
+        false,
+        "610750296280a00c233a8ee16d5ad86db8244940",
+    ),
+    (
+        "sha1/hex/compact/block",
+        true,
+        "f86638c7f730b7bf6c63fa6ccec87dd531549682",
+    ),
+    (
+        "sha1/hex/compact/lines",
+        false,
+        "62c9c518d27d61fe2b10442d98f639a459116207",
+    ),
+    (
+        "sha1/hex/compact/lines",
+        true,
+        "f86638c7f730b7bf6c63fa6ccec87dd531549682",
+    ),
+    (
+        "sha1/base64/python/block",
+        false,
+        "ef4065618aca6fbed47eabae9f54d7d64c132680",
+    ),
+    (
+        "sha1/base64/python/block",
+        true,
+        "427fb337e25fddee3838e89a79b061c59d79b2ab",
+    ),
+    (
+        "sha1/base64/python/lines",
+        false,
+        "3f8dd92234e70c6d627a89a4c2891e15bf68d220",
+    ),
+    (
+        "sha1/base64/python/lines",
+        true,
+        "427fb337e25fddee3838e89a79b061c59d79b2ab",
+    ),
+    (
+        "sha1/base64/compact/block",
+        false,
+        "96df4b3c14a58b9dbdfabb1e1d0c2ae3bb5ee963",
+    ),
+    (
+        "sha1/base64/compact/block",
+        true,
+        "99b3dbcb69261182e771080eebb99e791f911407",
+    ),
+    (
+        "sha1/base64/compact/lines",
+        false,
+        "ff35d6738ecf30d1e3a07e053347d44d9a96c682",
+    ),
+    (
+        "sha1/base64/compact/lines",
+        true,
+        "99b3dbcb69261182e771080eebb99e791f911407",
+    ),
 ];
 
 fn body() -> Value {
@@ -97,7 +225,8 @@ fn scheme(reading: Reading, headers: bool) -> SignatureScheme {
 }
 
 fn at(date: &str) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(u64::try_from(parse_date(date).expect("date")).expect("after 1970"))
+    UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(parse_date(date).expect("date")).expect("after 1970"))
 }
 
 #[test]
@@ -106,7 +235,11 @@ fn every_reading_matches_python() {
     data.as_object_mut().expect("object").remove("Signature");
     for (reading, headers, expected) in PINNED {
         let reading: Reading = reading.parse().expect("reading");
-        assert_eq!(scheme(reading, headers).sign(&data, DATE), expected, "{reading} headers={headers}");
+        assert_eq!(
+            scheme(reading, headers).sign(&data, DATE),
+            expected,
+            "{reading} headers={headers}"
+        );
     }
 }
 
@@ -134,7 +267,10 @@ fn verifier_accepts_each_reading_it_is_configured_for() {
         let mut signed = body();
         signed["Signature"]["Value"] = expected.into();
         assert_eq!(verifier.verify(&signed, at(DATE)), Ok(()), "{reading}");
-        assert_eq!(verifier.verify(&signed, at(DATE)), Err(SignatureError::Replayed));
+        assert_eq!(
+            verifier.verify(&signed, at(DATE)),
+            Err(SignatureError::Replayed)
+        );
         // Upper-case hex is the same value.
         let other = Verifier::new(scheme(reading, headers), Duration::from_secs(300), 16);
         signed["Signature"]["Value"] = expected.to_uppercase().into();
@@ -169,7 +305,10 @@ fn replay_memory_stays_bounded() {
     // The latest is still remembered.
     let mut b = body();
     b["RequestId"] = "req-99".into();
-    assert_eq!(verifier.verify(&s.signed_body(&b, DATE), at(DATE)), Err(SignatureError::Replayed));
+    assert_eq!(
+        verifier.verify(&s.signed_body(&b, DATE), at(DATE)),
+        Err(SignatureError::Replayed)
+    );
 }
 
 /// Any JSON value, a few levels deep.
@@ -178,7 +317,9 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         any::<String>().prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {

@@ -19,14 +19,20 @@ struct Pki {
 }
 
 fn self_signed() -> Pki {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
     let dir = tempfile::tempdir().expect("tempdir");
     let cert = dir.path().join("cert.pem");
     let key = dir.path().join("key.pem");
     let cert_pem = certified.cert.pem();
     std::fs::write(&cert, &cert_pem).expect("write cert");
     std::fs::write(&key, certified.key_pair.serialize_pem()).expect("write key");
-    Pki { _dir: dir, cert_pem, cert, key }
+    Pki {
+        _dir: dir,
+        cert_pem,
+        cert,
+        key,
+    }
 }
 
 fn trusting_client(pki: &Pki, addr: std::net::SocketAddr) -> reqwest::Client {
@@ -46,19 +52,36 @@ async fn serves_https_with_the_configured_certificate() {
     let https = trusting_client(&pki, server.addr);
     let base = format!("https://localhost:{}", server.addr.port());
 
-    let health = https.get(format!("{base}/healthz")).send().await.expect("TLS handshake");
+    let health = https
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("TLS handshake");
     assert_eq!(health.status(), 200);
 
-    let reply = https.post(format!("{base}/sync")).json(&create(&sink.url("/cb"))).send().await.expect("reachable");
+    let reply = https
+        .post(format!("{base}/sync"))
+        .json(&create(&sink.url("/cb")))
+        .send()
+        .await
+        .expect("reachable");
     let answer: Value = reply.json().await.expect("json");
     assert_eq!(answer["Status"], "SUCCESS", "{answer}");
 
-    let reply = https.post(format!("{base}/")).json(&create(&sink.url("/cb"))).send().await.expect("reachable");
+    let reply = https
+        .post(format!("{base}/"))
+        .json(&create(&sink.url("/cb")))
+        .send()
+        .await
+        .expect("reachable");
     assert_eq!(reply.status(), 200);
     assert_eq!(sink.wait_for(1, Duration::from_secs(10)).await.len(), 1);
 
     // Plain HTTP on the TLS port gets no answer.
-    let plain = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
     assert!(plain.get(server.url("/healthz")).send().await.is_err());
 
     // A client that does not trust the certificate cannot connect.
@@ -67,7 +90,13 @@ async fn serves_https_with_the_configured_certificate() {
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    assert!(untrusting.get(format!("{base}/healthz")).send().await.is_err());
+    assert!(
+        untrusting
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
     server.stop().await;
 }
 
@@ -81,10 +110,15 @@ async fn a_stalled_handshake_is_cut_off() {
             .header_read_timeout(Duration::from_millis(200)),
     )
     .await;
-    let mut stream = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
     let mut buf = [0u8; 16];
     let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
-    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the server closed the silent connection");
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the server closed the silent connection"
+    );
     server.stop().await;
 }
 
@@ -93,7 +127,9 @@ async fn unreadable_certificate_is_a_config_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cert = dir.path().join("cert.pem");
     std::fs::write(&cert, "not a certificate").expect("write");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let served = stackhook::serve(
         listener,
         stackhook::Router::new(),
@@ -101,5 +137,8 @@ async fn unreadable_certificate_is_a_config_error() {
         async {},
     )
     .await;
-    assert!(matches!(served, Err(stackhook::Error::Config(_))), "{served:?}");
+    assert!(
+        matches!(served, Err(stackhook::Error::Config(_))),
+        "{served:?}"
+    );
 }

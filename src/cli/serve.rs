@@ -53,7 +53,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "STACKHOOK_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
     #[command(flatten)]
-    security: SecurityArgs,
+    security: Box<SecurityArgs>,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -134,7 +134,12 @@ struct SecurityArgs {
     #[arg(long, env = "STACKHOOK_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
     /// ROS HttpConfig.SignKey: verify the Signature ROS adds to each request (needs --sign-url)
-    #[arg(long, env = "STACKHOOK_SIGN_KEY", hide_env_values = true, requires = "sign_url")]
+    #[arg(
+        long,
+        env = "STACKHOOK_SIGN_KEY",
+        hide_env_values = true,
+        requires = "sign_url"
+    )]
     sign_key: Option<String>,
     /// The URL of the ServiceToken exactly as in the template (web:URL), which ROS signs
     #[arg(long, env = "STACKHOOK_SIGN_URL")]
@@ -146,7 +151,11 @@ struct SecurityArgs {
     #[arg(long, env = "STACKHOOK_SIGN_CONTENT_TYPE", default_value = stackhook::security::signature::DEFAULT_SIGN_CONTENT_TYPE)]
     sign_content_type: String,
     /// Reading of ROS's loosely documented signature, DIGEST/MD5/JSON/HEADERS: hmac-sha1|sha1 / hex|base64 / python|compact / block|lines
-    #[arg(long, env = "STACKHOOK_SIGN_READING", default_value = "hmac-sha1/hex/python/block")]
+    #[arg(
+        long,
+        env = "STACKHOOK_SIGN_READING",
+        default_value = "hmac-sha1/hex/python/block"
+    )]
     sign_reading: Reading,
     /// Seconds a Signature's Date may differ from the local clock
     #[arg(long, env = "STACKHOOK_SIGN_SKEW", default_value_t = stackhook::security::signature::DEFAULT_SIGN_SKEW.as_secs())]
@@ -158,7 +167,12 @@ struct SecurityArgs {
     #[arg(long, env = "STACKHOOK_AUTH_FC_ROUTES")]
     auth_fc_routes: bool,
     /// Hosts answers may be sent to: names, *.suffix patterns, IP addresses (needed for any IP literal) or *, comma-separated
-    #[arg(long, env = "STACKHOOK_CALLBACK_ALLOW", value_delimiter = ',', default_value = "*.aliyuncs.com,*.alibabacloud.com")]
+    #[arg(
+        long,
+        env = "STACKHOOK_CALLBACK_ALLOW",
+        value_delimiter = ',',
+        default_value = "*.aliyuncs.com,*.alibabacloud.com"
+    )]
     callback_allow: Vec<HostPattern>,
     /// Deepest JSON nesting accepted in a request body
     #[arg(long, env = "STACKHOOK_JSON_DEPTH", default_value_t = stackhook::security::limits::DEFAULT_JSON_DEPTH)]
@@ -179,7 +193,11 @@ struct SecurityArgs {
     #[arg(long, env = "STACKHOOK_MAX_REQUESTS_PER_IP", default_value_t = stackhook::security::limits::DEFAULT_MAX_REQUESTS_PER_IP)]
     max_requests_per_ip: usize,
     /// Property name whose value is hidden in TRACE body logs (repeatable, or comma-separated in the env var)
-    #[arg(long = "sensitive-property", env = "STACKHOOK_SENSITIVE_PROPERTIES", value_delimiter = ',')]
+    #[arg(
+        long = "sensitive-property",
+        env = "STACKHOOK_SENSITIVE_PROPERTIES",
+        value_delimiter = ','
+    )]
     sensitive_properties: Vec<String>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key)
     #[arg(long, env = "STACKHOOK_TLS_CERT", requires = "tls_key")]

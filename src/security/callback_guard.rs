@@ -313,9 +313,10 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 .filter(|a| trusted || guard.ip_listed(a.ip()) || !special_address(a.ip(), strict))
                 .collect();
             if kept.is_empty() {
-                let error: Box<dyn std::error::Error + Send + Sync> = Box::new(std::io::Error::other(
-                    format!("{host} resolves only to addresses callbacks may not go to"),
-                ));
+                let error: Box<dyn std::error::Error + Send + Sync> =
+                    Box::new(std::io::Error::other(format!(
+                        "{host} resolves only to addresses callbacks may not go to"
+                    )));
                 return Err(error);
             }
             let addrs: reqwest::dns::Addrs = Box::new(kept.into_iter());
@@ -338,12 +339,7 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = v6.segments();
-    let tail = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     match s {
         // ::ffff:a.b.c.d (mapped)
         [0, 0, 0, 0, 0, 0xffff, _, _] => Some(tail),
@@ -400,9 +396,15 @@ mod tests {
     #[test]
     fn default_list_allows_alibaba_hosts_only() {
         let g = CallbackGuard::default();
-        assert_eq!(g.check("https://ros.cn-hangzhou.aliyuncs.com/cb?sig=1"), Ok(()));
+        assert_eq!(
+            g.check("https://ros.cn-hangzhou.aliyuncs.com/cb?sig=1"),
+            Ok(())
+        );
         assert_eq!(g.check("http://x.y.alibabacloud.com/"), Ok(()));
-        assert!(g.check("https://aliyuncs.com/").is_err(), "the bare suffix is not a subdomain");
+        assert!(
+            g.check("https://aliyuncs.com/").is_err(),
+            "the bare suffix is not a subdomain"
+        );
         assert!(g.check("https://evilaliyuncs.com/").is_err());
         assert!(g.check("https://aliyuncs.com.evil.example/").is_err());
         assert!(g.check("https://ros.aliyuncs.com.:443/").is_ok());
@@ -424,7 +426,10 @@ mod tests {
             "http://0x7f.1/",
             "http://8.8.8.8/",
         ] {
-            assert!(matches!(g.check(url), Err(GuardError::AddressNotListed(_))), "{url}");
+            assert!(
+                matches!(g.check(url), Err(GuardError::AddressNotListed(_))),
+                "{url}"
+            );
         }
         assert_eq!(g.check("https://anything.example/"), Ok(()));
         let local = guard("127.0.0.1,::1");
@@ -437,7 +442,12 @@ mod tests {
     #[test]
     fn other_schemes_are_refused() {
         let g = guard("*");
-        for url in ["file:///etc/passwd", "ftp://host.example/", "gopher://host.example/", "data:text/plain,x"] {
+        for url in [
+            "file:///etc/passwd",
+            "ftp://host.example/",
+            "gopher://host.example/",
+            "data:text/plain,x",
+        ] {
             assert!(g.check(url).is_err(), "{url}");
         }
         assert_eq!(g.check("not a url"), Err(GuardError::Unparseable));
@@ -446,19 +456,39 @@ mod tests {
     #[test]
     fn messages_name_the_host_only() {
         let g = CallbackGuard::default();
-        let err = g.check("https://evil.example/cb?Signature=s3cret").unwrap_err();
+        let err = g
+            .check("https://evil.example/cb?Signature=s3cret")
+            .unwrap_err();
         assert!(err.to_string().contains("evil.example"));
         assert!(!err.to_string().contains("s3cret"));
     }
 
     #[test]
     fn special_ranges() {
-        for ip in ["100.100.100.200", "169.254.1.1", "127.0.0.1", "0.0.0.0", "::1", "fe80::1", "::ffff:169.254.169.254", "64:ff9b::7f00:1"] {
+        for ip in [
+            "100.100.100.200",
+            "169.254.1.1",
+            "127.0.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::7f00:1",
+        ] {
             assert!(special_address(ip.parse().expect("ip"), false), "{ip}");
         }
-        for ip in ["10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "fc00::1"] {
+        for ip in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "fc00::1",
+        ] {
             let ip: IpAddr = ip.parse().expect("ip");
-            assert!(special_address(ip, true) && !special_address(ip, false), "{ip}");
+            assert!(
+                special_address(ip, true) && !special_address(ip, false),
+                "{ip}"
+            );
         }
         for ip in ["8.8.8.8", "47.96.0.1", "2001:4860::1"] {
             assert!(!special_address(ip.parse().expect("ip"), true), "{ip}");
@@ -467,8 +497,14 @@ mod tests {
 
     #[test]
     fn patterns_parse() {
-        assert_eq!("*.Example.COM.".parse(), Ok(HostPattern::Suffix(".example.com".into())));
-        assert_eq!("[::1]".parse(), Ok(HostPattern::Ip("::1".parse().expect("ip"))));
+        assert_eq!(
+            "*.Example.COM.".parse(),
+            Ok(HostPattern::Suffix(".example.com".into()))
+        );
+        assert_eq!(
+            "[::1]".parse(),
+            Ok(HostPattern::Ip("::1".parse().expect("ip")))
+        );
         assert!("exa mple.com".parse::<HostPattern>().is_err());
         assert!("*.".parse::<HostPattern>().is_err());
         assert!(parse_allow_list("a.com, *.b.com,,").expect("valid").len() == 2);

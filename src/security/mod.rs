@@ -248,7 +248,26 @@ pub(crate) struct Gate {
     sensitive: Vec<String>,
 }
 
-type Reply = hyper::Response<Full<Bytes>>;
+/// A refused request: the status and the reason for the JSON reply body.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    status: StatusCode,
+    error: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            error: error.into(),
+        }
+    }
+
+    /// The reply: `{"error": "..."}` with the status.
+    pub(crate) fn into_reply(self) -> hyper::Response<Full<Bytes>> {
+        json_reply(self.status, json!({"error": self.error}))
+    }
+}
 
 impl Gate {
     pub(crate) fn new(config: &SecurityConfig) -> crate::Result<Self> {
@@ -319,18 +338,18 @@ impl Gate {
     }
 
     /// A slot for a request from `ip`, or the 429 reply.
-    pub(crate) fn enter(&self, ip: std::net::IpAddr) -> Result<IpSlot, Reply> {
+    pub(crate) fn enter(&self, ip: std::net::IpAddr) -> Result<IpSlot, Refusal> {
         self.per_ip.try_enter(ip).ok_or_else(|| {
             tracing::warn!(%ip, "too many concurrent requests from one address");
-            json_reply(
+            Refusal::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                json!({"error": "too many concurrent requests from this address"}),
+                "too many concurrent requests from this address",
             )
         })
     }
 
     /// Checks that need only the head: the token.
-    pub(crate) fn check_head<B>(&self, req: &hyper::Request<B>) -> Result<(), Reply> {
+    pub(crate) fn check_head<B>(&self, req: &hyper::Request<B>) -> Result<(), Refusal> {
         let path = req.uri().path();
         if !self.guards(path) {
             return Ok(());
@@ -349,7 +368,7 @@ impl Gate {
     }
 
     /// Checks on the body: nesting depth, then the signature.
-    pub(crate) fn check_body(&self, path: &str, body: &[u8]) -> Result<(), Reply> {
+    pub(crate) fn check_body(&self, path: &str, body: &[u8]) -> Result<(), Refusal> {
         if tracing::enabled!(tracing::Level::TRACE) {
             tracing::trace!(
                 %path,
@@ -359,9 +378,12 @@ impl Gate {
         }
         if limits::json_too_deep(body, self.json_depth) {
             tracing::warn!(%path, limit = self.json_depth, "request body nests too deep");
-            return Err(json_reply(
+            return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
-                json!({"error": format!("the request body nests deeper than {} levels", self.json_depth)}),
+                format!(
+                    "the request body nests deeper than {} levels",
+                    self.json_depth
+                ),
             ));
         }
         if !self.guards(path) {
@@ -370,8 +392,7 @@ impl Gate {
         if let Some(verifier) = &self.verifier {
             let parsed = serde_json::from_slice::<serde_json::Value>(body)
                 .map_err(|_| signature::SignatureError::Malformed);
-            if let Err(error) =
-                parsed.and_then(|value| verifier.verify(&value, SystemTime::now()))
+            if let Err(error) = parsed.and_then(|value| verifier.verify(&value, SystemTime::now()))
             {
                 return Err(unauthenticated(path, error.reason()));
             }
@@ -381,10 +402,10 @@ impl Gate {
 }
 
 /// The 401 reply; `reason` never holds a secret.
-fn unauthenticated(path: &str, reason: &str) -> Reply {
+fn unauthenticated(path: &str, reason: &str) -> Refusal {
     tracing::warn!(%path, reason, "unauthenticated request refused; not dispatched");
-    json_reply(
+    Refusal::new(
         StatusCode::UNAUTHORIZED,
-        json!({"error": format!("unauthenticated: {reason}")}),
+        format!("unauthenticated: {reason}"),
     )
 }

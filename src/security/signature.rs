@@ -359,7 +359,8 @@ impl Verifier {
             return Err(SignatureError::Mismatch);
         }
         // Remember it until it can no longer pass the skew check.
-        let forget_at = signed_at.saturating_add(i64::try_from(self.skew.as_secs()).unwrap_or(i64::MAX));
+        let forget_at =
+            signed_at.saturating_add(i64::try_from(self.skew.as_secs()).unwrap_or(i64::MAX));
         let mut seen = match self.seen.lock() {
             Ok(seen) => seen,
             Err(poisoned) => poisoned.into_inner(),
@@ -605,12 +606,25 @@ mod tests {
 
     #[test]
     fn dates_round_trip() {
-        for text in ["1970-01-01T00:00:00Z", "2024-02-29T23:59:59Z", "2038-01-19T03:14:08Z"] {
+        for text in [
+            "1970-01-01T00:00:00Z",
+            "2024-02-29T23:59:59Z",
+            "2038-01-19T03:14:08Z",
+        ] {
             let secs = parse_date(text).expect("valid date");
-            assert_eq!(format_date(UNIX_EPOCH + Duration::from_secs(secs as u64)), text);
+            assert_eq!(
+                format_date(UNIX_EPOCH + Duration::from_secs(secs as u64)),
+                text
+            );
         }
         assert_eq!(parse_date("2024-05-06T07:08:09Z"), Some(1_714_979_289));
-        for bad in ["2024-05-06 07:08:09Z", "2024-13-06T07:08:09Z", "2024-05-06T07:08:09", "+024-05-06T07:08:09Z", "2024-05-06T07:08:09Zx"] {
+        for bad in [
+            "2024-05-06 07:08:09Z",
+            "2024-13-06T07:08:09Z",
+            "2024-05-06T07:08:09",
+            "+024-05-06T07:08:09Z",
+            "2024-05-06T07:08:09Zx",
+        ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
     }

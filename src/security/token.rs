@@ -127,7 +127,9 @@ fn percent_decode(text: &str) -> Vec<u8> {
 }
 
 fn hex_digit(byte: u8) -> Option<u8> {
-    (byte as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    (byte as char)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]
@@ -141,7 +143,10 @@ mod tests {
     #[test]
     fn accepts_the_header_or_the_query() {
         let mut headers = HeaderMap::new();
-        headers.insert(TOKEN_HEADER, "correct horse battery".parse().expect("header"));
+        headers.insert(
+            TOKEN_HEADER,
+            "correct horse battery".parse().expect("header"),
+        );
         assert_eq!(check().check(&headers, None), Ok(()));
         assert_eq!(
             check().check(&HeaderMap::new(), Some("a=1&token=correct+horse%20battery")),

@@ -72,12 +72,13 @@ pub async fn serve(
 
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true);
+    builder.http1().timer(TokioTimer::new()).keep_alive(true);
     let security = &runtime.config.security;
-    crate::security::limits::tune(&mut builder, security.header_read_timeout, security.max_header_bytes);
+    crate::security::limits::tune(
+        &mut builder,
+        security.header_read_timeout,
+        security.max_header_bytes,
+    );
     tokio::pin!(shutdown);
 
     loop {
@@ -150,7 +151,7 @@ async fn route(
 ) -> hyper::Response<Full<Bytes>> {
     let _slot = match runtime.security.enter(peer.ip()) {
         Ok(slot) => slot,
-        Err(reply) => return reply,
+        Err(refusal) => return refusal.into_reply(),
     };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -181,7 +182,10 @@ pub(crate) async fn read_body(
     runtime: &Runtime,
     req: hyper::Request<Incoming>,
 ) -> Result<Bytes, hyper::Response<Full<Bytes>>> {
-    runtime.security.check_head(&req)?;
+    runtime
+        .security
+        .check_head(&req)
+        .map_err(|refusal| refusal.into_reply())?;
     let path = req.uri().path().to_string();
     let limit = runtime.config.body_limit;
     let too_large = || {
@@ -220,7 +224,10 @@ pub(crate) async fn read_body(
             ));
         }
     };
-    runtime.security.check_body(&path, &body)?;
+    runtime
+        .security
+        .check_body(&path, &body)
+        .map_err(|refusal| refusal.into_reply())?;
     Ok(body)
 }
 
