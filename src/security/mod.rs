@@ -40,7 +40,7 @@ pub struct SecurityConfig {
     pub(crate) sign_key: Option<Sensitive<String>>,
     pub(crate) sign_url: Option<String>,
     pub(crate) sign_content_type: String,
-    pub(crate) sign_headers: Vec<(String, String)>,
+    pub(crate) sign_headers: Vec<(String, Sensitive<String>)>,
     pub(crate) sign_reading: Reading,
     pub(crate) sign_skew: Duration,
     pub(crate) replay_capacity: usize,
@@ -121,7 +121,7 @@ impl Config {
     ) -> Self {
         self.security.sign_headers = headers
             .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
+            .map(|(k, v)| (k.into(), Sensitive::new(v.into())))
             .collect();
         self
     }
@@ -281,7 +281,11 @@ impl Gate {
                         key: key.clone(),
                         url: url.clone(),
                         content_type: config.sign_content_type.clone(),
-                        headers: config.sign_headers.clone(),
+                        headers: config
+                            .sign_headers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.expose().clone()))
+                            .collect(),
                         reading: config.sign_reading,
                     },
                     config.sign_skew,
@@ -408,4 +412,26 @@ fn unauthenticated(path: &str, reason: &str) -> Refusal {
         StatusCode::UNAUTHORIZED,
         format!("unauthenticated: {reason}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_hides_every_secret() {
+        let config = Config::default()
+            .auth_token("token-secret-1234567")
+            .sign_key("signkey-secret", "https://provider.example.com/")
+            .sign_headers([("Authorization", "header-secret")]);
+        let shown = format!("{config:?}");
+        for secret in ["token-secret", "signkey-secret", "header-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let gate = Gate::new(&config.security).expect("valid");
+        let shown = format!("{gate:?}");
+        for secret in ["token-secret", "signkey-secret", "header-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
 }

@@ -176,8 +176,8 @@ impl fmt::Display for Reading {
 }
 
 /// Everything needed to compute a signature: the key and what ROS was told
-/// in `HttpConfig`.
-#[derive(Debug, Clone)]
+/// in `HttpConfig`. `Debug` shows neither the key nor header values.
+#[derive(Clone)]
 pub struct SignatureScheme {
     /// `HttpConfig.SignKey`.
     pub key: Sensitive<String>,
@@ -189,6 +189,21 @@ pub struct SignatureScheme {
     pub headers: Vec<(String, String)>,
     /// How to read the loose parts of the scheme.
     pub reading: Reading,
+}
+
+impl fmt::Debug for SignatureScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignatureScheme")
+            .field("key", &self.key)
+            .field("url", &self.url)
+            .field("content_type", &self.content_type)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("reading", &self.reading)
+            .finish()
+    }
 }
 
 impl SignatureScheme {
