@@ -145,7 +145,7 @@ struct SecurityArgs {
     #[arg(long, env = "STACKHOOK_SIGN_URL")]
     sign_url: Option<String>,
     /// A header from HttpConfig.Headers, as KEY:VALUE (repeatable, or comma-separated in the env var); they are signed
-    #[arg(long = "sign-header", env = "STACKHOOK_SIGN_HEADERS", value_delimiter = ',', value_parser = parse_header)]
+    #[arg(long = "sign-header", env = "STACKHOOK_SIGN_HEADERS", hide_env_values = true, value_delimiter = ',', value_parser = parse_header)]
     sign_headers: Vec<(String, String)>,
     /// HttpConfig.ContentType, as signed
     #[arg(long, env = "STACKHOOK_SIGN_CONTENT_TYPE", default_value = stackhook::security::signature::DEFAULT_SIGN_CONTENT_TYPE)]

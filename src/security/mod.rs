@@ -332,11 +332,11 @@ impl Gate {
         })
     }
 
-    /// Whether requests on `path` must authenticate.
+    /// Whether requests on `path` must authenticate. Only the routes that
+    /// read a body get here: `/` and `/sync` always, FC's `/invoke` when asked.
     fn guards(&self, path: &str) -> bool {
         match path {
-            "/invoke" | "/initialize" | "/pre-stop" => self.auth_fc_routes,
-            "/healthz" => false,
+            "/invoke" => self.auth_fc_routes,
             _ => true,
         }
     }
