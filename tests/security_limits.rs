@@ -48,6 +48,22 @@ async fn oversize_body_gets_413() {
 }
 
 #[tokio::test]
+async fn large_bodies_within_the_limit_pass_the_small_header_buffer() {
+    let sink = CallbackSink::start().await.expect("sink");
+    let server = start(Config::for_local_testing().max_header_bytes(8192)).await;
+    let mut body = create(&sink.url("/cb"));
+    body["ResourceProperties"]["Blob"] = "b".repeat(300 * 1024).into();
+    let reply = client()
+        .post(server.url("/sync"))
+        .json(&body)
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(reply.status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn deeply_nested_body_gets_400_before_parsing() {
     let sink = CallbackSink::start().await.expect("sink");
     let server = start(Config::for_local_testing().json_depth_limit(16)).await;
@@ -131,6 +147,35 @@ async fn slow_headers_are_cut_off() {
     assert!(
         matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
         "the connection was closed"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn silent_and_idle_connections_are_closed() {
+    let server =
+        start(Config::for_local_testing().header_read_timeout(Duration::from_millis(200))).await;
+    // Connects and never sends a byte.
+    let mut silent = TcpStream::connect(server.addr).await.expect("connect");
+    let mut probe = [0u8; 1];
+    let closed = tokio::time::timeout(BOUND, silent.read(&mut probe)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "silent connection closed"
+    );
+
+    // Sends one request, then idles on the kept-alive connection.
+    let mut idle = TcpStream::connect(server.addr).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(BOUND, idle.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "the idle kept-alive connection was closed");
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
     );
     server.stop().await;
 }

@@ -12,6 +12,10 @@
 //! Bad input (not JSON, missing fields, body over the limit) gets a 4xx with
 //! a JSON body that says what is wrong. If the body still names a callback
 //! URL and the identifiers, FAILED is sent there too, so the stack does not hang.
+//!
+//! Authentication and limits (see [`crate::security`] and `docs/security.md`)
+//! add 401 (unauthenticated, never dispatched), 408 (slow body), 429 (too
+//! many requests from one address) and 431 (oversize headers).
 
 mod fc;
 mod reply;
@@ -98,7 +102,7 @@ pub async fn serve(
                     drop(stream);
                     continue;
                 };
-                let handshake_timeout = runtime.config.security.header_read_timeout;
+                let read_timeout = runtime.config.security.header_read_timeout;
                 let runtime = Arc::clone(&runtime);
                 let service = service_fn(move |req| {
                     let runtime = Arc::clone(&runtime);
@@ -106,9 +110,10 @@ pub async fn serve(
                 });
                 if let Some(tls) = &tls {
                     let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
-                    tokio::spawn(tls::serve_connection(tls, builder, stream, service, watcher, handshake_timeout, peer, permit));
+                    tokio::spawn(tls::serve_connection(tls, builder, stream, service, watcher, read_timeout, peer, permit));
                     continue;
                 }
+                let stream = crate::security::limits::FirstByteDeadline::new(stream, read_timeout);
                 let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection.into_owned());
                 tokio::spawn(async move {
