@@ -154,6 +154,8 @@ pub struct Config {
     pub(crate) type_concurrency: HashMap<String, usize>,
     pub(crate) max_queue: usize,
     pub(crate) restart_policies: HashMap<String, RestartPolicy>,
+    /// Authentication, callback guard and limits (setters in `security`).
+    pub(crate) security: crate::security::SecurityConfig,
 }
 
 impl Default for Config {
@@ -173,6 +175,7 @@ impl Default for Config {
             type_concurrency: HashMap::new(),
             max_queue: DEFAULT_MAX_QUEUE,
             restart_policies: HashMap::new(),
+            security: crate::security::SecurityConfig::default(),
         }
     }
 }

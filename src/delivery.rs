@@ -81,6 +81,7 @@ pub struct Delivery {
     endpoint: CallbackEndpoint,
     method: CallbackMethod,
     attempt_timeout: Duration,
+    guard: crate::security::callback_guard::CallbackGuard,
 }
 
 impl Delivery {
@@ -89,8 +90,10 @@ impl Delivery {
     /// # Errors
     /// [`Error::Config`] when the TLS stack cannot be initialised.
     pub fn new(config: &Config) -> Result<Self> {
-        let build = |connect: Duration| {
+        let guard = config.callback_guard();
+        let build = |connect: Duration, strict_dns: bool| {
             reqwest::Client::builder()
+                .dns_resolver(guard.resolver(strict_dns))
                 .user_agent(USER_AGENT)
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(connect)
@@ -99,11 +102,12 @@ impl Delivery {
                 .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
         };
         Ok(Delivery {
-            public: build(PUBLIC_CONNECT_TIMEOUT)?,
-            intranet: build(config.intranet_connect_timeout)?,
+            public: build(PUBLIC_CONNECT_TIMEOUT, true)?,
+            intranet: build(config.intranet_connect_timeout, false)?,
             endpoint: config.callback_endpoint,
             method: config.callback_method,
             attempt_timeout: config.attempt_timeout,
+            guard,
         })
     }
 
@@ -126,7 +130,8 @@ impl Delivery {
     /// # Errors
     /// [`Error::Delivery`] when no URL fits the policy, every URL refused the
     /// answer, or time ran out; the message names the last failure (never the
-    /// URL's query string).
+    /// URL's query string). [`Error::CallbackRefused`] when the callback guard
+    /// allows none of the URLs.
     pub async fn deliver(
         &self,
         request: &Request,
@@ -143,7 +148,7 @@ impl Delivery {
         body: Vec<u8>,
         until: Instant,
     ) -> Result<Delivered> {
-        let targets = self.targets(request);
+        let targets = self.guard.filter_targets(self.targets(request))?;
         if targets.is_empty() {
             return Err(Error::Delivery(format!(
                 "the request has no callback URL for the `{}` endpoint policy",

@@ -75,6 +75,10 @@ pub enum Error {
         /// What failed, with attempts made.
         message: String,
     },
+    /// The callback guard refused every callback URL of a request (the
+    /// message names hosts only, never a query string).
+    #[error("callback refused: {0}")]
+    CallbackRefused(String),
 }
 
 impl Error {

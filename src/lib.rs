@@ -57,6 +57,8 @@
 //! - [`delivery`]: sending the answer to the callback URL, with retries.
 //! - [`server`]: the hyper receiver (async, sync and Function Compute modes).
 //! - [`sink`]: a local callback receiver, for tools and tests.
+//! - [`security`]: request authentication (token, ROS SignKey signature), the
+//!   callback allow list, input limits, and [`Sensitive`] values that never print.
 //! - [`handlers`]: the built-in handlers the `stackhook` binary ships.
 //! - [`cloud`]: signed clients for ROS, OOS and Huawei RFS (outbound calls).
 
@@ -79,6 +81,7 @@ pub mod response;
 pub mod router;
 mod runtime;
 pub mod secret_key;
+pub mod security;
 pub mod server;
 pub mod sink;
 
@@ -88,6 +91,7 @@ pub use handler::Handler;
 pub use request::{Request, RequestType};
 pub use response::{Response, Status};
 pub use router::Router;
+pub use security::sensitive::Sensitive;
 pub use server::serve;
 
 /// The README's examples, compiled and run as doc tests.

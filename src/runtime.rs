@@ -120,6 +120,8 @@ pub(crate) struct Runtime {
     running: Mutex<HashMap<RequestKey, watch::Sender<Option<Response>>>>,
     limiter: Limiter,
     schedule: mpsc::UnboundedSender<(Instant, RequestKey)>,
+    /// Authentication and limits for incoming requests.
+    pub(crate) security: crate::security::Gate,
 }
 
 impl Runtime {
@@ -137,6 +139,7 @@ impl Runtime {
         store: Arc<dyn Store>,
     ) -> Result<Arc<Self>> {
         let delivery = delivery::Delivery::new(&config)?;
+        let security = crate::security::Gate::new(&config.security)?;
         let limiter = Limiter {
             global: Arc::new(Semaphore::new(config.max_concurrency)),
             per_type: config
@@ -159,6 +162,7 @@ impl Runtime {
             running: Mutex::new(HashMap::new()),
             limiter,
             schedule,
+            security,
         });
         tokio::spawn(scheduler(
             Arc::downgrade(&runtime),
@@ -171,7 +175,10 @@ impl Runtime {
 
     /// The span every log line about `request` is written in.
     pub(crate) fn span(request: &Request) -> tracing::Span {
+        // A root span: a request's background task must not nest inside the
+        // span of the HTTP exchange that started it.
         tracing::info_span!(
+            parent: None,
             "request",
             request_id = %request.request_id,
             request_type = %request.request_type,

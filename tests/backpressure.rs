@@ -41,7 +41,7 @@ async fn over_the_limit_requests_queue_then_overflow_fails_fast() {
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let stop = CancellationToken::new();
-    let config = Config::default().max_concurrency(1).max_queue(1);
+    let config = Config::for_local_testing().max_concurrency(1).max_queue(1);
     let server = tokio::spawn(stackhook::serve(
         listener,
         Router::new().route("Custom::Echo", Echo),

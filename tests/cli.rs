@@ -49,6 +49,8 @@ impl Served {
         let mut child = stackhook()
             .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
             .arg(state.path())
+            // `stackhook invoke` receives answers on loopback.
+            .args(["--callback-allow", "127.0.0.1"])
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -472,6 +474,15 @@ fn serve_help_documents_every_flag_and_its_env_var() {
         "--state-dir",
         "--secret-key",
         "--log-format",
+        "--journal",
+        "--retention-days",
+        "--max-concurrency",
+        "--type-concurrency",
+        "--max-queue",
+        "--restart-policy",
+        "--auth-token",
+        "--callback-allow",
+        "--tls-cert",
     ] {
         assert!(
             flags.contains(&expected),
@@ -486,7 +497,12 @@ fn serve_help_documents_every_flag_and_its_env_var() {
             block.contains("[env: STACKHOOK_"),
             "no env var documented for: {block}"
         );
-        let description = block.split_once('>').map(|(_, d)| d.trim()).unwrap_or("");
+        // Drop the flag itself and its value placeholder; what is left describes it.
+        let description = block
+            .split_whitespace()
+            .skip_while(|w| w.starts_with('-') || w.starts_with('<'))
+            .collect::<Vec<_>>()
+            .join(" ");
         assert!(description.len() > 20, "no description for: {block}");
     }
     // The secret key's value is never shown, even when set.

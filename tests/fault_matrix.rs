@@ -30,6 +30,9 @@ impl Provider {
                 "json",
                 "--callback-endpoint",
                 "public",
+                // The test's callback sink listens on loopback.
+                "--callback-allow",
+                "127.0.0.1",
             ])
             .arg("--state-dir")
             .arg(state_dir)

@@ -11,6 +11,8 @@ use stackhook::config::{
     parse_type_timeout,
 };
 use stackhook::router::GENERIC_RESOURCE_TYPE;
+use stackhook::security::callback_guard::HostPattern;
+use stackhook::security::signature::Reading;
 use stackhook::{handlers, secret_key};
 
 use super::{LogFormat, init_tracing};
@@ -77,6 +79,8 @@ pub(crate) struct ServeArgs {
     /// Log format on stderr; the level comes from RUST_LOG (default info)
     #[arg(long, env = "STACKHOOK_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    #[command(flatten)]
+    security: Box<SecurityArgs>,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -121,6 +125,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for (resource_type, policy) in args.restart_policies {
         config = config.restart_policy(resource_type, policy);
     }
+    let config = args.security.apply(config);
 
     let listen = match args.listen {
         Some(addr) => addr,
@@ -162,4 +167,125 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
     tracing::info!("shutdown signal received");
+}
+
+/// Authentication, callback guard, limits and TLS (docs/security.md).
+#[derive(Args)]
+#[command(next_help_heading = "Security")]
+struct SecurityArgs {
+    /// Shared token required on web: routes, as the X-Stackhook-Token header or the token query parameter (prefer the env var: flags show in `ps`)
+    #[arg(long, env = "STACKHOOK_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// ROS HttpConfig.SignKey: verify the Signature ROS adds to each request (needs --sign-url)
+    #[arg(
+        long,
+        env = "STACKHOOK_SIGN_KEY",
+        hide_env_values = true,
+        requires = "sign_url"
+    )]
+    sign_key: Option<String>,
+    /// The URL of the ServiceToken exactly as in the template (web:URL), which ROS signs
+    #[arg(long, env = "STACKHOOK_SIGN_URL")]
+    sign_url: Option<String>,
+    /// A header from HttpConfig.Headers, as KEY:VALUE (repeatable, or comma-separated in the env var); they are signed
+    #[arg(long = "sign-header", env = "STACKHOOK_SIGN_HEADERS", hide_env_values = true, value_delimiter = ',', value_parser = parse_header)]
+    sign_headers: Vec<(String, String)>,
+    /// HttpConfig.ContentType, as signed
+    #[arg(long, env = "STACKHOOK_SIGN_CONTENT_TYPE", default_value = stackhook::security::signature::DEFAULT_SIGN_CONTENT_TYPE)]
+    sign_content_type: String,
+    /// Reading of ROS's loosely documented signature, DIGEST/MD5/JSON/HEADERS: hmac-sha1|sha1 / hex|base64 / python|compact / block|lines
+    #[arg(
+        long,
+        env = "STACKHOOK_SIGN_READING",
+        default_value = "hmac-sha1/hex/python/block"
+    )]
+    sign_reading: Reading,
+    /// Seconds a Signature's Date may differ from the local clock
+    #[arg(long, env = "STACKHOOK_SIGN_SKEW", default_value_t = stackhook::security::signature::DEFAULT_SIGN_SKEW.as_secs())]
+    sign_skew: u64,
+    /// Signature values remembered to refuse replays
+    #[arg(long, env = "STACKHOOK_REPLAY_CAPACITY", default_value_t = stackhook::security::signature::DEFAULT_REPLAY_CAPACITY)]
+    replay_capacity: usize,
+    /// Also require the token and signature on Function Compute's /invoke (FC's invoke API already authenticates callers)
+    #[arg(long, env = "STACKHOOK_AUTH_FC_ROUTES")]
+    auth_fc_routes: bool,
+    /// Hosts answers may be sent to: names, *.suffix patterns, IP addresses (needed for any IP literal) or *, comma-separated
+    #[arg(
+        long,
+        env = "STACKHOOK_CALLBACK_ALLOW",
+        value_delimiter = ',',
+        default_value = "*.aliyuncs.com,*.alibabacloud.com"
+    )]
+    callback_allow: Vec<HostPattern>,
+    /// Deepest JSON nesting accepted in a request body
+    #[arg(long, env = "STACKHOOK_JSON_DEPTH", default_value_t = stackhook::security::limits::DEFAULT_JSON_DEPTH)]
+    json_depth: usize,
+    /// Seconds a client gets to send its request headers (and finish a TLS handshake)
+    #[arg(long, env = "STACKHOOK_HEADER_TIMEOUT", default_value_t = stackhook::security::limits::DEFAULT_HEADER_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a client gets to send the whole request body
+    #[arg(long, env = "STACKHOOK_BODY_TIMEOUT", default_value_t = stackhook::security::limits::DEFAULT_BODY_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
+    /// Largest request line plus headers, in bytes (at least 8192)
+    #[arg(long, env = "STACKHOOK_MAX_HEADER_BYTES", default_value_t = stackhook::security::limits::DEFAULT_MAX_HEADER_BYTES)]
+    max_header_bytes: usize,
+    /// Most connections open at once; more are closed on accept
+    #[arg(long, env = "STACKHOOK_MAX_CONNECTIONS", default_value_t = stackhook::security::limits::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Most requests in progress from one client address; more get 429
+    #[arg(long, env = "STACKHOOK_MAX_REQUESTS_PER_IP", default_value_t = stackhook::security::limits::DEFAULT_MAX_REQUESTS_PER_IP)]
+    max_requests_per_ip: usize,
+    /// Property name whose value is hidden in TRACE body logs (repeatable, or comma-separated in the env var)
+    #[arg(
+        long = "sensitive-property",
+        env = "STACKHOOK_SENSITIVE_PROPERTIES",
+        value_delimiter = ','
+    )]
+    sensitive_properties: Vec<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key)
+    #[arg(long, env = "STACKHOOK_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert
+    #[arg(long, env = "STACKHOOK_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    fn apply(self, mut config: Config) -> Config {
+        if let Some(token) = self.auth_token {
+            config = config.auth_token(token);
+        }
+        if let (Some(key), Some(url)) = (self.sign_key, self.sign_url) {
+            config = config.sign_key(key, url);
+        }
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            config = config.tls(cert, key);
+        }
+        config
+            .sign_headers(self.sign_headers)
+            .sign_content_type(self.sign_content_type)
+            .sign_reading(self.sign_reading)
+            .sign_skew(Duration::from_secs(self.sign_skew))
+            .replay_capacity(self.replay_capacity)
+            .auth_fc_routes(self.auth_fc_routes)
+            .callback_allow(self.callback_allow)
+            .json_depth_limit(self.json_depth)
+            .header_read_timeout(Duration::from_secs(self.header_timeout))
+            .body_read_timeout(Duration::from_secs(self.body_timeout))
+            .max_header_bytes(self.max_header_bytes)
+            .max_connections(self.max_connections)
+            .max_requests_per_ip(self.max_requests_per_ip)
+            .sensitive_properties(self.sensitive_properties)
+    }
+}
+
+/// `KEY:VALUE`, as `--sign-header` takes it.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not KEY:VALUE"))?;
+    if key.trim().is_empty() {
+        return Err(format!("`{text}` has an empty header name"));
+    }
+    Ok((key.trim().to_string(), value.trim().to_string()))
 }

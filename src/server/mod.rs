@@ -13,9 +13,14 @@
 //! Bad input (not JSON, missing fields, body over the limit) gets a 4xx with
 //! a JSON body that says what is wrong. If the body still names a callback
 //! URL and the identifiers, FAILED is sent there too, so the stack does not hang.
+//!
+//! Authentication and limits (see [`crate::security`] and `docs/security.md`)
+//! add 401 (unauthenticated, never dispatched), 408 (slow body), 429 (too
+//! many requests from one address) and 431 (oversize headers).
 
 mod fc;
 mod reply;
+mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -45,9 +50,6 @@ use crate::runtime::{Admission, Intake, Runtime, delivery_note};
 
 pub(crate) use reply::json_reply;
 
-/// Time a client gets to send its request headers; slower clients are cut off.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serve `router` on `listener` until `shutdown` completes.
 ///
 /// On shutdown it stops accepting, lets open connections and in-flight
@@ -55,7 +57,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// left: each cancelled request is answered FAILED before this returns.
 ///
 /// # Errors
-/// [`Error::Config`] when the runtime cannot be built (TLS initialisation).
+/// [`Error::Config`] when the runtime cannot be built (TLS initialisation,
+/// an unreadable certificate or key, inconsistent authentication settings).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -64,22 +67,26 @@ pub async fn serve(
 ) -> Result<()> {
     let runtime = Runtime::new(router, config)?;
     runtime.recover().await?;
+    let tls = tls::acceptor(&runtime.config.security)?;
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("reading the listener's address", e))?;
     tracing::info!(
         addr = %local,
         resource_types = ?runtime.router.resource_types().collect::<Vec<_>>(),
+        tls = tls.is_some(),
         "stackhook is listening"
     );
 
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
+    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    let security = &runtime.config.security;
+    crate::security::limits::tune(
+        &mut builder,
+        security.header_read_timeout,
+        security.max_header_bytes,
+    );
     tokio::pin!(shutdown);
 
     loop {
@@ -94,14 +101,27 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let Some(permit) = runtime.security.connections.try_enter() else {
+                    tracing::debug!(%peer, "connection limit reached; closing the new connection");
+                    drop(stream);
+                    continue;
+                };
+                let read_timeout = runtime.config.security.header_read_timeout;
                 let runtime = Arc::clone(&runtime);
                 let service = service_fn(move |req| {
                     let runtime = Arc::clone(&runtime);
                     async move { Ok::<_, Infallible>(route(&runtime, req, peer).await) }
                 });
+                if let Some(tls) = &tls {
+                    let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
+                    tokio::spawn(tls::serve_connection(tls, builder, stream, service, watcher, read_timeout, peer, permit));
+                    continue;
+                }
+                let stream = crate::security::limits::FirstByteDeadline::new(stream, read_timeout);
                 let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection.into_owned());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(error) = connection.await {
                         tracing::debug!(%error, %peer, "connection ended with an error");
                     }
@@ -132,6 +152,10 @@ async fn route(
     req: hyper::Request<Incoming>,
     peer: SocketAddr,
 ) -> hyper::Response<Full<Bytes>> {
+    let _slot = match runtime.security.enter(peer.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal.into_reply(),
+    };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     match (method, path.as_str()) {
@@ -158,11 +182,17 @@ async fn route(
     }
 }
 
-/// Read the whole body within the configured limit.
+/// Read the whole body within the configured size and time limits, after
+/// the token check and before the depth and signature checks.
 pub(crate) async fn read_body(
     runtime: &Runtime,
     req: hyper::Request<Incoming>,
 ) -> Result<Bytes, hyper::Response<Full<Bytes>>> {
+    runtime
+        .security
+        .check_head(&req)
+        .map_err(|refusal| refusal.into_reply())?;
+    let path = req.uri().path().to_string();
     let limit = runtime.config.body_limit;
     let too_large = || {
         json_reply(
@@ -178,14 +208,33 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(json_reply(
-            StatusCode::BAD_REQUEST,
-            json!({"error": format!("the request body could not be read: {error}")}),
-        )),
-    }
+    let read_timeout = runtime.security.body_read_timeout();
+    let collected =
+        tokio::time::timeout(read_timeout, Limited::new(req.into_body(), limit).collect()).await;
+    let body = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(too_large());
+        }
+        Ok(Err(error)) => {
+            return Err(json_reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("the request body could not be read: {error}")}),
+            ));
+        }
+        Err(_elapsed) => {
+            tracing::warn!(%path, "request body not received in time");
+            return Err(json_reply(
+                StatusCode::REQUEST_TIMEOUT,
+                json!({"error": format!("the request body did not arrive within {} ms", read_timeout.as_millis())}),
+            ));
+        }
+    };
+    runtime
+        .security
+        .check_body(&path, &body)
+        .map_err(|refusal| refusal.into_reply())?;
+    Ok(body)
 }
 
 /// `POST /`: acknowledge, then run and deliver in the background.

@@ -123,7 +123,7 @@ impl Drop for TestServer {
 /// The default config with a short shutdown grace, so a failing test does
 /// not hang on in-flight work.
 pub(crate) fn test_config() -> Config {
-    Config::default().shutdown_grace(Duration::from_secs(2))
+    Config::for_local_testing().shutdown_grace(Duration::from_secs(2))
 }
 
 /// A reply from the server under test.

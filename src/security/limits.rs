@@ -1,0 +1,298 @@
+//! Limits that keep hostile or broken clients from crashing the process or
+//! starving others: nesting depth, header size, read times, connections and
+//! concurrent requests per client address.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Deepest JSON nesting accepted. ROS property maps are a few levels deep;
+/// 64 leaves room for any real template and stays well below serde_json's
+/// own recursion limit (128), so the refusal is ours and says why.
+pub const DEFAULT_JSON_DEPTH: usize = 64;
+
+/// Time a client gets to send its request headers. ROS sends them at once;
+/// 30 s tolerates slow links while cutting off slowloris-style clients.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Time a client gets to send the whole body once the headers are in. A
+/// 1 MiB body takes well under a second on any link ROS uses; 15 s leaves
+/// room for the slow ones and still frees the connection quickly.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Largest request head (request line and headers). Function Compute allows
+/// 8 KiB of headers and 4 KiB of path; 16 KiB covers both.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Hyper refuses a read buffer smaller than this.
+const HYPER_MIN_BUF: usize = 8192;
+
+/// Open connections at once; more are closed as soon as they are accepted.
+/// Far above what ROS opens, below the usual 1024-descriptor soft limit once
+/// the outgoing callback connections are counted.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// Requests in progress from one client address; more get 429. ROS sends a
+/// few at a time per stack; 32 lets many parallel stacks through from one
+/// egress address while one noisy client cannot take every slot.
+pub const DEFAULT_MAX_REQUESTS_PER_IP: usize = 32;
+
+/// Whether `body` nests arrays and objects deeper than `max`.
+///
+/// A single pass over the bytes, aware of strings and escapes, that stops as
+/// soon as the limit is crossed. It does not validate JSON: the parser does
+/// that afterwards.
+pub fn json_too_deep(body: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Caps open connections.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimit {
+    slots: Arc<Semaphore>,
+}
+
+impl ConnectionLimit {
+    /// A cap of `max` connections (at least one).
+    pub fn new(max: usize) -> Self {
+        ConnectionLimit {
+            slots: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// A slot for one more connection, held until the permit is dropped;
+    /// `None` when all are taken.
+    pub fn try_enter(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.slots).try_acquire_owned().ok()
+    }
+}
+
+/// Caps requests in progress per client address.
+#[derive(Debug, Clone)]
+pub struct PerIpLimit {
+    max: usize,
+    active: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One request's slot; released on drop.
+#[derive(Debug)]
+pub struct IpSlot {
+    ip: IpAddr,
+    active: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerIpLimit {
+    /// At most `max` requests at once per address (at least one).
+    pub fn new(max: usize) -> Self {
+        PerIpLimit {
+            max: max.max(1),
+            active: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A slot for a request from `ip`; `None` when it has `max` in progress.
+    /// The map only holds addresses with requests in progress, so its size
+    /// is bounded by the connection limit.
+    pub fn try_enter(&self, ip: IpAddr) -> Option<IpSlot> {
+        let ip = super::callback_guard::canonical_ip(ip);
+        let mut active = lock(&self.active);
+        let count = active.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            ip,
+            active: Arc::clone(&self.active),
+        })
+    }
+
+    /// Requests in progress from `ip`.
+    pub fn in_progress(&self, ip: IpAddr) -> usize {
+        lock(&self.active)
+            .get(&super::callback_guard::canonical_ip(ip))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut active = lock(&self.active);
+        if let Some(count) = active.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                active.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A connection that must deliver its first byte within a time limit.
+///
+/// Hyper's header read timeout starts only once hyper is reading a request
+/// head, and the HTTP/1-or-2 detection before that has no timeout at all: a
+/// client that connects and sends nothing would hold a connection slot
+/// forever. This wrapper fails the first read with `TimedOut` when no byte
+/// has arrived in time; after the first byte it is a plain pass-through.
+#[derive(Debug)]
+pub(crate) struct FirstByteDeadline<T> {
+    inner: T,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> FirstByteDeadline<T> {
+    pub(crate) fn new(inner: T, limit: Duration) -> Self {
+        FirstByteDeadline {
+            inner,
+            deadline: Some(Box::pin(tokio::time::sleep(limit))),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FirstByteDeadline<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        match (&polled, this.deadline.as_mut()) {
+            (_, None) => {}
+            (Poll::Ready(Ok(())), Some(_)) if buf.filled().len() > before => this.deadline = None,
+            (Poll::Ready(_), Some(_)) => {}
+            (Poll::Pending, Some(deadline)) => {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no request bytes within the header read timeout",
+                    )));
+                }
+            }
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FirstByteDeadline<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Apply the header-size and header-time limits to hyper's connection builder.
+pub(crate) fn tune(
+    builder: &mut auto::Builder<TokioExecutor>,
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+) {
+    builder
+        .http1()
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(max_header_bytes.max(HYPER_MIN_BUF));
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_only_structure_outside_strings() {
+        assert!(!json_too_deep(br#"{"a":[[1]]}"#, 3));
+        assert!(json_too_deep(br#"{"a":[[[1]]]}"#, 3));
+        assert!(!json_too_deep(br#"{"a":"[[[[[[\"[[[["}"#, 1));
+        assert!(json_too_deep(&b"[".repeat(10_000), 64));
+        assert!(!json_too_deep(b"]]]]}}}", 0));
+    }
+
+    #[test]
+    fn per_ip_slots_are_released() {
+        let limit = PerIpLimit::new(2);
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let a = limit.try_enter(ip).expect("first");
+        let _b = limit.try_enter(ip).expect("second");
+        assert!(limit.try_enter(ip).is_none());
+        assert!(limit.try_enter("::1".parse().expect("ip")).is_some());
+        drop(a);
+        assert!(limit.try_enter(ip).is_some());
+    }
+
+    #[test]
+    fn connection_slots_are_bounded() {
+        let limit = ConnectionLimit::new(1);
+        let held = limit.try_enter().expect("one");
+        assert!(limit.try_enter().is_none());
+        drop(held);
+        assert!(limit.try_enter().is_some());
+    }
+}

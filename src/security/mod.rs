@@ -1,0 +1,437 @@
+//! Hostile input and secrets: request authentication, the callback guard,
+//! resource limits, and keeping secrets out of logs.
+//!
+//! See `docs/security.md` for what is defended and the defaults.
+//!
+//! - [`signature`]: ROS's `HttpConfig.SignKey` signature, with pluggable readings.
+//! - [`token`]: the shared `X-Stackhook-Token` / `?token=` for `web:` URLs.
+//! - [`callback_guard`]: the allow list callbacks must match (SSRF guard).
+//! - [`limits`]: nesting depth, header size, read times, connections, per-address requests.
+//! - [`sensitive`]: [`Sensitive<T>`](sensitive::Sensitive), a value that never prints.
+//! - [`redact`]: bodies made safe for TRACE logs.
+
+pub mod callback_guard;
+pub mod limits;
+pub mod redact;
+pub mod sensitive;
+pub mod signature;
+pub mod token;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::Full;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::server::json_reply;
+use callback_guard::{CallbackGuard, HostPattern};
+use limits::{ConnectionLimit, IpSlot, PerIpLimit};
+use sensitive::Sensitive;
+use signature::{Reading, SignatureScheme, Verifier};
+use token::TokenCheck;
+
+/// The security part of [`Config`]. Set it through `Config`'s setters.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    pub(crate) auth_token: Option<Sensitive<String>>,
+    pub(crate) sign_key: Option<Sensitive<String>>,
+    pub(crate) sign_url: Option<String>,
+    pub(crate) sign_content_type: String,
+    pub(crate) sign_headers: Vec<(String, Sensitive<String>)>,
+    pub(crate) sign_reading: Reading,
+    pub(crate) sign_skew: Duration,
+    pub(crate) replay_capacity: usize,
+    pub(crate) auth_fc_routes: bool,
+    pub(crate) callback_allow: Vec<HostPattern>,
+    pub(crate) json_depth: usize,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) body_read_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_requests_per_ip: usize,
+    pub(crate) sensitive_properties: Vec<String>,
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            auth_token: None,
+            sign_key: None,
+            sign_url: None,
+            sign_content_type: signature::DEFAULT_SIGN_CONTENT_TYPE.to_string(),
+            sign_headers: Vec::new(),
+            sign_reading: Reading::default(),
+            sign_skew: signature::DEFAULT_SIGN_SKEW,
+            replay_capacity: signature::DEFAULT_REPLAY_CAPACITY,
+            auth_fc_routes: false,
+            callback_allow: callback_guard::default_allow_list(),
+            json_depth: limits::DEFAULT_JSON_DEPTH,
+            header_read_timeout: limits::DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: limits::DEFAULT_BODY_READ_TIMEOUT,
+            max_header_bytes: limits::DEFAULT_MAX_HEADER_BYTES,
+            max_connections: limits::DEFAULT_MAX_CONNECTIONS,
+            max_requests_per_ip: limits::DEFAULT_MAX_REQUESTS_PER_IP,
+            sensitive_properties: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+/// Security setters. The defaults are the safe ones; see `docs/security.md`.
+impl Config {
+    /// A config for tests and local tools: the defaults, plus callbacks to
+    /// loopback (`127.0.0.1`, `::1`, `localhost`) allowed, so a local
+    /// [`CallbackSink`](crate::sink::CallbackSink) can take answers.
+    #[must_use]
+    pub fn for_local_testing() -> Self {
+        Config::default().callback_allow(
+            callback_guard::LOCAL_CALLBACK_ALLOW
+                .iter()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Require this shared token on `web:` routes, as the `X-Stackhook-Token`
+    /// header or the `token` query parameter.
+    #[must_use]
+    pub fn auth_token(mut self, token: impl Into<String>) -> Self {
+        self.security.auth_token = Some(Sensitive::new(token.into()));
+        self
+    }
+
+    /// Verify ROS's `Signature` with this `HttpConfig.SignKey`. `url` is the
+    /// URL part of the ServiceToken, exactly as in the template.
+    #[must_use]
+    pub fn sign_key(mut self, key: impl Into<String>, url: impl Into<String>) -> Self {
+        self.security.sign_key = Some(Sensitive::new(key.into()));
+        self.security.sign_url = Some(url.into());
+        self
+    }
+
+    /// The `HttpConfig.Headers` ROS was configured to send (they are signed).
+    #[must_use]
+    pub fn sign_headers<K: Into<String>, V: Into<String>>(
+        mut self,
+        headers: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.security.sign_headers = headers
+            .into_iter()
+            .map(|(k, v)| (k.into(), Sensitive::new(v.into())))
+            .collect();
+        self
+    }
+
+    /// `HttpConfig.ContentType`, when not `application/json`.
+    #[must_use]
+    pub fn sign_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.security.sign_content_type = content_type.into();
+        self
+    }
+
+    /// Which reading of the loosely documented signature scheme to verify.
+    #[must_use]
+    pub fn sign_reading(mut self, reading: Reading) -> Self {
+        self.security.sign_reading = reading;
+        self
+    }
+
+    /// How far a Signature's `Date` may be from the local clock.
+    #[must_use]
+    pub fn sign_skew(mut self, skew: Duration) -> Self {
+        self.security.sign_skew = skew;
+        self
+    }
+
+    /// How many accepted signature values are remembered to refuse replays.
+    #[must_use]
+    pub fn replay_capacity(mut self, entries: usize) -> Self {
+        self.security.replay_capacity = entries;
+        self
+    }
+
+    /// Also require the token and signature on Function Compute's `/invoke`
+    /// (off by default: FC's invoke API authenticates its callers).
+    #[must_use]
+    pub fn auth_fc_routes(mut self, on: bool) -> Self {
+        self.security.auth_fc_routes = on;
+        self
+    }
+
+    /// The hosts answers may be sent to (replaces the default list).
+    #[must_use]
+    pub fn callback_allow(mut self, allow: impl IntoIterator<Item = HostPattern>) -> Self {
+        self.security.callback_allow = allow.into_iter().collect();
+        self
+    }
+
+    /// The deepest JSON nesting accepted in a request body.
+    #[must_use]
+    pub fn json_depth_limit(mut self, depth: usize) -> Self {
+        self.security.json_depth = depth;
+        self
+    }
+
+    /// Time a client gets to send its request headers.
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.security.header_read_timeout = timeout;
+        self
+    }
+
+    /// Time a client gets to send the whole body.
+    #[must_use]
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.security.body_read_timeout = timeout;
+        self
+    }
+
+    /// Largest request head in bytes (at least 8192, hyper's minimum).
+    #[must_use]
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.security.max_header_bytes = bytes;
+        self
+    }
+
+    /// Most connections open at once.
+    #[must_use]
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.security.max_connections = connections;
+        self
+    }
+
+    /// Most requests in progress from one client address.
+    #[must_use]
+    pub fn max_requests_per_ip(mut self, requests: usize) -> Self {
+        self.security.max_requests_per_ip = requests;
+        self
+    }
+
+    /// Property names whose values are hidden in TRACE body logs.
+    #[must_use]
+    pub fn sensitive_properties<S: Into<String>>(
+        mut self,
+        names: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.security.sensitive_properties = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Serve HTTPS with this PEM certificate chain and private key.
+    #[must_use]
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.security.tls = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// The callback guard this config describes.
+    pub fn callback_guard(&self) -> CallbackGuard {
+        CallbackGuard::new(self.security.callback_allow.clone())
+    }
+}
+
+/// The receiver's side of security: authentication and limits, shared by
+/// every request.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    token: Option<TokenCheck>,
+    verifier: Option<Verifier>,
+    auth_fc_routes: bool,
+    json_depth: usize,
+    body_read_timeout: Duration,
+    pub(crate) connections: ConnectionLimit,
+    per_ip: PerIpLimit,
+    sensitive: Vec<String>,
+}
+
+/// A refused request: the status and the reason for the JSON reply body.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    status: StatusCode,
+    error: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            error: error.into(),
+        }
+    }
+
+    /// The reply: `{"error": "..."}` with the status.
+    pub(crate) fn into_reply(self) -> hyper::Response<Full<Bytes>> {
+        json_reply(self.status, json!({"error": self.error}))
+    }
+}
+
+impl Gate {
+    pub(crate) fn new(config: &SecurityConfig) -> crate::Result<Self> {
+        let verifier = match (&config.sign_key, &config.sign_url) {
+            (Some(key), Some(url)) => {
+                if key.expose().is_empty() {
+                    return Err(crate::Error::Config("the SignKey is empty".into()));
+                }
+                Some(Verifier::new(
+                    SignatureScheme {
+                        key: key.clone(),
+                        url: url.clone(),
+                        content_type: config.sign_content_type.clone(),
+                        headers: config
+                            .sign_headers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.expose().clone()))
+                            .collect(),
+                        reading: config.sign_reading,
+                    },
+                    config.sign_skew,
+                    config.replay_capacity,
+                ))
+            }
+            (Some(_), None) => {
+                return Err(crate::Error::Config(
+                    "a SignKey needs the ServiceToken URL it signs (--sign-url)".into(),
+                ));
+            }
+            _ => None,
+        };
+        let token = match &config.auth_token {
+            Some(t) if t.expose().is_empty() => {
+                return Err(crate::Error::Config("the auth token is empty".into()));
+            }
+            Some(t) => {
+                if t.expose().len() < token::MIN_TOKEN_LEN {
+                    tracing::warn!(
+                        min = token::MIN_TOKEN_LEN,
+                        "the auth token is short; use at least 16 random characters"
+                    );
+                }
+                Some(TokenCheck::new(t))
+            }
+            None => None,
+        };
+        if token.is_none() && verifier.is_none() {
+            tracing::warn!(
+                "NO REQUEST AUTHENTICATION: anyone who can reach this server can make it run \
+                 handlers; set STACKHOOK_AUTH_TOKEN (--auth-token) or STACKHOOK_SIGN_KEY (--sign-key)"
+            );
+        }
+        Ok(Gate {
+            token,
+            verifier,
+            auth_fc_routes: config.auth_fc_routes,
+            json_depth: config.json_depth,
+            body_read_timeout: config.body_read_timeout,
+            connections: ConnectionLimit::new(config.max_connections),
+            per_ip: PerIpLimit::new(config.max_requests_per_ip),
+            sensitive: config.sensitive_properties.clone(),
+        })
+    }
+
+    /// Whether requests on `path` must authenticate. Only the routes that
+    /// read a body get here: `/` and `/sync` always, FC's `/invoke` when asked.
+    fn guards(&self, path: &str) -> bool {
+        match path {
+            "/invoke" => self.auth_fc_routes,
+            _ => true,
+        }
+    }
+
+    /// A slot for a request from `ip`, or the 429 reply.
+    pub(crate) fn enter(&self, ip: std::net::IpAddr) -> Result<IpSlot, Refusal> {
+        self.per_ip.try_enter(ip).ok_or_else(|| {
+            tracing::warn!(%ip, "too many concurrent requests from one address");
+            Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many concurrent requests from this address",
+            )
+        })
+    }
+
+    /// Checks that need only the head: the token.
+    pub(crate) fn check_head<B>(&self, req: &hyper::Request<B>) -> Result<(), Refusal> {
+        let path = req.uri().path();
+        if !self.guards(path) {
+            return Ok(());
+        }
+        if let Some(token) = &self.token {
+            if let Err(error) = token.check(req.headers(), req.uri().query()) {
+                return Err(unauthenticated(path, error.reason()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole-body read time.
+    pub(crate) fn body_read_timeout(&self) -> Duration {
+        self.body_read_timeout
+    }
+
+    /// Checks on the body: nesting depth, then the signature.
+    pub(crate) fn check_body(&self, path: &str, body: &[u8]) -> Result<(), Refusal> {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            tracing::trace!(
+                %path,
+                body = %redact::body_for_log(body, &self.sensitive),
+                "request body"
+            );
+        }
+        if limits::json_too_deep(body, self.json_depth) {
+            tracing::warn!(%path, limit = self.json_depth, "request body nests too deep");
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the request body nests deeper than {} levels",
+                    self.json_depth
+                ),
+            ));
+        }
+        if !self.guards(path) {
+            return Ok(());
+        }
+        if let Some(verifier) = &self.verifier {
+            let parsed = serde_json::from_slice::<serde_json::Value>(body)
+                .map_err(|_| signature::SignatureError::Malformed);
+            if let Err(error) = parsed.and_then(|value| verifier.verify(&value, SystemTime::now()))
+            {
+                return Err(unauthenticated(path, error.reason()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The 401 reply; `reason` never holds a secret.
+fn unauthenticated(path: &str, reason: &str) -> Refusal {
+    tracing::warn!(%path, reason, "unauthenticated request refused; not dispatched");
+    Refusal::new(
+        StatusCode::UNAUTHORIZED,
+        format!("unauthenticated: {reason}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_hides_every_secret() {
+        let config = Config::default()
+            .auth_token("token-secret-1234567")
+            .sign_key("signkey-secret", "https://provider.example.com/")
+            .sign_headers([("Authorization", "header-secret")]);
+        let shown = format!("{config:?}");
+        for secret in ["token-secret", "signkey-secret", "header-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let gate = Gate::new(&config.security).expect("valid");
+        let shown = format!("{gate:?}");
+        for secret in ["token-secret", "signkey-secret", "header-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+}
