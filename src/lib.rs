@@ -58,6 +58,8 @@
 //! - [`server`]: the hyper receiver (async, sync and Function Compute modes).
 //! - [`sink`]: a local callback receiver, for tools and tests.
 //! - [`handlers`]: the built-in handlers the `stackhook` binary ships.
+//! - `testing` (feature `test-util`): a mock ROS that drives whole lifecycles
+//!   against a provider and checks ROS's rules.
 
 pub mod config;
 pub mod delivery;
@@ -76,6 +78,22 @@ mod runtime;
 pub mod secret_key;
 pub mod server;
 pub mod sink;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+/// The guides in `docs/`, compiled so that their Rust snippets are tested.
+#[cfg(doctest)]
+mod docs {
+    #[doc = include_str!("../docs/writing-handlers.md")]
+    mod writing_handlers {}
+    #[doc = include_str!("../docs/deploying.md")]
+    mod deploying {}
+    #[doc = include_str!("../docs/templates.md")]
+    mod templates {}
+    #[cfg(feature = "test-util")]
+    #[doc = include_str!("../docs/testing.md")]
+    mod testing {}
+}
 
 pub use config::Config;
 pub use error::{Error, Result};
