@@ -26,6 +26,9 @@ fn main() -> ExitCode {
             .block_on(cli::serve::run(args))
             .map(|()| ExitCode::SUCCESS),
         Command::Invoke(args) => runtime.block_on(cli::invoke::run(args)),
+        #[cfg(feature = "test-util")]
+        Command::MockRos(args) => runtime.block_on(cli::mock_ros::run(args)),
+        Command::New(args) => cli::new::run(args),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

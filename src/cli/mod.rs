@@ -1,6 +1,9 @@
 //! The command line: one file per subcommand.
 
 pub(crate) mod invoke;
+#[cfg(feature = "test-util")]
+pub(crate) mod mock_ros;
+pub(crate) mod new;
 pub(crate) mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,6 +30,12 @@ pub(crate) enum Command {
     /// A local callback receiver takes the place of ROS's presigned URLs.
     /// Exits 0 on SUCCESS, 1 on FAILED and 2 when no answer arrives.
     Invoke(invoke::InvokeArgs),
+    /// Play ROS through whole lifecycles against a running provider and check ROS's rules.
+    #[cfg(feature = "test-util")]
+    MockRos(mock_ros::MockRosArgs),
+    /// Scaffold a provider crate: handler, tests against the mock ROS,
+    /// Dockerfile, Function Compute s.yaml and a ROS template.
+    New(new::NewArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -130,7 +130,8 @@ impl Remote {
         };
 
         let mut replied = 0;
-        for delivery in 0..deliveries {
+        let mut statuses = Vec::new();
+        for _ in 0..deliveries {
             let left = deadline.saturating_duration_since(Instant::now());
             let sent = self
                 .client
@@ -175,10 +176,7 @@ impl Remote {
                     ),
                 ));
             }
-            if deliveries > 1 {
-                raw.notes
-                    .push(format!("delivery {} replied HTTP {status}", delivery + 1));
-            }
+            statuses.push(status.to_string());
             if self.transport == Transport::Sync && (200..300).contains(&status) {
                 raw.answers.push((reply_body, None));
             }
@@ -191,6 +189,12 @@ impl Remote {
                 .cloned()
                 .collect()
         };
+        if deliveries > 1 {
+            raw.notes.push(format!(
+                "sent {deliveries} times; the provider replied HTTP {}",
+                statuses.join(", ")
+            ));
+        }
         if replied == 0 {
             // Nothing reached the provider: there is nothing to wait for.
             return raw;

@@ -264,8 +264,13 @@ fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
-    let head: String = text.chars().take(max - 1).collect();
-    format!("{head}…")
+    // Keep both ends: generated ids share a prefix and differ at the end.
+    let chars: Vec<char> = text.chars().collect();
+    let head = (max - 1) / 2;
+    let tail = max - 1 - head;
+    let start: String = chars[..head].iter().collect();
+    let end: String = chars[chars.len() - tail..].iter().collect();
+    format!("{start}…{end}")
 }
 
 /// ANSI colour, or none.

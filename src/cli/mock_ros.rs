@@ -1,0 +1,138 @@
+//! `stackhook mock-ros run`: play ROS through scenario files against a running provider.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use stackhook::testing::{MockRos, Scenario};
+
+#[derive(Args)]
+pub(crate) struct MockRosArgs {
+    #[command(subcommand)]
+    command: MockRosCommand,
+}
+
+#[derive(Subcommand)]
+enum MockRosCommand {
+    /// Run scenario files (YAML or JSON) against a provider and report.
+    ///
+    /// Prints a line per step and a summary table. Exits 0 when every ROS
+    /// rule held and every step got the answer it expected, 1 otherwise, and
+    /// 2 when a scenario cannot be read or run.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Scenario files (see fixtures/scenarios/)
+    #[arg(required = true)]
+    scenarios: Vec<PathBuf>,
+    /// The provider's URL: http://HOST:PORT/ (async), /sync or /invoke (Function Compute)
+    #[arg(
+        long,
+        env = "STACKHOOK_MOCK_ROS_URL",
+        default_value = "http://127.0.0.1:9000/"
+    )]
+    url: String,
+    /// Seconds ROS waits for each answer, overriding the scenario's `timeout`
+    #[arg(long, env = "STACKHOOK_MOCK_ROS_TIMEOUT")]
+    timeout: Option<f64>,
+    /// Colour: auto (when stdout is a terminal and NO_COLOR is unset), always or never
+    #[arg(long, value_enum, default_value = "auto")]
+    color: Color,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    fn enabled(self) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stdout().is_terminal()
+            }
+        }
+    }
+}
+
+pub(crate) async fn run(args: MockRosArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        MockRosCommand::Run(args) => run_scenarios(args).await,
+    }
+}
+
+async fn run_scenarios(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let color = args.color.enabled();
+    // Read every file first, so a typo in the third fails before the first runs.
+    let mut scenarios = Vec::new();
+    for path in &args.scenarios {
+        let scenario = Scenario::from_path(path)
+            .with_context(|| format!("reading the scenario {}", path.display()))?;
+        let lifecycle = scenario
+            .lifecycle()
+            .with_context(|| format!("in the scenario {}", path.display()))?;
+        scenarios.push((scenario, lifecycle));
+    }
+    let timeout = args
+        .timeout
+        .map(|s| {
+            anyhow::ensure!(
+                s.is_finite() && s > 0.0 && s <= 43_200.0,
+                "--timeout must be between 0 and 43200 seconds"
+            );
+            Ok(Duration::from_secs_f64(s))
+        })
+        .transpose()?;
+
+    let mut all_ok = true;
+    for (index, (scenario, lifecycle)) in scenarios.iter().enumerate() {
+        let mut ros = scenario.configure(MockRos::url(&args.url).context("building the mock ROS")?);
+        if let Some(timeout) = timeout {
+            ros = ros.timeout(timeout);
+        }
+        if index > 0 {
+            println!();
+        }
+        println!(
+            "{}",
+            heading(
+                color,
+                &format!(
+                    "mock ROS · {} · {} · {}",
+                    scenario.name.as_deref().unwrap_or("scenario"),
+                    scenario.resource_type,
+                    ros.describe_target()
+                )
+            )
+        );
+        let report = lifecycle
+            .run_with_progress(&ros, |step| println!("{}", step.progress(color)))
+            .await;
+        println!();
+        print!("{}", report.summary(color));
+        all_ok &= report.is_ok();
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn heading(color: bool, text: &str) -> String {
+    if color {
+        format!("\x1b[1m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
