@@ -156,15 +156,22 @@ fn properties_arg(flag: &str, text: &str) -> Result<Map<String, Value>> {
         (text.to_string(), "the value".to_string())
     } else {
         let path = Path::new(text);
-        let json = std::fs::read_to_string(path)
-            .map_err(|e| invalid(flag, &format!("`{text}` is neither a JSON object nor a readable file: {e}")))?;
+        let json = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                flag,
+                &format!("`{text}` is neither a JSON object nor a readable file: {e}"),
+            )
+        })?;
         (json, path.display().to_string())
     };
     match serde_json::from_str::<Value>(&json) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(invalid(
             flag,
-            &format!("{source} is {}, not a JSON object", crate::request::json_kind(&other)),
+            &format!(
+                "{source} is {}, not a JSON object",
+                crate::request::json_kind(&other)
+            ),
         )),
         Err(e) => Err(invalid(flag, &format!("{source} is not valid JSON: {e}"))),
     }

@@ -14,7 +14,12 @@ use serde_json::Value;
 use stackhook::testing::Scenario;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stackhook");
-const GUIDES: &[&str] = &["deploying.md", "templates.md", "writing-handlers.md", "testing.md"];
+const GUIDES: &[&str] = &[
+    "deploying.md",
+    "templates.md",
+    "writing-handlers.md",
+    "testing.md",
+];
 
 struct Block {
     file: String,
@@ -84,7 +89,11 @@ fn check_token(token: &str) -> Result<(), String> {
             let end = rest.find("]:").ok_or("web[…] needs `]:` before the URL")?;
             (&rest[..end], &rest[end + 2..])
         } else {
-            ("", rest.strip_prefix(':').ok_or("web tokens are `web:` or `web[options]:`")?)
+            (
+                "",
+                rest.strip_prefix(':')
+                    .ok_or("web tokens are `web:` or `web[options]:`")?,
+            )
         };
         if rest.starts_with('[') {
             for option in options.split(',') {
@@ -96,7 +105,8 @@ fn check_token(token: &str) -> Result<(), String> {
         if !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with("VAR")) {
             return Err(format!("`{url}` is not an http(s) URL"));
         }
-        if options.split(',').any(|o| o == "sync") && !url.trim_end_matches('/').ends_with("/sync") {
+        if options.split(',').any(|o| o == "sync") && !url.trim_end_matches('/').ends_with("/sync")
+        {
             return Err("a web[sync] token must point at stackhook's /sync route".into());
         }
         return Ok(());
@@ -107,8 +117,14 @@ fn check_token(token: &str) -> Result<(), String> {
             let segments: Vec<&str> = resource.split('/').collect();
             match segments.as_slice() {
                 ["functions", name] if !name.is_empty() => Ok(()),
-                ["services", service, "functions", name] if !service.is_empty() && !name.is_empty() => Ok(()),
-                _ => Err(format!("`{resource}` is not functions/<name> (FC 3.0) or services/<s>/functions/<f> (FC 2.0)")),
+                ["services", service, "functions", name]
+                    if !service.is_empty() && !name.is_empty() =>
+                {
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "`{resource}` is not functions/<name> (FC 3.0) or services/<s>/functions/<f> (FC 2.0)"
+                )),
             }
         }
         ["acs", "mns", _, _, resource]
@@ -126,11 +142,15 @@ fn check_ros_template(template: &Value, at: &str) {
         template["ROSTemplateFormatVersion"], "2015-09-01",
         "{at}: ROSTemplateFormatVersion must be '2015-09-01'"
     );
-    let resources = template["Resources"].as_object().unwrap_or_else(|| panic!("{at}: no Resources"));
+    let resources = template["Resources"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{at}: no Resources"));
     assert!(!resources.is_empty(), "{at}: Resources is empty");
     let mut custom = 0;
     for (name, resource) in resources {
-        let kind = resource["Type"].as_str().unwrap_or_else(|| panic!("{at}: {name} has no Type"));
+        let kind = resource["Type"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{at}: {name} has no Type"));
         if !(kind.starts_with("Custom::") || kind == "ALIYUN::ROS::CustomResource") {
             continue;
         }
@@ -147,11 +167,19 @@ fn check_ros_template(template: &Value, at: &str) {
             panic!("{at}: {name}: {problem}");
         }
         if let Some(timeout) = properties.get("Timeout") {
-            let seconds = timeout.as_u64().unwrap_or_else(|| panic!("{at}: {name}: Timeout is not a number"));
-            assert!((1..=43_200).contains(&seconds), "{at}: {name}: Timeout {seconds} out of range");
+            let seconds = timeout
+                .as_u64()
+                .unwrap_or_else(|| panic!("{at}: {name}: Timeout is not a number"));
+            assert!(
+                (1..=43_200).contains(&seconds),
+                "{at}: {name}: Timeout {seconds} out of range"
+            );
         }
         if let Some(parameters) = properties.get("Parameters") {
-            assert!(parameters.is_object(), "{at}: {name}: Parameters must be a map");
+            assert!(
+                parameters.is_object(),
+                "{at}: {name}: Parameters must be a map"
+            );
         }
     }
     assert!(custom > 0, "{at}: no custom resource");
@@ -159,22 +187,32 @@ fn check_ros_template(template: &Value, at: &str) {
     let text = template.to_string();
     for part in text.split("\"Fn::GetAtt\":[\"").skip(1) {
         let target = part.split('"').next().unwrap_or("");
-        assert!(resources.contains_key(target), "{at}: Fn::GetAtt names unknown resource {target}");
+        assert!(
+            resources.contains_key(target),
+            "{at}: Fn::GetAtt names unknown resource {target}"
+        );
     }
 }
 
 fn check_s_yaml(doc: &Value, at: &str) {
     assert_eq!(doc["edition"], "3.0.0", "{at}: Serverless Devs edition");
-    let resources = doc["resources"].as_object().unwrap_or_else(|| panic!("{at}: no resources"));
+    let resources = doc["resources"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{at}: no resources"));
     for (name, resource) in resources {
-        assert_eq!(resource["component"], "fc3", "{at}: {name} is not an FC 3.0 function");
+        assert_eq!(
+            resource["component"], "fc3",
+            "{at}: {name} is not an FC 3.0 function"
+        );
         let props = &resource["props"];
         let runtime = props["runtime"].as_str().unwrap_or_default();
         let port = match runtime {
             "custom-container" => &props["customContainerConfig"]["port"],
             r if r.starts_with("custom") => {
                 assert!(
-                    props["customRuntimeConfig"]["command"].as_array().is_some_and(|c| !c.is_empty()),
+                    props["customRuntimeConfig"]["command"]
+                        .as_array()
+                        .is_some_and(|c| !c.is_empty()),
                     "{at}: {name}: customRuntimeConfig needs a command"
                 );
                 &props["customRuntimeConfig"]["port"]
@@ -182,7 +220,10 @@ fn check_s_yaml(doc: &Value, at: &str) {
             other => panic!("{at}: {name}: runtime `{other}` is not a custom runtime"),
         };
         assert_eq!(port, 9000, "{at}: {name}: the provider listens on 9000");
-        assert!(props["timeout"].as_u64().is_some_and(|t| t >= 60), "{at}: {name}: timeout");
+        assert!(
+            props["timeout"].as_u64().is_some_and(|t| t >= 60),
+            "{at}: {name}: timeout"
+        );
     }
 }
 
@@ -199,7 +240,10 @@ fn check_yaml(block: &Block) {
         } else if doc.get("edition").is_some() {
             check_s_yaml(&doc, &at);
         } else if doc.get("apiVersion").is_some() {
-            assert!(doc["kind"].is_string(), "{at}: a Kubernetes object needs a kind");
+            assert!(
+                doc["kind"].is_string(),
+                "{at}: a Kubernetes object needs a kind"
+            );
         } else {
             panic!("{at}: a YAML block of a kind this test does not check");
         }
@@ -212,7 +256,8 @@ fn check_json(block: &Block) {
     if value.get("ROSTemplateFormatVersion").is_some() {
         check_ros_template(&value, &at);
     } else if value.get("RequestType").is_some() {
-        stackhook::Request::from_slice(block.text.as_bytes()).unwrap_or_else(|e| panic!("{at}: {e}"));
+        stackhook::Request::from_slice(block.text.as_bytes())
+            .unwrap_or_else(|e| panic!("{at}: {e}"));
     } else if value.get("steps").is_some() {
         Scenario::from_json(&block.text).unwrap_or_else(|e| panic!("{at}: {e}"));
     } else {
@@ -224,13 +269,22 @@ fn check_toml(block: &Block) {
     let at = block.at();
     let value: toml::Value = toml::from_str(&block.text).unwrap_or_else(|e| panic!("{at}: {e}"));
     let ours: toml::Value =
-        toml::from_str(&std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml")).expect("ours");
+        toml::from_str(&std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml"))
+            .expect("ours");
     let features = ours["features"].as_table().expect("features");
     for section in ["dependencies", "dev-dependencies"] {
         if let Some(dep) = value.get(section).and_then(|s| s.get("stackhook")) {
-            for feature in dep.get("features").and_then(|f| f.as_array()).into_iter().flatten() {
+            for feature in dep
+                .get("features")
+                .and_then(|f| f.as_array())
+                .into_iter()
+                .flatten()
+            {
                 let name = feature.as_str().unwrap_or_default();
-                assert!(features.contains_key(name), "{at}: stackhook has no feature `{name}`");
+                assert!(
+                    features.contains_key(name),
+                    "{at}: stackhook has no feature `{name}`"
+                );
             }
         }
     }
@@ -249,21 +303,45 @@ fn check_shell(block: &Block) {
         if tokens[0] == "mock-ros" {
             command.push(tokens.get(1).copied().unwrap_or(""));
         }
-        let help = Command::new(BIN).args(&command).arg("--help").output().expect("run --help");
-        assert!(help.status.success(), "{}: `stackhook {}` is not a command", block.at(), command.join(" "));
+        let help = Command::new(BIN)
+            .args(&command)
+            .arg("--help")
+            .output()
+            .expect("run --help");
+        assert!(
+            help.status.success(),
+            "{}: `stackhook {}` is not a command",
+            block.at(),
+            command.join(" ")
+        );
         let help = String::from_utf8_lossy(&help.stdout);
         for flag in tokens.iter().filter(|t| t.starts_with("--")) {
             let flag = flag.split('=').next().unwrap_or(flag);
-            assert!(help.contains(flag), "{}: `stackhook {}` has no flag {flag}", block.at(), command.join(" "));
+            assert!(
+                help.contains(flag),
+                "{}: `stackhook {}` has no flag {flag}",
+                block.at(),
+                command.join(" ")
+            );
         }
     }
 }
 
 fn check_dockerfile(block: &Block) {
     let at = block.at();
-    assert!(block.text.lines().find(|l| !l.starts_with('#') && !l.trim().is_empty()).is_some_and(|l| l.starts_with("FROM ")), "{at}: starts with FROM");
+    assert!(
+        block
+            .text
+            .lines()
+            .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .is_some_and(|l| l.starts_with("FROM ")),
+        "{at}: starts with FROM"
+    );
     assert!(block.text.contains("EXPOSE 9000"), "{at}: exposes 9000");
-    assert!(block.text.contains("ENTRYPOINT [\""), "{at}: exec-form ENTRYPOINT");
+    assert!(
+        block.text.contains("ENTRYPOINT [\""),
+        "{at}: exec-form ENTRYPOINT"
+    );
 }
 
 #[test]
@@ -289,7 +367,10 @@ fn every_snippet_in_the_guides_is_checked() {
                 "sh" => check_shell(block),
                 "dockerfile" => check_dockerfile(block),
                 "text" => {} // sample output
-                other => panic!("{}: code block language `{other}` is not checked by this test", block.at()),
+                other => panic!(
+                    "{}: code block language `{other}` is not checked by this test",
+                    block.at()
+                ),
             }
         }
     }
@@ -299,10 +380,23 @@ fn every_snippet_in_the_guides_is_checked() {
 #[test]
 fn templates_md_covers_every_token_form() {
     let text = std::fs::read_to_string(root().join("docs/templates.md")).expect("read");
-    for form in ["web:https://", "web[sync]:", "web[idempotent]:", ":functions/"] {
-        assert!(text.contains(&format!("ServiceToken: {form}")) || text.contains(&format!("Fn::Sub: {form}")) || text.contains(form), "{form}");
+    for form in [
+        "web:https://",
+        "web[sync]:",
+        "web[idempotent]:",
+        ":functions/",
+    ] {
+        assert!(
+            text.contains(&format!("ServiceToken: {form}"))
+                || text.contains(&format!("Fn::Sub: {form}"))
+                || text.contains(form),
+            "{form}"
+        );
     }
-    let templates = blocks("templates.md").into_iter().filter(|b| b.lang == "yaml").count();
+    let templates = blocks("templates.md")
+        .into_iter()
+        .filter(|b| b.lang == "yaml")
+        .count();
     assert!(templates >= 4);
 }
 
@@ -316,8 +410,14 @@ fn env_vars_in_the_guides_exist() {
     for guide in GUIDES {
         let text = std::fs::read_to_string(root().join("docs").join(guide)).expect("read");
         for part in text.split("STACKHOOK_").skip(1) {
-            let name: String = part.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
-            assert!(help.contains(&format!("STACKHOOK_{name}")), "{guide}: STACKHOOK_{name} is not an option");
+            let name: String = part
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect();
+            assert!(
+                help.contains(&format!("STACKHOOK_{name}")),
+                "{guide}: STACKHOOK_{name} is not an option"
+            );
         }
     }
 }
@@ -347,8 +447,11 @@ fn scaffold_templates_pass_the_same_checks() {
 fn shipped_scenarios_load() {
     for entry in std::fs::read_dir(root().join("fixtures/scenarios")).expect("fixtures/scenarios") {
         let path = entry.expect("entry").path();
-        let scenario = Scenario::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let _ = scenario.lifecycle().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let scenario =
+            Scenario::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let _ = scenario
+            .lifecycle()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
 

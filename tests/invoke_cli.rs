@@ -94,7 +94,12 @@ async fn invoke(provider: &Provider, fixture: &Path, extra: &[&str]) -> (Output,
     let output = tokio::process::Command::new(BIN)
         .arg("invoke")
         .arg(fixture)
-        .args(["--url", &format!("http://{}/", provider.addr), "--wait", "20"])
+        .args([
+            "--url",
+            &format!("http://{}/", provider.addr),
+            "--wait",
+            "20",
+        ])
         .args(extra)
         .output()
         .await
@@ -111,7 +116,12 @@ fn stderr(output: &Output) -> String {
 async fn create_with_inline_properties() {
     let provider = provider().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (output, answer) = invoke(&provider, &fixture(dir.path()), &["--properties", r#"{"Size": "3"}"#]).await;
+    let (output, answer) = invoke(
+        &provider,
+        &fixture(dir.path()),
+        &["--properties", r#"{"Size": "3"}"#],
+    )
+    .await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(answer["PhysicalResourceId"], "mirror-1");
     assert_eq!(answer["Data"]["Props"], json!({"Size": "3"}));
@@ -129,10 +139,14 @@ async fn switch_to_update_with_old_properties_from_a_file() {
         &provider,
         &fixture(dir.path()),
         &[
-            "--type", "Update",
-            "--physical-id", "mirror-1",
-            "--properties", new.to_str().expect("utf-8"),
-            "--old-properties", old.to_str().expect("utf-8"),
+            "--type",
+            "Update",
+            "--physical-id",
+            "mirror-1",
+            "--properties",
+            new.to_str().expect("utf-8"),
+            "--old-properties",
+            old.to_str().expect("utf-8"),
         ],
     )
     .await;
@@ -151,13 +165,25 @@ async fn update_without_old_properties_uses_the_files_and_delete_echoes_the_id()
     let (output, answer) = invoke(
         &provider,
         &file,
-        &["--type", "update", "--physical-id", "p-7", "--properties", r#"{"Size": "9"}"#],
+        &[
+            "--type",
+            "update",
+            "--physical-id",
+            "p-7",
+            "--properties",
+            r#"{"Size": "9"}"#,
+        ],
     )
     .await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(answer["Data"]["Old"], json!({"Size": "1"}));
 
-    let (output, answer) = invoke(&provider, &file, &["--type", "Delete", "--physical-id", "p-7"]).await;
+    let (output, answer) = invoke(
+        &provider,
+        &file,
+        &["--type", "Delete", "--physical-id", "p-7"],
+    )
+    .await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(answer["PhysicalResourceId"], "p-7");
     assert_eq!(answer["Status"], "SUCCESS");
@@ -167,7 +193,12 @@ async fn update_without_old_properties_uses_the_files_and_delete_echoes_the_id()
 async fn failed_answer_exits_1() {
     let provider = provider().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (output, answer) = invoke(&provider, &fixture(dir.path()), &["--properties", r#"{"FailWith": "no room"}"#]).await;
+    let (output, answer) = invoke(
+        &provider,
+        &fixture(dir.path()),
+        &["--properties", r#"{"FailWith": "no room"}"#],
+    )
+    .await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(answer["Reason"], "no room");
 }
@@ -179,13 +210,25 @@ async fn bad_overrides_exit_2_with_a_clear_message() {
     let file = fixture(dir.path());
     let (output, _) = invoke(&provider, &file, &["--type", "Update"]).await;
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("--physical-id"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--physical-id"),
+        "{}",
+        stderr(&output)
+    );
 
     let (output, _) = invoke(&provider, &file, &["--properties", "[1, 2]"]).await;
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("neither a JSON object nor a readable file"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("neither a JSON object nor a readable file"),
+        "{}",
+        stderr(&output)
+    );
 
     let (output, _) = invoke(&provider, &file, &["--properties", r#"{"A": "#]).await;
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("not valid JSON"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not valid JSON"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -38,7 +38,11 @@ fn scaffolded_provider_passes_its_own_tests_offline() {
         .output()
         .expect("run stackhook new");
     let said = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{said}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(said.contains("Custom::DemoProvider"), "{said}");
     for file in [
         "Cargo.toml",
@@ -64,7 +68,8 @@ fn scaffolded_provider_passes_its_own_tests_offline() {
 
     // Pin the same dependency versions as this checkout, so the build works
     // offline and reuses what is already compiled.
-    std::fs::copy(checkout.join("Cargo.lock"), project.join("Cargo.lock")).expect("copy Cargo.lock");
+    std::fs::copy(checkout.join("Cargo.lock"), project.join("Cargo.lock"))
+        .expect("copy Cargo.lock");
     let output = Command::new(&cargo)
         .args(["test", "--offline", "--quiet"])
         .current_dir(&project)
@@ -77,6 +82,9 @@ fn scaffolded_provider_passes_its_own_tests_offline() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "cargo test failed in the generated project:\n{out}");
+    assert!(
+        output.status.success(),
+        "cargo test failed in the generated project:\n{out}"
+    );
     assert!(out.contains("test result: ok. 4 passed"), "{out}");
 }

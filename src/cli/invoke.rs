@@ -61,9 +61,15 @@ pub(crate) async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         physical_resource_id: args.physical_id.clone(),
     };
     if !overrides.is_empty() {
-        let mut value: serde_json::Value = serde_json::from_slice(&body)
-            .with_context(|| format!("{} is not JSON, so it cannot be changed", args.fixture.display()))?;
-        overrides.apply(&mut value).context("applying the overrides")?;
+        let mut value: serde_json::Value = serde_json::from_slice(&body).with_context(|| {
+            format!(
+                "{} is not JSON, so it cannot be changed",
+                args.fixture.display()
+            )
+        })?;
+        overrides
+            .apply(&mut value)
+            .context("applying the overrides")?;
         body = value.to_string().into_bytes();
     }
     let outcome = stackhook::invoke::invoke(&body, &args.url, Duration::from_secs(args.wait))

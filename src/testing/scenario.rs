@@ -209,7 +209,7 @@ fn duration<'de, D: serde::Deserializer<'de>>(
         Some(Raw::Seconds(s)) => s,
         Some(Raw::Text(text)) => parse_duration(&text).map_err(D::Error::custom)?,
     };
-    if !(seconds.is_finite() && seconds >= 0.0 && seconds <= 43_200.0) {
+    if !(seconds.is_finite() && (0.0..=43_200.0).contains(&seconds)) {
         return Err(D::Error::custom(format!(
             "{seconds} s is outside 0 to 43200 s (ROS's longest Timeout)"
         )));
