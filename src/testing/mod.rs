@@ -76,7 +76,7 @@ pub use check::{Finding, Rule, Severity};
 pub use lifecycle::{Action, Expect, Lifecycle, Step};
 pub use remote::Transport;
 pub use report::{Report, StepReport};
-pub use scenario::Scenario;
+pub use scenario::{PropertiesRef, Scenario, ScenarioStep};
 
 use crate::error::{Error, Result};
 use crate::request::{Request, RequestType};

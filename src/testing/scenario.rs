@@ -1,23 +1,4 @@
 //! Scenario files: a lifecycle with faults, in YAML or JSON.
-//!
-//! ```yaml
-//! name: echo, with faults
-//! resource_type: Custom::Echo
-//! timeout: 10          # seconds ROS waits per step (default 60); or "500ms", "2m"
-//! properties:          # named property sets
-//!   initial: {Greeting: hello}
-//!   changed: {Greeting: bonjour}
-//! steps:
-//!   - action: create
-//!     properties: initial
-//!   - action: update   # no properties: an update with unchanged properties
-//!   - action: update
-//!     properties: changed
-//!     redeliver: 1     # send the same request twice
-//!   - action: rollback # the old properties sent back
-//!   - action: delete
-//!     callback_status: [500]   # the callback refuses the first answer
-//! ```
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,7 +11,29 @@ use super::MockRos;
 use super::lifecycle::{Action, Expect, Lifecycle, Step};
 use crate::error::{Error, Result};
 
-/// A scenario file. See the [module docs](self) for the format.
+/// A scenario file: a lifecycle with faults, in YAML or JSON.
+///
+/// ```yaml
+/// name: echo, with faults
+/// resource_type: Custom::Echo
+/// timeout: 10          # seconds ROS waits per step (default 60); or "500ms", "2m"
+/// properties:          # named property sets
+///   initial: {Greeting: hello}
+///   changed: {Greeting: bonjour}
+/// steps:
+///   - action: create
+///     properties: initial
+///   - action: update   # no properties: an update with unchanged properties
+///   - action: update
+///     properties: changed
+///     redeliver: 1     # send the same request twice
+///   - action: rollback # the old properties sent back
+///   - action: delete
+///     callback_status: [500]   # the callback refuses the first answer
+/// ```
+///
+/// Load one with [`Scenario::from_path`], then run [`Scenario::lifecycle`]
+/// against a [`MockRos`] set up by [`Scenario::configure`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
