@@ -232,9 +232,13 @@ async fn sync_route_answers_in_the_reply() {
         .assert_ok();
 }
 
-/// A provider that breaks the rules: it answers twice, changes the id on
-/// Update, forgets to copy the StackId on Delete and sends no Date header.
-async fn rogue_provider() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+/// A fake provider on loopback: it acknowledges every request and hands
+/// the request to `answer`, in a task of its own.
+async fn fake_provider<F, Fut>(answer: F) -> (SocketAddr, tokio::task::JoinHandle<()>)
+where
+    F: Fn(Value) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -246,12 +250,18 @@ async fn rogue_provider() -> (SocketAddr, tokio::task::JoinHandle<()>) {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            let answer = answer.clone();
             tokio::spawn(async move {
-                let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let body = req.into_body().collect().await?.to_bytes();
-                    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-                    tokio::spawn(answer_badly(request));
-                    Ok::<_, hyper::Error>(hyper::Response::new(Full::new(bytes::Bytes::from("{}"))))
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let answer = answer.clone();
+                    async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+                        tokio::spawn(answer(request));
+                        Ok::<_, hyper::Error>(hyper::Response::new(Full::new(bytes::Bytes::from(
+                            "{}",
+                        ))))
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
@@ -262,6 +272,8 @@ async fn rogue_provider() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     (addr, task)
 }
 
+/// Breaks the rules: answers Create twice, changes the id on Update, forgets
+/// to copy the StackId on Delete and never sends a Date header.
 async fn answer_badly(request: Value) {
     let kind = request["RequestType"]
         .as_str()
@@ -304,7 +316,7 @@ async fn answer_badly(request: Value) {
 
 #[tokio::test]
 async fn violations_are_caught_and_named() {
-    let (addr, task) = rogue_provider().await;
+    let (addr, task) = fake_provider(answer_badly).await;
     let ros = MockRos::url(format!("http://{addr}/"))
         .expect("client")
         .resource_type("Custom::Rogue")
@@ -340,4 +352,43 @@ async fn unreachable_provider_is_a_violation_not_a_hang() {
         .timeout(Duration::from_secs(2));
     let err = ros.create(json!({})).await.unwrap_err().to_string();
     assert!(err.contains("could not reach the provider"), "{err}");
+}
+
+/// Answers correctly, but only after `delay`.
+async fn answer_late(request: Value) {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let answer = json!({
+        "Status": "SUCCESS",
+        "PhysicalResourceId": "late-1",
+        "StackId": request["StackId"],
+        "RequestId": request["RequestId"],
+        "LogicalResourceId": request["LogicalResourceId"],
+    });
+    let url = request["ResponseURL"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let _ = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header(
+            "date",
+            httpdate::fmt_http_date(std::time::SystemTime::now()),
+        )
+        .body(answer.to_string())
+        .send()
+        .await;
+}
+
+#[tokio::test]
+async fn an_answer_after_ros_gave_up_does_not_count() {
+    let (addr, task) = fake_provider(answer_late).await;
+    let ros = MockRos::url(format!("http://{addr}/"))
+        .expect("client")
+        .timeout(Duration::from_secs(1))
+        .duplicate_wait(Duration::from_secs(2));
+    let err = ros.create(json!({})).await.unwrap_err().to_string();
+    task.abort();
+    assert!(err.contains("answer-in-time"), "{err}");
+    assert!(err.contains("came only after"), "{err}");
 }

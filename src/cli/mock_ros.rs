@@ -54,13 +54,19 @@ enum Color {
 
 impl Color {
     fn enabled(self) -> bool {
+        self.decide(
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::io::stdout().is_terminal(),
+        )
+    }
+
+    /// Colour for `auto` only on a terminal, and never when `NO_COLOR` is
+    /// set to anything non-empty (https://no-color.org).
+    fn decide(self, no_color: Option<&std::ffi::OsStr>, terminal: bool) -> bool {
         match self {
             Color::Always => true,
             Color::Never => false,
-            Color::Auto => {
-                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                    && std::io::stdout().is_terminal()
-            }
+            Color::Auto => no_color.is_none_or(|v| v.is_empty()) && terminal,
         }
     }
 }
@@ -134,5 +140,21 @@ fn heading(color: bool, text: &str) -> String {
         format!("\x1b[1m{text}\x1b[0m")
     } else {
         text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_terminals_without_no_color() {
+        assert!(Color::Auto.decide(None, true));
+        assert!(Color::Auto.decide(Some(OsStr::new("")), true));
+        assert!(!Color::Auto.decide(Some(OsStr::new("1")), true));
+        assert!(!Color::Auto.decide(None, false));
+        assert!(Color::Always.decide(Some(OsStr::new("1")), false));
+        assert!(!Color::Never.decide(None, true));
     }
 }

@@ -213,6 +213,7 @@ impl Remote {
                 sink.wait_for(calls.len() + 1, left).await;
             }
         }
+        let in_time = mine(&sink.received()).len();
         // Then a bounded extra moment for duplicates.
         tokio::time::sleep(duplicate_wait).await;
         let calls = sink.received();
@@ -220,7 +221,12 @@ impl Remote {
         let refused = calls.len() - finals.len();
         if refused > 0 {
             raw.notes.push(format!(
-                "the callback refused {refused} attempt(s) as scripted; the provider retried"
+                "the callback refused {refused} attempt(s) as scripted{}",
+                if finals.is_empty() {
+                    ""
+                } else {
+                    "; the provider retried"
+                }
             ));
         }
         if self.transport == Transport::Sync {
@@ -233,7 +239,12 @@ impl Remote {
                     ),
                 ));
             }
-        } else if finals.is_empty() {
+        } else if in_time == 0 {
+            let late = if finals.is_empty() {
+                ""
+            } else {
+                " (an answer came only after that)"
+            };
             let hint = if callback_statuses.is_empty() {
                 String::new()
             } else {
@@ -244,7 +255,7 @@ impl Remote {
             raw.findings.push(Finding::error(
                 Rule::AnswerInTime,
                 format!(
-                    "no answer arrived within {}{hint}: ROS would fail the stack operation",
+                    "no answer arrived within {}{hint}{late}: ROS would fail the stack operation",
                     seconds(wait)
                 ),
             ));
