@@ -1,11 +1,16 @@
-//! `stackhook new` generates a provider whose own tests pass against the
-//! mock ROS. Builds the generated crate offline against this checkout, with
-//! its target directory under `target/scaffold` so later runs reuse the
-//! dependencies. Skipped (with a message) where cargo is not available.
+//! A newcomer's first hour: `stackhook new` generates a provider, its own
+//! tests pass against the mock ROS, and the generated scenario passes
+//! against the provider running for real. Builds the generated crate offline
+//! against this checkout, with its target directory under `target/scaffold`
+//! so later runs reuse the dependencies. Skipped (with a message) where cargo
+//! is not available.
 #![cfg(feature = "test-util")]
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stackhook");
 
@@ -87,4 +92,70 @@ fn scaffolded_provider_passes_its_own_tests_offline() {
         "cargo test failed in the generated project:\n{out}"
     );
     assert!(out.contains("test result: ok. 4 passed"), "{out}");
+
+    // `cargo test` built the provider's binary too: serve it and run the
+    // generated scenario against it, as the README says.
+    let provider = Provider::start(&checkout.join("target/scaffold/debug/demo-provider"));
+    let output = Command::new(BIN)
+        .args(["mock-ros", "run"])
+        .arg(project.join("scenario.yaml"))
+        .args(["--url", &provider.url])
+        .output()
+        .expect("run stackhook mock-ros");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{report}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(report.contains("Custom::DemoProvider"), "{report}");
+    assert!(
+        report.contains("PASS: every ROS rule held in 6 step(s)"),
+        "{report}"
+    );
+}
+
+/// The generated provider, running on an ephemeral loopback port; killed on drop.
+struct Provider {
+    child: Child,
+    url: String,
+}
+
+impl Provider {
+    fn start(binary: &Path) -> Provider {
+        let mut child = Command::new(binary)
+            .env("PROVIDER_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the generated provider");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("addr=").nth(1) {
+                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let mut provider = Provider {
+            child,
+            url: String::new(),
+        };
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the provider logs its address");
+        provider.url = format!("http://{addr}/");
+        provider
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
