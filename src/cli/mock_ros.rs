@@ -107,25 +107,22 @@ async fn run_scenarios(args: RunArgs) -> anyhow::Result<ExitCode> {
             ros = ros.timeout(timeout);
         }
         if index > 0 {
-            println!();
+            emit("");
         }
-        println!(
-            "{}",
-            heading(
-                color,
-                &format!(
-                    "mock ROS · {} · {} · {}",
-                    scenario.name.as_deref().unwrap_or("scenario"),
-                    scenario.resource_type,
-                    ros.describe_target()
-                )
-            )
-        );
+        emit(&heading(
+            color,
+            &format!(
+                "mock ROS · {} · {} · {}",
+                scenario.name.as_deref().unwrap_or("scenario"),
+                scenario.resource_type,
+                ros.describe_target()
+            ),
+        ));
         let report = lifecycle
-            .run_with_progress(&ros, |step| println!("{}", step.progress(color)))
+            .run_with_progress(&ros, |step| emit(&step.progress(color)))
             .await;
-        println!();
-        print!("{}", report.summary(color));
+        emit("");
+        emit(report.summary(color).trim_end());
         all_ok &= report.is_ok();
     }
     Ok(if all_ok {
@@ -133,6 +130,13 @@ async fn run_scenarios(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Print a line; a closed stdout (`| head`) must not stop the run or change
+/// its exit status.
+fn emit(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 fn heading(color: bool, text: &str) -> String {
