@@ -90,6 +90,7 @@ pub(crate) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
         .resource_type
         .clone()
         .unwrap_or_else(|| format!("Custom::{}", pascal_case(&args.name)));
+    check_resource_type(&resource_type)?;
     let values = Values {
         name: args.name.clone(),
         crate_name: args.name.replace('-', "_"),
@@ -185,6 +186,21 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `Custom::` and a name ROS accepts: at most 68 characters in all, of
+/// letters, digits, `_`, `@` and `-` after the prefix.
+fn check_resource_type(resource_type: &str) -> anyhow::Result<()> {
+    let name = resource_type.strip_prefix("Custom::").unwrap_or("");
+    anyhow::ensure!(
+        !name.is_empty()
+            && resource_type.len() <= 68
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '-')),
+        "`{resource_type}` is not a ROS custom resource type: `Custom::` then letters, digits, `_`, `@` or `-`, 68 characters at most"
+    );
+    Ok(())
+}
+
 fn pascal_case(name: &str) -> String {
     name.split(['-', '_'])
         .filter(|part| !part.is_empty())
@@ -235,5 +251,9 @@ mod tests {
         assert!(check_name("1abc").is_err());
         assert!(check_name("a b").is_err());
         assert!(check_name("stackhook").is_err());
+        assert!(check_resource_type("Custom::DnsRecord").is_ok());
+        assert!(check_resource_type("Custom::").is_err());
+        assert!(check_resource_type("AWS::X").is_err());
+        assert!(check_resource_type(&format!("Custom::{}", "x".repeat(61))).is_err());
     }
 }
