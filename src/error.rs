@@ -54,7 +54,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The mock ROS ([`crate::testing`]) saw the provider break one of ROS's
+    /// The mock ROS (`stackhook::testing`) saw the provider break one of ROS's
     /// rules, got no answer, or could not reach the provider.
     #[error("mock ROS: {0}")]
     MockRos(String),

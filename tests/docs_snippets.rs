@@ -401,9 +401,14 @@ fn templates_md_covers_every_token_form() {
 }
 
 #[test]
-fn env_vars_in_the_guides_exist() {
+fn env_vars_and_flags_in_the_guides_exist() {
     let mut help = String::new();
-    for args in [&["serve", "--help"][..], &["mock-ros", "run", "--help"]] {
+    for args in [
+        &["serve", "--help"][..],
+        &["mock-ros", "run", "--help"],
+        &["invoke", "--help"],
+        &["new", "--help"],
+    ] {
         let out = Command::new(BIN).args(args).output().expect("help");
         help.push_str(&String::from_utf8_lossy(&out.stdout));
     }

@@ -386,7 +386,7 @@ async fn an_answer_after_ros_gave_up_does_not_count() {
     let ros = MockRos::url(format!("http://{addr}/"))
         .expect("client")
         .timeout(Duration::from_secs(1))
-        .duplicate_wait(Duration::from_secs(2));
+        .duplicate_wait(Duration::from_secs(4));
     let err = ros.create(json!({})).await.unwrap_err().to_string();
     task.abort();
     assert!(err.contains("answer-in-time"), "{err}");
