@@ -424,6 +424,26 @@ fn env_vars_and_flags_in_the_guides_exist() {
                 "{guide}: STACKHOOK_{name} is not an option"
             );
         }
+        // Flags named in the prose, in `code spans`, outside code blocks.
+        let mut fenced = false;
+        for line in text.lines() {
+            if line.trim_start().starts_with("```") {
+                fenced = !fenced;
+                continue;
+            }
+            if fenced {
+                continue;
+            }
+            for span in line.split('`').skip(1).step_by(2) {
+                for flag in span.split_whitespace().filter(|t| t.starts_with("--")) {
+                    let flag = flag.split(['=', '|']).next().unwrap_or(flag);
+                    assert!(
+                        help.contains(flag),
+                        "{guide}: `{flag}` is not a flag of stackhook"
+                    );
+                }
+            }
+        }
     }
 }
 
