@@ -146,6 +146,17 @@ impl MockRos {
     /// Compute); the [`Transport`] follows from the path. Each request gets
     /// its own local callback receiver.
     ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), stackhook::Error> {
+    /// use serde_json::json;
+    /// use stackhook::testing::MockRos;
+    ///
+    /// let ros = MockRos::url("http://127.0.0.1:9000/")?.resource_type("Custom::Echo");
+    /// let created = ros.create(json!({"Greeting": "hello"})).await?;
+    /// ros.delete(&created).await?.require_success()?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Config`] when the HTTP client cannot be built.
     pub fn url(url: impl Into<String>) -> Result<Self> {

@@ -33,7 +33,26 @@ use crate::error::{Error, Result};
 /// ```
 ///
 /// Load one with [`Scenario::from_path`], then run [`Scenario::lifecycle`]
-/// against a [`MockRos`] set up by [`Scenario::configure`].
+/// against a [`MockRos`] set up by [`Scenario::configure`]:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), stackhook::Error> {
+/// use stackhook::testing::{MockRos, Scenario};
+/// use stackhook::{Router, handlers::Echo};
+///
+/// let scenario = Scenario::from_yaml(r#"
+/// resource_type: Custom::Echo
+/// steps:
+///   - action: create
+///     properties: {Greeting: hello}
+///   - action: delete
+/// "#)?;
+/// let ros = scenario.configure(MockRos::new(Router::new().route("Custom::Echo", Echo)));
+/// let report = scenario.lifecycle()?.run(&ros).await;
+/// assert!(report.is_ok(), "{report}");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
