@@ -79,6 +79,10 @@ pub enum Error {
     /// message names hosts only, never a query string).
     #[error("callback refused: {0}")]
     CallbackRefused(String),
+    /// The mock ROS (`stackhook::testing`) saw the provider break one of ROS's
+    /// rules, got no answer, or could not reach the provider.
+    #[error("mock ROS: {0}")]
+    MockRos(String),
 }
 
 impl Error {

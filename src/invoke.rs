@@ -5,10 +5,11 @@
 //! the request is sent. For a `/sync` URL the answer is the HTTP reply; for
 //! any other URL it is the first callback that arrives.
 
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::response::Response;
@@ -41,6 +42,138 @@ pub fn redirect_callbacks(body: &mut Value, sink: &CallbackSink) {
             "IntranetResponseURL"
         };
         map.insert(intranet_key.into(), Value::String(sink.url("/intranet")));
+    }
+}
+
+/// Changes to a request file before it is sent, for quick manual checks.
+///
+/// ```
+/// use serde_json::json;
+/// use stackhook::RequestType;
+/// use stackhook::invoke::Overrides;
+///
+/// let mut body = json!({"RequestType": "Create", "ResourceProperties": {"A": "1"}});
+/// let overrides = Overrides {
+///     request_type: Some(RequestType::Update),
+///     physical_resource_id: Some("pid-1".into()),
+///     properties: Some(r#"{"A": "2"}"#.into()),
+///     ..Overrides::default()
+/// };
+/// overrides.apply(&mut body).unwrap();
+/// assert_eq!(body["RequestType"], "Update");
+/// assert_eq!(body["OldResourceProperties"], json!({"A": "1"}));
+/// assert_eq!(body["ResourceProperties"], json!({"A": "2"}));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Switch the request type. Create drops `PhysicalResourceId` and
+    /// `OldResourceProperties`; Delete drops `OldResourceProperties`; Update
+    /// needs a physical id and, without `old_properties`, takes the request's
+    /// current properties as the old ones.
+    pub request_type: Option<crate::RequestType>,
+    /// Replace `ResourceProperties`: a JSON object, or the path of a file holding one.
+    pub properties: Option<String>,
+    /// Set `OldResourceProperties`: a JSON object, or the path of a file holding one.
+    pub old_properties: Option<String>,
+    /// Set `PhysicalResourceId`.
+    pub physical_resource_id: Option<String>,
+}
+
+impl Overrides {
+    /// Whether nothing is to change.
+    pub fn is_empty(&self) -> bool {
+        self == &Overrides::default()
+    }
+
+    /// Apply the changes to a request body.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] when the body is not a JSON object, properties
+    /// are neither a JSON object nor a readable file holding one, or an
+    /// Update or Delete would have no physical id.
+    pub fn apply(&self, body: &mut Value) -> Result<()> {
+        let Value::Object(map) = body else {
+            return Err(invalid("request", "the request file is not a JSON object"));
+        };
+        let current = map.get("ResourceProperties").cloned();
+        if let Some(properties) = &self.properties {
+            let value = properties_arg("--properties", properties)?;
+            map.insert("ResourceProperties".into(), Value::Object(value));
+        }
+        if let Some(old) = &self.old_properties {
+            let value = properties_arg("--old-properties", old)?;
+            map.insert("OldResourceProperties".into(), Value::Object(value));
+        }
+        if let Some(id) = &self.physical_resource_id {
+            map.insert("PhysicalResourceId".into(), Value::String(id.clone()));
+        }
+        if let Some(kind) = self.request_type {
+            map.insert("RequestType".into(), Value::String(kind.as_str().into()));
+            match kind {
+                crate::RequestType::Create => {
+                    map.remove("PhysicalResourceId");
+                    map.remove("OldResourceProperties");
+                }
+                crate::RequestType::Update => {
+                    if !map.contains_key("OldResourceProperties") {
+                        map.insert(
+                            "OldResourceProperties".into(),
+                            current.unwrap_or_else(|| Value::Object(Map::new())),
+                        );
+                    }
+                }
+                crate::RequestType::Delete => {
+                    map.remove("OldResourceProperties");
+                }
+            }
+        }
+        let kind = map.get("RequestType").and_then(Value::as_str).unwrap_or("");
+        let has_id = map
+            .get("PhysicalResourceId")
+            .and_then(Value::as_str)
+            .is_some_and(|id| !id.trim().is_empty());
+        if matches!(kind, "Update" | "Delete") && !has_id && !self.is_empty() {
+            return Err(invalid(
+                "--physical-id",
+                &format!("an {kind} needs a PhysicalResourceId: pass --physical-id ID"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(field: &str, message: &str) -> Error {
+    Error::Validation {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A JSON object given inline (starting with `{`) or as a file path.
+fn properties_arg(flag: &str, text: &str) -> Result<Map<String, Value>> {
+    let trimmed = text.trim_start();
+    let (json, source) = if trimmed.starts_with('{') {
+        (text.to_string(), "the value".to_string())
+    } else {
+        let path = Path::new(text);
+        let json = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                flag,
+                &format!("`{text}` is neither a JSON object nor a readable file: {e}"),
+            )
+        })?;
+        (json, path.display().to_string())
+    };
+    match serde_json::from_str::<Value>(&json) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(invalid(
+            flag,
+            &format!(
+                "{source} is {}, not a JSON object",
+                crate::request::json_kind(&other)
+            ),
+        )),
+        Err(e) => Err(invalid(flag, &format!("{source} is not valid JSON: {e}"))),
     }
 }
 

@@ -61,6 +61,8 @@
 //!   callback allow list, input limits, and [`Sensitive`] values that never print.
 //! - [`handlers`]: the built-in handlers the `stackhook` binary ships.
 //! - [`cloud`]: signed clients for ROS, OOS and Huawei RFS (outbound calls).
+//! - `testing` (feature `test-util`): a mock ROS that drives whole lifecycles
+//!   against a provider and checks ROS's rules.
 
 pub mod cloud;
 pub mod config;
@@ -84,6 +86,22 @@ pub mod secret_key;
 pub mod security;
 pub mod server;
 pub mod sink;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+/// The guides in `docs/`, compiled so that their Rust snippets are tested.
+#[cfg(doctest)]
+mod docs {
+    #[doc = include_str!("../docs/writing-handlers.md")]
+    mod writing_handlers {}
+    #[doc = include_str!("../docs/deploying.md")]
+    mod deploying {}
+    #[doc = include_str!("../docs/templates.md")]
+    mod templates {}
+    #[cfg(feature = "test-util")]
+    #[doc = include_str!("../docs/testing.md")]
+    mod testing {}
+}
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
         Command::Ros(command) => Ok(runtime.block_on(cli::ros::run(command))),
         Command::Oos(command) => Ok(runtime.block_on(cli::oos::run(command))),
         Command::Rfs(command) => Ok(runtime.block_on(cli::rfs::run(command))),
+        #[cfg(feature = "test-util")]
+        Command::MockRos(args) => runtime.block_on(cli::mock_ros::run(args)),
+        Command::New(args) => cli::new::run(args),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

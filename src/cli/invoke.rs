@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Args;
-use stackhook::Status;
+use clap::{Args, ValueEnum};
+use stackhook::invoke::Overrides;
+use stackhook::{RequestType, Status};
 
 #[derive(Args)]
 pub(crate) struct InvokeArgs {
@@ -18,11 +19,59 @@ pub(crate) struct InvokeArgs {
     /// Seconds to wait for the answer
     #[arg(long, default_value_t = 70)]
     wait: u64,
+    /// Send the request as this type instead of the file's (Update without --old-properties sends the file's properties as the old ones)
+    #[arg(long = "type", value_enum, value_name = "TYPE", ignore_case = true)]
+    request_type: Option<TypeArg>,
+    /// Replace ResourceProperties: a JSON object or a file holding one
+    #[arg(long, value_name = "FILE_OR_JSON")]
+    properties: Option<String>,
+    /// Set OldResourceProperties (for Update): a JSON object or a file holding one
+    #[arg(long, value_name = "FILE_OR_JSON")]
+    old_properties: Option<String>,
+    /// Set PhysicalResourceId (needed for Update and Delete)
+    #[arg(long, value_name = "ID")]
+    physical_id: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "PascalCase")]
+enum TypeArg {
+    Create,
+    Update,
+    Delete,
+}
+
+impl From<TypeArg> for RequestType {
+    fn from(value: TypeArg) -> Self {
+        match value {
+            TypeArg::Create => RequestType::Create,
+            TypeArg::Update => RequestType::Update,
+            TypeArg::Delete => RequestType::Delete,
+        }
+    }
 }
 
 pub(crate) async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
-    let body = std::fs::read(&args.fixture)
+    let mut body = std::fs::read(&args.fixture)
         .with_context(|| format!("reading {}", args.fixture.display()))?;
+    let overrides = Overrides {
+        request_type: args.request_type.map(RequestType::from),
+        properties: args.properties.clone(),
+        old_properties: args.old_properties.clone(),
+        physical_resource_id: args.physical_id.clone(),
+    };
+    if !overrides.is_empty() {
+        let mut value: serde_json::Value = serde_json::from_slice(&body).with_context(|| {
+            format!(
+                "{} is not JSON, so it cannot be changed",
+                args.fixture.display()
+            )
+        })?;
+        overrides
+            .apply(&mut value)
+            .context("applying the overrides")?;
+        body = value.to_string().into_bytes();
+    }
     let outcome = stackhook::invoke::invoke(&body, &args.url, Duration::from_secs(args.wait))
         .await
         .context("invoking the provider")?;

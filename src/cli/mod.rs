@@ -2,6 +2,9 @@
 
 pub(crate) mod bench;
 pub(crate) mod invoke;
+#[cfg(feature = "test-util")]
+pub(crate) mod mock_ros;
+pub(crate) mod new;
 pub(crate) mod oos;
 pub(crate) mod outcome;
 pub(crate) mod rfs;
@@ -46,6 +49,12 @@ pub(crate) enum Command {
     /// Huawei Cloud RFS calls: list-execution-plans, continue-rollback, update-stack.
     #[command(subcommand, after_help = outcome::EXIT_CODES)]
     Rfs(rfs::RfsCommand),
+    /// Play ROS through whole lifecycles against a running provider and check ROS's rules.
+    #[cfg(feature = "test-util")]
+    MockRos(mock_ros::MockRosArgs),
+    /// Scaffold a provider crate: handler, tests against the mock ROS,
+    /// Dockerfile, Function Compute s.yaml and a ROS template.
+    New(new::NewArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
