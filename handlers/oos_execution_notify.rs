@@ -161,7 +161,7 @@ impl OosExecutionNotify {
     ) -> Result<String> {
         let request = Self::request_for(properties, context)?;
         let region = request.region_id.clone().unwrap_or_default();
-        let credentials = self.env.alibaba()?;
+        let credentials = self.env.alibaba_for(context)?;
         let client = if properties.vpc {
             OosClient::vpc(credentials, &region)?
         } else {

@@ -151,7 +151,7 @@ impl ResourceSignal {
         context: &RequestContext,
     ) -> Result<(String, String)> {
         let request = Self::request_for(properties, context)?;
-        let mut client = RosClient::new(self.env.alibaba()?).with_retry(self.retry);
+        let mut client = RosClient::new(self.env.alibaba_for(context)?).with_retry(self.retry);
         if let Some(endpoint) = &self.endpoint {
             client = client.with_endpoint(endpoint)?;
         }

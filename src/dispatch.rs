@@ -35,6 +35,21 @@ pub(crate) enum RunResult {
     TimedOut,
 }
 
+/// What a request carries besides its body, for the handler's context only
+/// (never journaled).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Extras {
+    /// Function Compute's per-invocation credentials.
+    pub(crate) fc_credentials:
+        Option<std::sync::Arc<crate::cloud::credentials::AlibabaCredentials>>,
+}
+
+impl Extras {
+    fn context(&self, request: &Request, deadline: Instant) -> RequestContext {
+        RequestContext::new(request, deadline).with_fc_credentials(self.fc_credentials.clone())
+    }
+}
+
 /// What a run leads to: the answer, or a wait before the next poll.
 #[derive(Debug)]
 pub(crate) enum Step {
@@ -63,6 +78,7 @@ pub(crate) async fn first_step(
     request: &Request,
     deadline: Instant,
     budget: Duration,
+    extras: &Extras,
 ) -> Step {
     if request.request_type == RequestType::Delete
         && physical_id::is_placeholder(request.physical_resource_id.as_deref())
@@ -78,7 +94,7 @@ pub(crate) async fn first_step(
         Ok(operation) => operation,
         Err(reason) => return Step::Answer(Response::failed(request, answer_id(request), reason)),
     };
-    let context = RequestContext::new(request, deadline);
+    let context = extras.context(request, deadline);
     let result = run_guarded(handler.call(operation, context), deadline).await;
     finish(request, result, budget, None)
 }
@@ -90,12 +106,13 @@ pub(crate) async fn poll_step(
     waiting: &Waiting,
     deadline: Instant,
     budget: Duration,
+    extras: &Extras,
 ) -> Step {
     let handler = match handler_for(router, request) {
         Ok(handler) => handler,
         Err(response) => return Step::Answer(*response),
     };
-    let context = RequestContext::new(request, deadline);
+    let context = extras.context(request, deadline);
     let result = run_guarded(
         handler.poll(poll_input(request, waiting), context),
         deadline,
@@ -134,7 +151,8 @@ pub(crate) async fn run_to_answer(
     deadline: Instant,
 ) -> Response {
     let budget = deadline.saturating_duration_since(Instant::now());
-    let mut step = first_step(router, request, deadline, budget).await;
+    let extras = Extras::default();
+    let mut step = first_step(router, request, deadline, budget, &extras).await;
     loop {
         match step {
             Step::Answer(response) => return response,
@@ -143,7 +161,7 @@ pub(crate) async fn run_to_answer(
                     return give_up(router, request, &waiting, budget).await;
                 }
                 tokio::time::sleep(waiting.after).await;
-                step = poll_step(router, request, &waiting, deadline, budget).await;
+                step = poll_step(router, request, &waiting, deadline, budget, &extras).await;
             }
         }
     }

@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::config::{Config, JournalMode, ROS_SYNC_WAIT, RestartPolicy, delivery_margin};
 use crate::delivery::{self, Delivered};
-use crate::dispatch::{self, Step, Waiting};
+use crate::dispatch::{self, Extras, Step, Waiting};
 use crate::error::{Error, Result};
 use crate::journal::{Channel, MemoryStore, Record, RedbStore, RequestKey, Stage, Store, now_ms};
 use crate::metrics::Metrics;
@@ -281,6 +281,7 @@ impl Runtime {
         waiting: Option<&Waiting>,
         deadline: Instant,
         budget: Duration,
+        extras: &Extras,
     ) -> Step {
         let shut_down = || {
             Step::Answer(Response::failed(
@@ -296,9 +297,10 @@ impl Runtime {
         self.metrics.inflight.inc();
         let run = async {
             match waiting {
-                None => dispatch::first_step(&self.router, request, deadline, budget).await,
+                None => dispatch::first_step(&self.router, request, deadline, budget, extras).await,
                 Some(waiting) => {
-                    dispatch::poll_step(&self.router, request, waiting, deadline, budget).await
+                    dispatch::poll_step(&self.router, request, waiting, deadline, budget, extras)
+                        .await
                 }
             }
         };
@@ -326,6 +328,7 @@ impl Runtime {
         mut waiting: Option<Waiting>,
         total: Duration,
         inline: bool,
+        extras: Extras,
     ) -> Option<(Response, Delivery)> {
         let request = record.request.clone();
         let key = RequestKey::of(&request);
@@ -333,7 +336,7 @@ impl Runtime {
         let handler_deadline = end - delivery_margin(total).min(total / 2);
         loop {
             let step = self
-                .step(&request, waiting.as_ref(), handler_deadline, total)
+                .step(&request, waiting.as_ref(), handler_deadline, total, &extras)
                 .await;
             let next = match step {
                 Step::Answer(response) => {
@@ -455,7 +458,9 @@ impl Runtime {
         let record = Record::accepted(request, channel);
         self.tasks.spawn(
             async move {
-                runtime.drive(record, None, total, false).await;
+                runtime
+                    .drive(record, None, total, false, Extras::default())
+                    .await;
             }
             .instrument(span),
         );
@@ -508,12 +513,13 @@ impl Runtime {
         &self,
         request: &Request,
         total: Duration,
+        extras: Extras,
     ) -> Result<(Response, Delivery)> {
         match self.admit(request, Channel::FunctionCompute).await? {
             Admission::Owner => {
                 let record = Record::accepted(request.clone(), Channel::FunctionCompute);
                 Ok(self
-                    .drive(record, None, total, true)
+                    .drive(record, None, total, true, extras)
                     .await
                     .unwrap_or_else(|| (still_running(request), Err(NOT_ANSWERED.into()))))
             }
@@ -549,7 +555,10 @@ impl Runtime {
         let mut response = match self.admit(request, Channel::Sync).await {
             Ok(Admission::Owner) => {
                 let record = Record::accepted(request.clone(), Channel::Sync);
-                match self.drive(record, None, total, true).await {
+                match self
+                    .drive(record, None, total, true, Extras::default())
+                    .await
+                {
                     Some((response, _)) => response,
                     None => Response::failed(request, dispatch::answer_id(request), "no answer"),
                 }
@@ -644,7 +653,7 @@ impl Runtime {
                         async move {
                             if policy == RestartPolicy::Rerun && record.channel != Channel::Sync {
                                 tracing::info!("the provider restarted during the operation; running it again");
-                                runtime.drive(record, None, total, false).await;
+                                runtime.drive(record, None, total, false, Extras::default()).await;
                             } else {
                                 tracing::warn!("the provider restarted during the operation; answering FAILED");
                                 let response = Response::failed(
@@ -704,7 +713,7 @@ impl Runtime {
         };
         let total = self.total(&record.request);
         let span = Self::span(&record.request);
-        self.drive(record, Some(waiting), total, false)
+        self.drive(record, Some(waiting), total, false, Extras::default())
             .instrument(span)
             .await;
     }

@@ -310,3 +310,59 @@ fn the_builtin_router_serves_the_cloud_types() {
         assert!(types.contains(&t), "{t} not routed: {types:?}");
     }
 }
+
+#[tokio::test]
+async fn function_compute_invocation_credentials_sign_when_the_environment_has_none() {
+    let mock = alibaba(vec![]).await;
+    let router = Router::new().route(
+        ResourceSignal::RESOURCE_TYPE,
+        ResourceSignal::new()
+            .with_env(EnvLookup::from_pairs::<&str, &str>([]))
+            .with_endpoint(mock.url())
+            .with_retry(fast()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(stackhook::serve(
+        listener,
+        router,
+        stackhook::Config::for_local_testing(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let sink = stackhook::sink::CallbackSink::start().await.expect("sink");
+    let event = json!({
+        "RequestType": "Create",
+        "RequestId": "fc-creds-1",
+        "ResponseURL": sink.url("/cb"),
+        "ResourceType": ResourceSignal::RESOURCE_TYPE,
+        "LogicalResourceId": "Step",
+        "StackId": "stack-1",
+        "RegionId": "cn-hangzhou",
+        "ResourceProperties": {"LogicalResourceId": "ReadyHandle"},
+    });
+    let reply = reqwest::Client::new()
+        .post(format!("http://{addr}/invoke"))
+        .header("content-type", "application/octet-stream")
+        .header("x-fc-request-id", "fc-1")
+        .header("x-fc-access-key-id", "testid")
+        .header("x-fc-access-key-secret", "testsecret")
+        .header("x-fc-security-token", "fc-sts-token")
+        .body(event.to_string())
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(reply.status(), 200);
+    let answers = sink.wait_for(1, Duration::from_secs(10)).await;
+    let answer = answers[0].response().expect("answer");
+    assert_eq!(answer.status, Status::Success, "{:?}", answer.reason);
+    let seen = mock.single();
+    assert_eq!(seen.verified, Ok("v3"));
+    assert_eq!(seen.header("x-acs-security-token"), Some("fc-sts-token"));
+    let _ = stop.send(());
+    server.await.expect("join").expect("serve");
+}

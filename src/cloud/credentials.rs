@@ -267,6 +267,23 @@ impl EnvLookup {
         AlibabaCredentials::from_lookup(|name| self.get(name))
     }
 
+    /// Alibaba credentials for a handler: these variables when they are set,
+    /// otherwise the Function Compute per-invocation credentials in
+    /// `context` (the function role's temporary keys).
+    ///
+    /// # Errors
+    /// [`Error::Credentials`] naming the missing variable, when neither source has them.
+    pub fn alibaba_for(
+        &self,
+        context: &crate::handler::RequestContext,
+    ) -> Result<AlibabaCredentials> {
+        match (self.alibaba(), context.fc_credentials()) {
+            (Ok(credentials), _) => Ok(credentials),
+            (Err(_), Some(fc)) => Ok(fc.clone()),
+            (Err(missing), None) => Err(missing),
+        }
+    }
+
     /// Huawei credentials from these variables.
     ///
     /// # Errors

@@ -1,9 +1,11 @@
 //! What a handler knows about the request besides its properties.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::cloud::credentials::AlibabaCredentials;
 use crate::request::{Request, RequestType};
 
 /// Identifiers of the request and the time the handler has left.
@@ -19,6 +21,7 @@ pub struct RequestContext {
     resource_owner_id: String,
     caller_id: String,
     deadline: Instant,
+    fc_credentials: Option<Arc<AlibabaCredentials>>,
 }
 
 impl RequestContext {
@@ -35,7 +38,23 @@ impl RequestContext {
             resource_owner_id: request.resource_owner_id.clone(),
             caller_id: request.caller_id.clone(),
             deadline,
+            fc_credentials: None,
         }
+    }
+
+    /// Attach Function Compute's per-invocation credentials.
+    #[must_use]
+    pub fn with_fc_credentials(mut self, credentials: Option<Arc<AlibabaCredentials>>) -> Self {
+        self.fc_credentials = credentials;
+        self
+    }
+
+    /// The temporary credentials of the function's role, when the request
+    /// arrived as a Function Compute event invocation (`x-fc-access-key-id`,
+    /// `x-fc-access-key-secret`, `x-fc-security-token`). They are never
+    /// journaled, so a request resumed after a restart does not have them.
+    pub fn fc_credentials(&self) -> Option<&AlibabaCredentials> {
+        self.fc_credentials.as_deref()
     }
 
     /// Create, Update or Delete.

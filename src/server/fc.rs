@@ -26,6 +26,8 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::{json_reply, read_body, reject, reply};
+use crate::cloud::credentials::AlibabaCredentials;
+use crate::dispatch::Extras;
 use crate::runtime::{Intake, Runtime};
 
 /// FC's request-id header.
@@ -72,6 +74,13 @@ pub(super) async fn invoke(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .filter(|s| *s > 0)
         .map(Duration::from_secs);
+    // The function role's temporary credentials, for handlers that call
+    // Alibaba Cloud APIs; held in memory for this invocation only.
+    let extras = Extras {
+        fc_credentials: AlibabaCredentials::from_fc_header_map(req.headers())
+            .ok()
+            .map(std::sync::Arc::new),
+    };
     fc_log(&format!("FC Invoke Start RequestId: {fc_id}"));
     let reply = match read_body(runtime, req).await {
         Err(reply) => failed(as_fc_error(reply).await),
@@ -83,7 +92,7 @@ pub(super) async fn invoke(
                 }
                 let span = Runtime::span(&request);
                 match runtime
-                    .answer_invocation(&request, total)
+                    .answer_invocation(&request, total, extras)
                     .instrument(span)
                     .await
                 {
