@@ -19,6 +19,9 @@ const GUIDES: &[&str] = &[
     "templates.md",
     "writing-handlers.md",
     "testing.md",
+    "security.md",
+    "orchestration-clients.md",
+    "../README.md",
 ];
 
 struct Block {
@@ -244,6 +247,20 @@ fn check_yaml(block: &Block) {
                 doc["kind"].is_string(),
                 "{at}: a Kubernetes object needs a kind"
             );
+        } else if doc
+            .as_object()
+            .is_some_and(|m| !m.is_empty() && m.values().all(|r| r["Type"].is_string()))
+        {
+            // A fragment of a template's Resources: custom resources need a valid token.
+            for (name, resource) in doc.as_object().into_iter().flatten() {
+                let kind = resource["Type"].as_str().unwrap_or_default();
+                if kind.starts_with("Custom::") || kind == "ALIYUN::ROS::CustomResource" {
+                    let token = resource["Properties"]["ServiceToken"]
+                        .as_str()
+                        .unwrap_or_default();
+                    check_token(token).unwrap_or_else(|e| panic!("{at}: {name}: {e}"));
+                }
+            }
         } else {
             panic!("{at}: a YAML block of a kind this test does not check");
         }
@@ -295,12 +312,18 @@ fn check_shell(block: &Block) {
     let joined = block.text.replace("\\\n", " ");
     for line in joined.lines() {
         let line = line.split(" #").next().unwrap_or("").trim();
-        let Some(rest) = line.strip_prefix("stackhook ") else {
-            continue;
+        // `cargo run [--release] -- ARGS` runs `stackhook ARGS` from a checkout.
+        let rest = match line.strip_prefix("stackhook ") {
+            Some(rest) => rest,
+            None if line.starts_with("cargo run") => match line.split_once(" -- ") {
+                Some((_, rest)) => rest,
+                None => continue,
+            },
+            None => continue,
         };
         let tokens: Vec<&str> = rest.split_whitespace().collect();
         let mut command = vec![tokens[0]];
-        if tokens[0] == "mock-ros" {
+        if ["mock-ros", "ros", "oos", "rfs"].contains(&tokens[0]) {
             command.push(tokens.get(1).copied().unwrap_or(""));
         }
         let help = Command::new(BIN)
@@ -350,10 +373,13 @@ fn every_snippet_in_the_guides_is_checked() {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for guide in GUIDES {
         let blocks = blocks(guide);
-        assert!(!blocks.is_empty(), "{guide} has no snippets");
         if blocks.iter().any(|b| b.lang.starts_with("rust")) {
+            let included = lib.contains(&format!("include_str!(\"../docs/{guide}\")"))
+                || guide
+                    .strip_prefix("../")
+                    .is_some_and(|top| lib.contains(&format!("include_str!(\"../{top}\")")));
             assert!(
-                lib.contains(&format!("include_str!(\"../docs/{guide}\")")),
+                included,
                 "{guide} has Rust snippets but src/lib.rs does not compile them"
             );
         }
@@ -364,7 +390,7 @@ fn every_snippet_in_the_guides_is_checked() {
                 "yaml" => check_yaml(block),
                 "json" => check_json(block),
                 "toml" => check_toml(block),
-                "sh" => check_shell(block),
+                "sh" | "bash" => check_shell(block),
                 "dockerfile" => check_dockerfile(block),
                 "text" => {} // sample output
                 other => panic!(
@@ -408,6 +434,14 @@ fn env_vars_and_flags_in_the_guides_exist() {
         &["mock-ros", "run", "--help"],
         &["invoke", "--help"],
         &["new", "--help"],
+        &["bench", "--help"],
+        &["ros", "signal-resource", "--help"],
+        &["ros", "stop-stack-group-operation", "--help"],
+        &["ros", "signal-wait-condition", "--help"],
+        &["oos", "notify-execution", "--help"],
+        &["rfs", "list-execution-plans", "--help"],
+        &["rfs", "continue-rollback", "--help"],
+        &["rfs", "update-stack", "--help"],
     ] {
         let out = Command::new(BIN).args(args).output().expect("help");
         help.push_str(&String::from_utf8_lossy(&out.stdout));
