@@ -15,9 +15,13 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Everything the crate is built from, nothing else (see .dockerignore).
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock README.md ./
 COPY src ./src
 COPY handlers ./handlers
+# Embedded with include_str!: `stackhook new` templates; the guides and the
+# README are compiled as doc tests.
+COPY templates ./templates
+COPY docs ./docs
 # --locked: exactly the dependency versions in Cargo.lock.
 RUN cargo build --release --locked --bin stackhook \
     && cp target/release/stackhook /usr/local/bin/stackhook

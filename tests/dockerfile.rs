@@ -185,8 +185,9 @@ fn copied_sources(stage: &Stage) -> BTreeSet<String> {
 }
 
 /// Top-level files and directories the crate is built from: the manifest, the
-/// lock file, every target's `path` in Cargo.toml, and every `#[path]` module
-/// outside `src/`.
+/// lock file, every target's `path` in Cargo.toml (and `benches/` when bench
+/// targets are declared), every `#[path]` module outside `src/`, and every
+/// file pulled in with `include_str!` or `include_bytes!`.
 fn needed_by_the_build() -> BTreeSet<String> {
     let mut needed: BTreeSet<String> = ["Cargo.toml", "Cargo.lock", "src"]
         .into_iter()
@@ -200,17 +201,23 @@ fn needed_by_the_build() -> BTreeSet<String> {
             needed.insert(top_level(Path::new(path)));
         }
     }
+    if read("Cargo.toml").contains("[[bench]]") {
+        // Cargo checks every declared target exists, even for `--bin` builds.
+        needed.insert("benches".into());
+    }
     let mut sources = Vec::new();
     collect_rust_files(&root().join("src"), &mut sources);
+    collect_rust_files(&root().join("handlers"), &mut sources);
     for file in sources {
         let text = std::fs::read_to_string(&file).expect("read source");
-        const ATTRIBUTE: &str = "#[path = \"";
-        for (at, _) in text.match_indices(ATTRIBUTE) {
-            let rest = &text[at + ATTRIBUTE.len()..];
-            let target = rest.split('"').next().unwrap_or_default();
-            let resolved = file.parent().expect("dir").join(target);
-            let relative = normalise(&resolved);
-            needed.insert(top_level(&relative));
+        for marker in ["#[path = \"", "include_str!(\"", "include_bytes!(\""] {
+            for (at, _) in text.match_indices(marker) {
+                let rest = &text[at + marker.len()..];
+                let target = rest.split('"').next().unwrap_or_default();
+                let resolved = file.parent().expect("dir").join(target);
+                let relative = normalise(&resolved);
+                needed.insert(top_level(&relative));
+            }
         }
     }
     needed
