@@ -112,6 +112,9 @@ impl Delivery {
     }
 
     /// The URLs to try for `request`, in order, by the endpoint policy.
+    ///
+    /// `public` and `intranet` name the URL to use; when the request lacks
+    /// it, the other one is used rather than leaving the stack unanswered.
     pub fn targets<'a>(&self, request: &'a Request) -> Vec<(Target, &'a CallbackUrl)> {
         let public = request.response_url.as_ref().map(|u| (Target::Public, u));
         let intranet = request
@@ -119,8 +122,8 @@ impl Delivery {
             .as_ref()
             .map(|u| (Target::Intranet, u));
         match self.endpoint {
-            CallbackEndpoint::Public => public.into_iter().collect(),
-            CallbackEndpoint::Intranet => intranet.into_iter().collect(),
+            CallbackEndpoint::Public => public.or(intranet).into_iter().collect(),
+            CallbackEndpoint::Intranet => intranet.or(public).into_iter().collect(),
             CallbackEndpoint::Auto => intranet.into_iter().chain(public).collect(),
         }
     }

@@ -285,6 +285,29 @@ async fn auto_policy_falls_back_to_public_when_intranet_is_unreachable() {
 }
 
 #[tokio::test]
+async fn a_policy_falls_back_to_the_other_url_when_its_own_is_missing() {
+    for (policy, keep, expected) in [
+        (CallbackEndpoint::Intranet, "ResponseURL", "/public"),
+        (CallbackEndpoint::Public, "IntranetResponseURL", "/intranet"),
+    ] {
+        let server =
+            TestServer::start(builtin_router(), test_config().callback_endpoint(policy)).await;
+        let sink = CallbackSink::start().await.expect("sink");
+        let mut body = fixture_for("echo-create.json", &sink);
+        let url = body[keep].clone();
+        body.as_object_mut().expect("object").remove("ResponseURL");
+        body.as_object_mut()
+            .expect("object")
+            .remove("IntranetResponseURL");
+        body[keep] = url;
+        let answer = run_async(&server, &sink, &body).await;
+        assert_eq!(answer.status, Status::Success, "{policy:?}");
+        assert_eq!(path_of(&sink.received()[0]), expected, "{policy:?}");
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn intranet_alias_inner_response_url_is_used() {
     let server = TestServer::start(
         builtin_router(),

@@ -31,7 +31,7 @@ pub(crate) struct ServeArgs {
     /// Address to listen on [default: 0.0.0.0:9000, or 0.0.0.0:$FC_SERVER_PORT under Function Compute]
     #[arg(long, env = "STACKHOOK_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Which callback URL answers go to: public (ResponseURL), intranet (IntranetResponseURL), or auto (intranet first, then public)
+    /// Which callback URL answers go to: public (ResponseURL), intranet (IntranetResponseURL), or auto (intranet first, then public); public and intranet use the other URL when a request lacks theirs
     #[arg(long, env = "STACKHOOK_CALLBACK_ENDPOINT", default_value = "auto")]
     callback_endpoint: CallbackEndpoint,
     /// HTTP method for answers (every Alibaba sample uses POST)
