@@ -300,7 +300,7 @@ fn check_shell(block: &Block) {
         };
         let tokens: Vec<&str> = rest.split_whitespace().collect();
         let mut command = vec![tokens[0]];
-        if tokens[0] == "mock-ros" {
+        if matches!(tokens[0], "mock-ros" | "ros" | "oos" | "rfs") {
             command.push(tokens.get(1).copied().unwrap_or(""));
         }
         let help = Command::new(BIN)
@@ -408,6 +408,7 @@ fn env_vars_and_flags_in_the_guides_exist() {
         &["mock-ros", "run", "--help"],
         &["invoke", "--help"],
         &["new", "--help"],
+        &["mock-api", "--help"],
     ] {
         let out = Command::new(BIN).args(args).output().expect("help");
         help.push_str(&String::from_utf8_lossy(&out.stdout));
