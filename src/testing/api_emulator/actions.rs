@@ -584,3 +584,132 @@ fn list_plans(stack_name: &str, wire: &Wire, plans: &HashMap<String, Vec<Value>>
     }
     json!({"execution_plans": page, "page_info": page_info}).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(method: &str, path: &str, query: &[(&str, &str)], body: &str) -> Wire {
+        Wire {
+            method: method.into(),
+            path: path.into(),
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::from(body.to_string()),
+        }
+    }
+
+    fn rfs_code(wire: &Wire) -> Option<String> {
+        let route = Route::of(wire);
+        let reply = route.answer(wire);
+        reply
+            .render(&route, wire, &HashMap::new())
+            .and_then(|r| r.error_code)
+    }
+
+    #[test]
+    fn rfs_paths_route_to_their_actions() {
+        let cases = [
+            (
+                "GET",
+                "/v1/p12/stacks/s/execution-plans",
+                "ListExecutionPlans",
+            ),
+            (
+                "POST",
+                "/v1/p12/stacks/s/rollbacks",
+                "ContinueRollbackStack",
+            ),
+            ("PATCH", "/v1/p12/stacks/s", "UpdateStack"),
+            ("DELETE", "/v1/p12/stacks/s", ""),
+        ];
+        for (method, path, action) in cases {
+            let route = Route::of(&wire(method, path, &[], ""));
+            assert_eq!(route.action(), action, "{method} {path}");
+            assert_eq!(route.service(), Service::Rfs);
+        }
+        assert_eq!(
+            rfs_code(&wire("DELETE", "/v1/p12/stacks/s", &[], "")).as_deref(),
+            Some("APIGW.0101")
+        );
+        assert_eq!(Route::of(&wire("POST", "/handle", &[], "")), Route::Unknown);
+    }
+
+    #[test]
+    fn rfs_parameters_are_checked() {
+        let plans = "/v1/p12/stacks/my-stack/execution-plans";
+        assert_eq!(rfs_code(&wire("GET", plans, &[("limit", "10")], "")), None);
+        for query in [("limit", "5"), ("limit", "x"), ("stack_id", "short")] {
+            assert_eq!(
+                rfs_code(&wire("GET", plans, &[query], "")).as_deref(),
+                Some(RFS_INVALID),
+                "{query:?}"
+            );
+        }
+        let bad_name = "/v1/p12/stacks/1-stack/execution-plans";
+        assert_eq!(
+            rfs_code(&wire("GET", bad_name, &[], "")).as_deref(),
+            Some(RFS_INVALID)
+        );
+        let update = "/v1/p12/stacks/my-stack";
+        for body in [
+            r#"{"agencies":[{"provider_name":"huaweicloud","agency_name":"a","agency_urn":"u"}]}"#,
+            r#"{"agencies":[{"provider_name":"h","agency_name":"a"},{"provider_name":"h","agency_urn":"u"}]}"#,
+            r#"{"enable_auto_rollback":"yes"}"#,
+            "[]",
+        ] {
+            assert_eq!(
+                rfs_code(&wire("PATCH", update, &[], body)).as_deref(),
+                Some(RFS_INVALID),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            rfs_code(&wire(
+                "PATCH",
+                update,
+                &[],
+                r#"{"agencies":[{"agency_name":"a"}]}"#
+            ))
+            .as_deref(),
+            Some(RFS_MISSING)
+        );
+        assert_eq!(
+            rfs_code(&wire(
+                "PATCH",
+                update,
+                &[],
+                r#"{"enable_auto_rollback":true,"agencies":[{"provider_name":"huaweicloud","agency_name":"rf_admin_trust"}]}"#
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn list_plans_pages_by_limit_and_marker() {
+        let mut plans = HashMap::new();
+        plans.insert(
+            "s".to_string(),
+            (0..12).map(|i| json!({"execution_plan_name": i})).collect(),
+        );
+        let page: Value = serde_json::from_str(&list_plans(
+            "s",
+            &wire("GET", "/", &[("limit", "10")], ""),
+            &plans,
+        ))
+        .unwrap_or_default();
+        assert_eq!(page["execution_plans"].as_array().map(Vec::len), Some(10));
+        assert_eq!(page["page_info"]["next_marker"], "10");
+        let page: Value = serde_json::from_str(&list_plans(
+            "s",
+            &wire("GET", "/", &[("limit", "10"), ("marker", "10")], ""),
+            &plans,
+        ))
+        .unwrap_or_default();
+        assert_eq!(page["page_info"]["current_count"], 2);
+        assert!(page["page_info"].get("next_marker").is_none());
+    }
+}
