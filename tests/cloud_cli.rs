@@ -1,4 +1,4 @@
-//! The real `stackhook ros | oos | rfs` binary against the loopback mock.
+//! The real `stackhook ros | oos | rfs` binary against the API emulator.
 //! Credentials go through `Command::env`, never the test's own environment.
 
 use std::process::Output;

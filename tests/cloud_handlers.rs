@@ -1,5 +1,5 @@
 //! The cloud handlers, routed like `stackhook serve` routes them, against
-//! the loopback mock.
+//! the API emulator (`stackhook::testing::api_emulator`).
 
 use std::time::Duration;
 
