@@ -327,3 +327,73 @@ fn xml_escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v2_wire(format: Option<&str>) -> Wire {
+        let mut query = vec![
+            ("Action".to_string(), "SignalResource".to_string()),
+            ("Signature".to_string(), "x".to_string()),
+            ("OperationId".to_string(), "op-7".to_string()),
+        ];
+        if let Some(format) = format {
+            query.push(("Format".to_string(), format.to_string()));
+        }
+        Wire {
+            method: "POST".into(),
+            path: "/".into(),
+            query,
+            headers: http::HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn v2_without_format_json_gets_xml() {
+        let plans = HashMap::new();
+        let wire = v2_wire(None);
+        let route = Route::of(&wire);
+        let ok = Reply::success().render(&route, &wire, &plans);
+        let ok = ok.map(|r| r.body).unwrap_or_default();
+        assert!(ok.contains("<SignalResourceResponse><RequestId>"), "{ok}");
+        let error = Reply::stack_group_operation_not_found()
+            .render(&route, &wire, &plans)
+            .map(|r| r.body)
+            .unwrap_or_default();
+        assert!(
+            error.contains("<Code>StackGroupOperationNotFound</Code>") && error.contains("(op-7)"),
+            "{error}"
+        );
+        let wire = v2_wire(Some("json"));
+        let json = Reply::success()
+            .render(&route, &wire, &plans)
+            .map(|r| r.body)
+            .unwrap_or_default();
+        assert!(json.starts_with("{\"RequestId\":"), "{json}");
+    }
+
+    #[test]
+    fn scripted_headers_replace_the_built_in_ones() {
+        let wire = v2_wire(Some("JSON"));
+        let route = Route::of(&wire);
+        let rendered = Reply::alibaba_error(400, "X", "y")
+            .with_header("Content-Type", "text/plain")
+            .render(&route, &wire, &HashMap::new());
+        let headers = rendered.map(|r| r.headers).unwrap_or_default();
+        let types: Vec<_> = headers
+            .iter()
+            .filter(|(n, _)| n == "content-type")
+            .collect();
+        assert_eq!(
+            types,
+            [&("content-type".to_string(), "text/plain".to_string())]
+        );
+        assert!(
+            Reply::drop_connection()
+                .render(&route, &wire, &HashMap::new())
+                .is_none()
+        );
+    }
+}
