@@ -62,7 +62,8 @@
 //! - [`handlers`]: the built-in handlers the `stackhook` binary ships.
 //! - [`cloud`]: signed clients for ROS, OOS and Huawei RFS (outbound calls).
 //! - `testing` (feature `test-util`): a mock ROS that drives whole lifecycles
-//!   against a provider and checks ROS's rules.
+//!   against a provider and checks ROS's rules, and `testing::api_emulator`,
+//!   a local ROS, OOS and RFS API that checks signatures and records calls.
 
 pub mod cloud;
 pub mod config;

@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         Command::Rfs(command) => Ok(runtime.block_on(cli::rfs::run(command))),
         #[cfg(feature = "test-util")]
         Command::MockRos(args) => runtime.block_on(cli::mock_ros::run(args)),
+        #[cfg(feature = "test-util")]
+        Command::MockApi(args) => runtime.block_on(cli::mock_api::run(args)),
         Command::New(args) => cli::new::run(args),
     };
     result.unwrap_or_else(|error| {

@@ -1,12 +1,39 @@
-//! The real `stackhook ros | oos | rfs` binary against the loopback mock.
+//! The real `stackhook ros | oos | rfs` binary against the API emulator.
 //! Credentials go through `Command::env`, never the test's own environment.
-
-mod cloud_mock;
 
 use std::process::Output;
 
-use cloud_mock::{HUAWEI_AK, HUAWEI_SK, MockCloud, PROJECT, Reply, Verify, alibaba, huawei};
 use serde_json::Value;
+use stackhook::testing::api_emulator::{ApiEmulator, RecordedCall, Reply, SignatureScheme};
+
+const HUAWEI_AK: &str = ApiEmulator::HUAWEI_AK;
+const HUAWEI_SK: &str = ApiEmulator::HUAWEI_SK;
+const PROJECT: &str = "77b6a44cba5143ab91d13ab9a8ff44fd";
+
+/// An emulator with the default keys, answering `script` first.
+async fn alibaba(script: Vec<Reply>) -> ApiEmulator {
+    let emulator = ApiEmulator::start().await.expect("emulator");
+    for reply in script {
+        emulator.answer_next(1, reply);
+    }
+    emulator
+}
+
+/// An emulator answering `script` first, then `default` for ever.
+async fn huawei(default: Reply, script: Vec<Reply>) -> ApiEmulator {
+    let emulator = alibaba(script).await;
+    emulator.answer_always(default);
+    emulator
+}
+
+/// The only call, asserting it verified.
+fn single(emulator: &ApiEmulator) -> RecordedCall {
+    let call = emulator
+        .only_call()
+        .unwrap_or_else(|| panic!("{:#?}", emulator.calls()));
+    assert!(call.signature.is_verified(), "{:?}", call.signature);
+    call
+}
 
 async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_stackhook"));
@@ -72,15 +99,16 @@ async fn signal_resource_prints_json_and_a_summary() {
     args.extend(["--client-token", "tok-1"]);
     let output = run(&args, ALIBABA).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_eq!(stdout_json(&output)["RequestId"], "mock-request-id");
+    let seen = single(&mock);
+    let request_id = seen.request_id.clone().unwrap_or_default();
+    assert_eq!(stdout_json(&output)["RequestId"], request_id.as_str());
     let summary = stderr(&output);
     assert_eq!(summary.lines().count(), 1, "{summary}");
     assert!(
-        summary.contains("SUCCESS") && summary.contains("mock-request-id"),
+        summary.contains("SUCCESS") && summary.contains(&request_id),
         "{summary}"
     );
-    let seen = mock.single();
-    assert_eq!(seen.verified, Ok("v3"));
+    assert_eq!(seen.signature.scheme(), Some(SignatureScheme::V3));
     assert_eq!(seen.param("ClientToken"), Some("tok-1"));
     assert_eq!(seen.param("UniqueId"), Some("u-1"));
 }
@@ -106,17 +134,12 @@ async fn v2_signature_on_request() {
     )
     .await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_eq!(mock.single().verified, Ok("v2"));
+    assert_eq!(single(&mock).signature.scheme(), Some(SignatureScheme::V2));
 }
 
 #[tokio::test]
 async fn api_errors_exit_4_with_the_error_as_json() {
-    let mock = alibaba(vec![Reply::alibaba_error(
-        404,
-        "StackGroupOperationNotFound",
-        "The StackGroupOperation (op-1) could not be found.",
-    )])
-    .await;
+    let mock = alibaba(vec![Reply::stack_group_operation_not_found()]).await;
     let url = mock.url();
     let output = run(
         &[
@@ -138,7 +161,7 @@ async fn api_errors_exit_4_with_the_error_as_json() {
     assert_eq!(json["Error"]["HttpStatus"], 404);
     assert_eq!(
         json["Error"]["RequestId"],
-        "req-StackGroupOperationNotFound"
+        mock.calls()[0].request_id.clone().unwrap_or_default()
     );
 }
 
@@ -155,7 +178,7 @@ async fn validation_errors_exit_2_and_send_nothing() {
     // clap's own usage errors are 2 as well.
     let output = run(&["ros", "signal-resource", "--status", "DONE"], ALIBABA).await;
     assert_eq!(output.status.code(), Some(2));
-    assert!(mock.seen().is_empty());
+    assert!(mock.calls().is_empty());
 }
 
 #[tokio::test]
@@ -169,36 +192,30 @@ async fn missing_credentials_exit_3_naming_the_variable() {
     .await;
     assert_eq!(output.status.code(), Some(3));
     assert!(stderr(&output).contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"));
-    assert!(mock.seen().is_empty());
+    assert!(mock.calls().is_empty());
 }
 
 #[tokio::test]
 async fn transport_failures_and_exhausted_retries_exit_5() {
-    let dead = MockCloud::start(Verify::Nothing, Reply::Drop, vec![]).await;
+    let dead = alibaba(vec![]).await;
+    dead.answer_always(Reply::drop_connection());
     let url = dead.url();
     let mut args = signal_args(&url);
     args.extend(["--max-attempts", "2"]);
     let output = run(&args, ALIBABA).await;
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
     assert_eq!(stdout_json(&output)["Error"]["Kind"], "transport");
-    assert_eq!(dead.seen().len(), 2);
+    assert_eq!(dead.calls().len(), 2);
 
-    let throttled = MockCloud::start(
-        Verify::Alibaba {
-            key_id: "testid".into(),
-            secret: "testsecret".into(),
-        },
-        Reply::alibaba_error(400, "Throttling.User", "slow down"),
-        vec![],
-    )
-    .await;
+    let throttled = alibaba(vec![]).await;
+    throttled.answer_always(Reply::alibaba_error(400, "Throttling.User", "slow down"));
     let url = throttled.url();
     let mut args = signal_args(&url);
     args.extend(["--max-attempts", "2"]);
     let output = run(&args, ALIBABA).await;
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
     assert_eq!(stdout_json(&output)["Error"]["Code"], "Throttling.User");
-    assert_eq!(throttled.seen().len(), 2);
+    assert_eq!(throttled.calls().len(), 2);
 }
 
 #[tokio::test]
@@ -226,7 +243,7 @@ async fn notify_execution_execute_task() {
     )
     .await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let seen = mock.single();
+    let seen = single(&mock);
     assert_eq!(seen.param("NotifyType"), Some("ExecuteTask"));
     assert_eq!(seen.param("Parameters"), Some("{\"InstanceId\":\"i-1\"}"));
 }
@@ -285,7 +302,10 @@ async fn rfs_commands() {
         "APPLIED"
     );
     assert!(stderr(&output).contains("latest status APPLIED"));
-    assert_eq!(mock.single().verified, Ok("huawei"));
+    assert_eq!(
+        single(&mock).signature.scheme(),
+        Some(SignatureScheme::Huawei)
+    );
 
     let mock = huawei(Reply::json(202, r#"{"deployment_id":"d-9"}"#), vec![]).await;
     let url = mock.url();
@@ -306,7 +326,7 @@ async fn rfs_commands() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout_json(&output)["deployment_id"], "d-9");
     assert_eq!(
-        mock.single().path,
+        single(&mock).path,
         "/v1/other-project/stacks/my-stack/rollbacks"
     );
 
@@ -329,7 +349,7 @@ async fn rfs_commands() {
     )
     .await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let body: Value = serde_json::from_slice(&mock.single().body).expect("json");
+    let body: Value = serde_json::from_slice(&single(&mock).body).expect("json");
     assert_eq!(
         body,
         serde_json::json!({"enable_auto_rollback": true, "agencies": [{"provider_name": "huaweicloud", "agency_name": "rf_admin_trust"}]})

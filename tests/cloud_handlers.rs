@@ -1,17 +1,44 @@
 //! The cloud handlers, routed like `stackhook serve` routes them, against
-//! the loopback mock.
-
-mod cloud_mock;
+//! the API emulator (`stackhook::testing::api_emulator`).
 
 use std::time::Duration;
 
-use cloud_mock::{HUAWEI_AK, HUAWEI_SK, PROJECT, Reply, alibaba, huawei};
 use serde_json::{Value, json};
 use stackhook::cloud::EnvLookup;
 use stackhook::cloud::retry::RetryPolicy;
 use stackhook::handlers::{OosExecutionNotify, ResourceSignal, RfsStackSettings};
 use stackhook::request::{Request, RequestType};
+use stackhook::testing::api_emulator::{ApiEmulator, RecordedCall, Reply, SignatureScheme};
 use stackhook::{Response, Router, Status};
+
+const HUAWEI_AK: &str = ApiEmulator::HUAWEI_AK;
+const HUAWEI_SK: &str = ApiEmulator::HUAWEI_SK;
+const PROJECT: &str = "77b6a44cba5143ab91d13ab9a8ff44fd";
+
+/// An emulator with the default keys, answering `script` first.
+async fn alibaba(script: Vec<Reply>) -> ApiEmulator {
+    let emulator = ApiEmulator::start().await.expect("emulator");
+    for reply in script {
+        emulator.answer_next(1, reply);
+    }
+    emulator
+}
+
+/// An emulator answering `script` first, then `default` for ever.
+async fn huawei(default: Reply, script: Vec<Reply>) -> ApiEmulator {
+    let emulator = alibaba(script).await;
+    emulator.answer_always(default);
+    emulator
+}
+
+/// The only call, asserting it verified.
+fn single(emulator: &ApiEmulator) -> RecordedCall {
+    let call = emulator
+        .only_call()
+        .unwrap_or_else(|| panic!("{:#?}", emulator.calls()));
+    assert!(call.signature.is_verified(), "{:?}", call.signature);
+    call
+}
 
 fn fast() -> RetryPolicy {
     RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(5))
@@ -72,10 +99,13 @@ async fn resource_signal_signals_on_create_and_update_only() {
     )
     .await;
     assert_eq!(created.status, Status::Success, "{:?}", created.reason);
-    assert_eq!(data(&created)["RequestId"], "mock-request-id");
     assert_eq!(data(&created)["UniqueId"], "req-0001");
-    let seen = mock.single();
-    assert_eq!(seen.verified, Ok("v3"));
+    let seen = single(&mock);
+    assert_eq!(
+        data(&created)["RequestId"],
+        seen.request_id.clone().unwrap_or_default()
+    );
+    assert_eq!(seen.signature.scheme(), Some(SignatureScheme::V3));
     assert_eq!(seen.param("StackId"), Some("stack-1"));
     assert_eq!(seen.param("RegionId"), Some("cn-hangzhou"));
     assert_eq!(seen.param("Status"), Some("WARNING"));
@@ -97,7 +127,7 @@ async fn resource_signal_signals_on_create_and_update_only() {
     )
     .await;
     assert_eq!(deleted.status, Status::Success, "{:?}", deleted.reason);
-    assert_eq!(mock.seen().len(), 2, "Delete sends nothing");
+    assert_eq!(mock.calls().len(), 2, "Delete sends nothing");
 }
 
 #[tokio::test]
@@ -125,7 +155,8 @@ async fn resource_signal_reports_api_errors_as_failed() {
     assert_eq!(response.status, Status::Failed);
     let reason = response.reason.unwrap_or_default();
     assert!(
-        reason.contains("ResourceNotAvailable") && reason.contains("req-ResourceNotAvailable"),
+        reason.contains("ResourceNotAvailable")
+            && reason.contains(&mock.calls()[0].request_id.clone().unwrap_or_default()),
         "{reason}"
     );
 }
@@ -190,8 +221,11 @@ async fn oos_execution_notify_approves() {
     )
     .await;
     assert_eq!(response.status, Status::Success, "{:?}", response.reason);
-    assert_eq!(data(&response)["RequestId"], "mock-request-id");
-    let seen = mock.single();
+    let seen = single(&mock);
+    assert_eq!(
+        data(&response)["RequestId"],
+        seen.request_id.clone().unwrap_or_default()
+    );
     assert_eq!(seen.param("NotifyType"), Some("Approve"));
     assert_eq!(seen.param("RegionId"), Some("cn-hangzhou"));
     assert_eq!(seen.param("TaskExecutionIds"), Some(r#"["t-1"]"#));
@@ -210,7 +244,7 @@ async fn oos_execution_notify_approves() {
             .unwrap_or_default()
             .contains("ExecutionStatus")
     );
-    assert_eq!(mock.seen().len(), 1, "invalid requests are not sent");
+    assert_eq!(mock.calls().len(), 1, "invalid requests are not sent");
 }
 
 #[tokio::test]
@@ -253,9 +287,12 @@ async fn rfs_stack_settings_updates_then_reports_the_latest_plan() {
             "LatestExecutionPlanId": "id-2"
         })
     );
-    let seen = mock.seen();
+    let seen = mock.calls();
     assert_eq!(seen.len(), 2);
-    assert!(seen.iter().all(|s| s.verified == Ok("huawei")));
+    assert!(
+        seen.iter()
+            .all(|s| s.signature.scheme() == Some(SignatureScheme::Huawei))
+    );
     assert_eq!(seen[0].method, "PATCH");
     let body: Value = serde_json::from_slice(&seen[0].body).expect("json");
     assert_eq!(
@@ -272,7 +309,7 @@ async fn rfs_stack_settings_updates_then_reports_the_latest_plan() {
     )
     .await;
     assert_eq!(deleted.status, Status::Success);
-    assert_eq!(mock.seen().len(), 2, "Delete sends nothing");
+    assert_eq!(mock.calls().len(), 2, "Delete sends nothing");
 }
 
 #[tokio::test]
@@ -295,7 +332,7 @@ async fn rfs_stack_settings_with_nothing_to_change_only_reads() {
     assert_eq!(response.status, Status::Success, "{:?}", response.reason);
     assert_eq!(data(&response)["LatestExecutionPlanStatus"], "NONE");
     assert_eq!(data(&response)["Updated"], false);
-    assert_eq!(mock.single().method, "GET");
+    assert_eq!(single(&mock).method, "GET");
 }
 
 #[test]
@@ -360,9 +397,10 @@ async fn function_compute_invocation_credentials_sign_when_the_environment_has_n
     let answers = sink.wait_for(1, Duration::from_secs(10)).await;
     let answer = answers[0].response().expect("answer");
     assert_eq!(answer.status, Status::Success, "{:?}", answer.reason);
-    let seen = mock.single();
-    assert_eq!(seen.verified, Ok("v3"));
-    assert_eq!(seen.header("x-acs-security-token"), Some("fc-sts-token"));
+    let seen = single(&mock);
+    assert_eq!(seen.signature.scheme(), Some(SignatureScheme::V3));
+    assert_eq!(seen.access_key_id.as_deref(), Some("testid"));
+    assert_eq!(seen.security_token.as_deref(), Some("fc-sts-token"));
     let _ = stop.send(());
     server.await.expect("join").expect("serve");
 }

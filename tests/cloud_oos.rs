@@ -1,15 +1,30 @@
-//! OOS client against the loopback mock: signatures checked independently.
-
-mod cloud_mock;
+//! OOS client against the API emulator: signatures checked independently.
 
 use std::time::Duration;
 
-use cloud_mock::{Reply, alibaba};
 use stackhook::Error;
 use stackhook::cloud::acs::SignatureVersion;
 use stackhook::cloud::credentials::AlibabaCredentials;
 use stackhook::cloud::oos::{NotifyExecutionRequest, NotifyType, OosClient};
 use stackhook::cloud::retry::RetryPolicy;
+use stackhook::testing::api_emulator::{ApiEmulator, RecordedCall, Reply};
+
+async fn emulator(script: Vec<Reply>) -> ApiEmulator {
+    let emulator = ApiEmulator::start().await.expect("emulator");
+    for reply in script {
+        emulator.answer_next(1, reply);
+    }
+    emulator
+}
+
+/// The only call, asserting it verified.
+fn single(emulator: &ApiEmulator) -> RecordedCall {
+    let call = emulator
+        .only_call()
+        .unwrap_or_else(|| panic!("{:#?}", emulator.calls()));
+    assert!(call.signature.is_verified(), "{:?}", call.signature);
+    call
+}
 
 fn client(url: &str) -> OosClient {
     OosClient::new(
@@ -30,7 +45,7 @@ fn client(url: &str) -> OosClient {
 async fn every_notify_type_is_sent_and_verified() {
     for version in [SignatureVersion::V3, SignatureVersion::V2] {
         for kind in NotifyType::ALL {
-            let mock = alibaba(vec![]).await;
+            let mock = emulator(vec![]).await;
             let mut request = NotifyExecutionRequest::new("exec-79c321c11003a97c", kind)
                 .with_notify_note("approved by stackhook");
             match kind {
@@ -57,8 +72,9 @@ async fn every_notify_type_is_sent_and_verified() {
                 .notify_execution(&request)
                 .await
                 .expect("success");
-            assert_eq!(answer.request_id, "mock-request-id");
-            let seen = mock.single();
+            let seen = single(&mock);
+            assert_eq!(Some(answer.request_id), seen.request_id);
+            assert_eq!(seen.action, "NotifyExecution");
             let action = match version {
                 SignatureVersion::V3 => seen.header("x-acs-action"),
                 _ => seen.param("Action"),
@@ -90,7 +106,7 @@ async fn every_notify_type_is_sent_and_verified() {
 
 #[tokio::test]
 async fn invalid_combinations_are_refused_before_sending() {
-    let mock = alibaba(vec![]).await;
+    let mock = emulator(vec![]).await;
     let oos = client(&mock.url());
     let cases = [
         (
@@ -122,12 +138,12 @@ async fn invalid_combinations_are_refused_before_sending() {
             "{error}"
         );
     }
-    assert!(mock.seen().is_empty());
+    assert!(mock.calls().is_empty());
 }
 
 #[tokio::test]
 async fn throttling_is_retried_and_errors_are_typed() {
-    let mock = alibaba(vec![
+    let mock = emulator(vec![
         Reply::alibaba_error(
             400,
             "Throttling.User",
@@ -152,12 +168,12 @@ async fn throttling_is_retried_and_errors_are_typed() {
     assert_eq!(api.code, "EntityNotExists.Execution");
     assert_eq!(api.attempts, 2);
     assert!(!api.retryable);
-    assert_eq!(mock.seen().len(), 2);
+    assert_eq!(mock.calls().len(), 2);
 }
 
 #[tokio::test]
 async fn a_note_with_spaces_goes_as_percent_20() {
-    let mock = alibaba(vec![]).await;
+    let mock = emulator(vec![]).await;
     client(&mock.url())
         .notify_execution(
             &NotifyExecutionRequest::new("exec-1", NotifyType::Approve)
@@ -165,7 +181,7 @@ async fn a_note_with_spaces_goes_as_percent_20() {
         )
         .await
         .expect("success");
-    let seen = mock.single();
+    let seen = single(&mock);
     assert!(
         seen.raw_query.contains("NotifyNote=ok%20note%2A"),
         "{}",

@@ -1,17 +1,38 @@
-//! Huawei RFS client against the loopback mock: SDK-HMAC-SHA256 checked
+//! Huawei RFS client against the API emulator: SDK-HMAC-SHA256 checked
 //! independently.
-
-mod cloud_mock;
 
 use std::time::Duration;
 
-use cloud_mock::{HUAWEI_AK, HUAWEI_SK, PROJECT, Reply, huawei};
 use stackhook::Error;
 use stackhook::cloud::credentials::HuaweiCredentials;
 use stackhook::cloud::huawei::rfs::{
     Agency, ContinueRollbackStackRequest, ListExecutionPlansRequest, RfsClient, UpdateStackRequest,
 };
 use stackhook::cloud::retry::RetryPolicy;
+use stackhook::testing::api_emulator::{ApiEmulator, RecordedCall, Reply, SignatureScheme};
+
+const HUAWEI_AK: &str = ApiEmulator::HUAWEI_AK;
+const HUAWEI_SK: &str = ApiEmulator::HUAWEI_SK;
+const PROJECT: &str = "77b6a44cba5143ab91d13ab9a8ff44fd";
+
+/// An emulator answering `script` first, then `default` for ever.
+async fn huawei(default: Reply, script: Vec<Reply>) -> ApiEmulator {
+    let emulator = ApiEmulator::start().await.expect("emulator");
+    for reply in script {
+        emulator.answer_next(1, reply);
+    }
+    emulator.answer_always(default);
+    emulator
+}
+
+/// The only call, asserting it verified.
+fn single(emulator: &ApiEmulator) -> RecordedCall {
+    let call = emulator
+        .only_call()
+        .unwrap_or_else(|| panic!("{:#?}", emulator.calls()));
+    assert!(call.signature.is_verified(), "{:?}", call.signature);
+    call
+}
 
 const STACK_ID: &str = "4a6c9851-3b0f-4f5f-b4ca-a14bf691ffff";
 
@@ -40,7 +61,7 @@ fn plans(names: &[&str], next: Option<&str>) -> Reply {
     if let Some(next) = next {
         body["page_info"] = serde_json::json!({"next_marker": next, "current_count": names.len()});
     }
-    Reply::json(200, &body.to_string()).with_header("x-request-id", "hw-req-1")
+    Reply::json(200, body.to_string()).with_header("x-request-id", "hw-req-1")
 }
 
 #[tokio::test]
@@ -60,8 +81,8 @@ async fn list_execution_plans_is_signed_and_parsed() {
         Some("plan-b")
     );
     assert_eq!(answer.request_id.as_deref(), Some("hw-req-1"));
-    let seen = mock.single();
-    assert_eq!(seen.verified, Ok("huawei"));
+    let seen = single(&mock);
+    assert_eq!(seen.signature.scheme(), Some(SignatureScheme::Huawei));
     assert_eq!(seen.method, "GET");
     assert_eq!(
         seen.path,
@@ -91,7 +112,7 @@ async fn list_all_follows_next_marker() {
         .filter_map(|p| p.execution_plan_name.as_deref())
         .collect();
     assert_eq!(names, ["a", "b", "c"]);
-    let seen = mock.seen();
+    let seen = mock.calls();
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[1].param("marker"), Some("m1"));
     assert_eq!(seen[2].param("marker"), Some("m2"));
@@ -117,7 +138,7 @@ async fn continue_rollback_returns_the_deployment_id() {
         .expect("success");
     assert_eq!(answer.deployment_id, "d-1");
     assert_eq!(answer.request_id.as_deref(), Some("r-2"));
-    let seen = mock.single();
+    let seen = single(&mock);
     assert_eq!(seen.method, "POST");
     assert_eq!(
         seen.path,
@@ -143,7 +164,7 @@ async fn update_stack_sends_only_the_settings_given() {
         .await
         .expect("success");
     assert_eq!(answer.http_status, 200);
-    let seen = mock.single();
+    let seen = single(&mock);
     assert_eq!(seen.method, "PATCH");
     assert_eq!(seen.path, format!("/v1/{PROJECT}/stacks/my-stack"));
     let body: serde_json::Value = serde_json::from_slice(&seen.body).expect("json");
@@ -168,7 +189,7 @@ async fn error_bodies_become_typed_errors() {
         let mock = huawei(
             Reply::json(
                 status,
-                &serde_json::json!({
+                serde_json::json!({
                     "error_code": code,
                     "error_msg": "Missing required parameter(s).",
                     "encoded_authorization_message": "x",
@@ -191,7 +212,7 @@ async fn error_bodies_become_typed_errors() {
         assert_eq!(api.code, code);
         assert_eq!(api.request_id.as_deref(), Some("hw-err"));
         assert_eq!(api.details, vec![("D.1".to_string(), "detail".to_string())]);
-        assert_eq!(mock.seen().len(), 1, "{code} must not be retried");
+        assert_eq!(mock.calls().len(), 1, "{code} must not be retried");
     }
 }
 
@@ -215,9 +236,12 @@ async fn too_many_requests_and_server_errors_are_retried() {
         .list_execution_plans(&ListExecutionPlansRequest::new("my-stack"))
         .await
         .expect("third attempt succeeds");
-    let seen = mock.seen();
+    let seen = mock.calls();
     assert_eq!(seen.len(), 3);
-    assert!(seen.iter().all(|s| s.verified == Ok("huawei")));
+    assert!(
+        seen.iter()
+            .all(|s| s.signature.scheme() == Some(SignatureScheme::Huawei))
+    );
     let ids: std::collections::HashSet<_> = seen
         .iter()
         .filter_map(|s| s.header("client-request-id"))
@@ -239,7 +263,7 @@ async fn security_token_is_sent_and_signed() {
         .list_execution_plans(&ListExecutionPlansRequest::new("my-stack"))
         .await
         .expect("success");
-    let seen = mock.single();
+    let seen = single(&mock);
     assert_eq!(seen.header("x-security-token"), Some("hw-token"));
     assert!(
         seen.header("authorization")
@@ -313,5 +337,5 @@ async fn invalid_requests_are_not_sent() {
         .await
         .expect_err("bad name");
     assert!(matches!(&error, Error::Validation { field, .. } if field == "stack_name"));
-    assert_eq!(mock.seen().len(), 1);
+    assert_eq!(mock.calls().len(), 1);
 }

@@ -1,10 +1,7 @@
-//! ROS client against the loopback mock: signatures checked independently.
-
-mod cloud_mock;
+//! ROS client against the API emulator: signatures checked independently.
 
 use std::time::Duration;
 
-use cloud_mock::{MockCloud, Reply, Verify, alibaba};
 use stackhook::Error;
 use stackhook::cloud::ApiErrorKind;
 use stackhook::cloud::acs::SignatureVersion;
@@ -14,6 +11,7 @@ use stackhook::cloud::ros::{
     RosClient, SignalResourceRequest, SignalStatus, StopStackGroupOperationRequest,
     WaitConditionSignal, signal_wait_condition,
 };
+use stackhook::testing::api_emulator::{ApiEmulator, RecordedCall, Reply, SignatureScheme};
 
 fn fast() -> RetryPolicy {
     RetryPolicy::new(4, Duration::from_millis(1), Duration::from_millis(5))
@@ -36,6 +34,23 @@ fn signal() -> SignalResourceRequest {
     )
 }
 
+async fn emulator(script: Vec<Reply>) -> ApiEmulator {
+    let emulator = ApiEmulator::start().await.expect("emulator");
+    for reply in script {
+        emulator.answer_next(1, reply);
+    }
+    emulator
+}
+
+/// The only call, asserting it verified.
+fn single(emulator: &ApiEmulator) -> RecordedCall {
+    let call = emulator
+        .only_call()
+        .unwrap_or_else(|| panic!("{:#?}", emulator.calls()));
+    assert!(call.signature.is_verified(), "{:?}", call.signature);
+    call
+}
+
 fn api(error: Error) -> stackhook::cloud::ApiError {
     match error {
         Error::Api(api) => *api,
@@ -45,14 +60,14 @@ fn api(error: Error) -> stackhook::cloud::ApiError {
 
 #[tokio::test]
 async fn signal_resource_is_signed_with_v3_and_carries_every_parameter() {
-    let mock = alibaba(vec![]).await;
+    let mock = emulator(vec![]).await;
     let answer = client(&mock.url())
         .signal_resource(&signal().with_client_token("tok-1"))
         .await
         .expect("success");
-    assert_eq!(answer.request_id, "mock-request-id");
-    let seen = mock.single();
-    assert_eq!(seen.verified, Ok("v3"));
+    let seen = single(&mock);
+    assert_eq!(Some(answer.request_id), seen.request_id);
+    assert_eq!(seen.signature.scheme(), Some(SignatureScheme::V3));
     assert_eq!((seen.method.as_str(), seen.path.as_str()), ("POST", "/"));
     assert!(seen.body.is_empty());
     assert_eq!(seen.header("x-acs-action"), Some("SignalResource"));
@@ -77,19 +92,19 @@ async fn signal_resource_is_signed_with_v3_and_carries_every_parameter() {
 
 #[tokio::test]
 async fn signal_resource_derives_a_client_token() {
-    let mock = alibaba(vec![]).await;
+    let mock = emulator(vec![]).await;
     client(&mock.url())
         .signal_resource(&signal())
         .await
         .expect("success");
-    let token = mock.single().param("ClientToken").map(str::to_string);
+    let token = single(&mock).param("ClientToken").map(str::to_string);
     assert_eq!(token.as_deref().map(str::len), Some(64));
     assert_eq!(token, Some(signal().effective_client_token()));
 }
 
 #[tokio::test]
 async fn v2_signature_with_sts_token() {
-    let mock = alibaba(vec![]).await;
+    let mock = emulator(vec![]).await;
     let ros = RosClient::new(
         AlibabaCredentials::new("testid", "testsecret").with_security_token("sts-token"),
     )
@@ -102,8 +117,8 @@ async fn v2_signature_with_sts_token() {
     ))
     .await
     .expect("success");
-    let seen = mock.single();
-    assert_eq!(seen.verified, Ok("v2"));
+    let seen = single(&mock);
+    assert_eq!(seen.signature.scheme(), Some(SignatureScheme::V2));
     assert_eq!(seen.param("Action"), Some("StopStackGroupOperation"));
     assert_eq!(seen.param("SecurityToken"), Some("sts-token"));
     assert_eq!(seen.param("Format"), Some("JSON"));
@@ -115,14 +130,14 @@ async fn v2_signature_with_sts_token() {
 
 #[tokio::test]
 async fn v3_signs_the_sts_token_header() {
-    let mock = alibaba(vec![]).await;
+    let mock = emulator(vec![]).await;
     let ros = RosClient::new(
         AlibabaCredentials::new("testid", "testsecret").with_security_token("sts-token"),
     )
     .with_endpoint(&mock.url())
     .expect("endpoint");
     ros.signal_resource(&signal()).await.expect("success");
-    let seen = mock.single();
+    let seen = single(&mock);
     assert_eq!(seen.header("x-acs-security-token"), Some("sts-token"));
     let auth = seen.header("authorization").expect("auth");
     assert!(auth.contains("x-acs-security-token"), "{auth}");
@@ -130,12 +145,7 @@ async fn v3_signs_the_sts_token_header() {
 
 #[tokio::test]
 async fn stack_group_operation_not_found_is_typed_and_not_retried() {
-    let mock = alibaba(vec![Reply::alibaba_error(
-        404,
-        "StackGroupOperationNotFound",
-        "The StackGroupOperation (op-1) could not be found.",
-    )])
-    .await;
+    let mock = emulator(vec![Reply::stack_group_operation_not_found()]).await;
     let error = client(&mock.url())
         .stop_stack_group_operation(&StopStackGroupOperationRequest::new("cn-hangzhou", "op-1"))
         .await
@@ -149,10 +159,11 @@ async fn stack_group_operation_not_found_is_typed_and_not_retried() {
             error.request_id.as_deref(),
             error.attempts
         ),
-        (404, Some("req-StackGroupOperationNotFound"), 1)
+        (404, mock.calls()[0].request_id.as_deref(), 1)
     );
+    assert!(error.message.contains("(op-1)"), "{}", error.message);
     assert!(!error.retryable);
-    assert_eq!(mock.seen().len(), 1);
+    assert_eq!(mock.calls().len(), 1);
 }
 
 #[tokio::test]
@@ -165,20 +176,20 @@ async fn documented_client_errors_are_not_retried() {
         (400, "MissingParameter"),
         (400, "RequestLimitExceeded"),
     ] {
-        let mock = alibaba(vec![Reply::alibaba_error(status, code, "nope")]).await;
+        let mock = emulator(vec![Reply::alibaba_error(status, code, "nope")]).await;
         let error = api(client(&mock.url())
             .signal_resource(&signal())
             .await
             .expect_err(code));
         assert_eq!((error.code.as_str(), error.http_status), (code, status));
         assert_eq!(error.message, "nope");
-        assert_eq!(mock.seen().len(), 1, "{code} was retried");
+        assert_eq!(mock.calls().len(), 1, "{code} was retried");
     }
 }
 
 #[tokio::test]
 async fn transient_errors_are_retried_with_fresh_signatures() {
-    let mock = alibaba(vec![
+    let mock = emulator(vec![
         Reply::alibaba_error(400, "Throttling.User", "slow down").with_header(
             "x-ratelimit-user-api",
             "Limit:1,Remain:0,TimeLeft:20,Reset:1",
@@ -191,52 +202,45 @@ async fn transient_errors_are_retried_with_fresh_signatures() {
         .signal_resource(&signal())
         .await
         .expect("fourth attempt succeeds");
-    assert_eq!(answer.request_id, "mock-request-id");
-    let seen = mock.seen();
+    let seen = mock.calls();
+    assert_eq!(Some(answer.request_id), seen[3].request_id);
     assert_eq!(seen.len(), 4);
     // The mock refuses a reused nonce, so all four verified means four nonces.
-    assert!(seen.iter().all(|s| s.verified == Ok("v3")), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .all(|s| s.signature.scheme() == Some(SignatureScheme::V3)),
+        "{seen:#?}"
+    );
     let token = seen[0].param("ClientToken");
     assert!(seen.iter().all(|s| s.param("ClientToken") == token));
 }
 
 #[tokio::test]
 async fn last_token_processing_and_bare_5xx_are_retried() {
-    let mock = alibaba(vec![
+    let mock = emulator(vec![
         Reply::alibaba_error(
             400,
             "LastTokenProcessing",
             "the last token request is processing",
         ),
-        Reply::Http {
-            status: 502,
-            headers: vec![],
-            body: "<html>bad gateway</html>".into(),
-        },
+        Reply::raw(502, "<html>bad gateway</html>"),
     ])
     .await;
     client(&mock.url())
         .signal_resource(&signal())
         .await
         .expect("third attempt succeeds");
-    assert_eq!(mock.seen().len(), 3);
+    assert_eq!(mock.calls().len(), 3);
 }
 
 #[tokio::test]
 async fn throttling_until_the_end_reports_exhaustion() {
-    let mock = MockCloud::start(
-        Verify::Alibaba {
-            key_id: "testid".into(),
-            secret: "testsecret".into(),
-        },
-        Reply::alibaba_error(
-            400,
-            "Throttling",
-            "Request was denied due to request throttling.",
-        ),
-        vec![],
-    )
-    .await;
+    let mock = emulator(vec![]).await;
+    mock.answer_always(Reply::alibaba_error(
+        400,
+        "Throttling",
+        "Request was denied due to request throttling.",
+    ));
     let error = api(client(&mock.url())
         .signal_resource(&signal())
         .await
@@ -245,19 +249,20 @@ async fn throttling_until_the_end_reports_exhaustion() {
     assert!(error.retryable);
     assert_eq!(error.attempts, 4);
     assert!(error.to_string().contains("after 4 attempts"), "{error}");
-    assert_eq!(mock.seen().len(), 4);
+    assert_eq!(mock.calls().len(), 4);
 }
 
 #[tokio::test]
 async fn dropped_connections_are_retried_then_reported() {
-    let mock = alibaba(vec![Reply::Drop]).await;
+    let mock = emulator(vec![Reply::drop_connection()]).await;
     client(&mock.url())
         .signal_resource(&signal())
         .await
         .expect("second attempt succeeds");
-    assert_eq!(mock.seen().len(), 2);
+    assert_eq!(mock.calls().len(), 2);
 
-    let dead = MockCloud::start(Verify::Nothing, Reply::Drop, vec![]).await;
+    let dead = emulator(vec![]).await;
+    dead.answer_always(Reply::drop_connection());
     let error = client(&dead.url())
         .signal_resource(&signal())
         .await
@@ -272,7 +277,7 @@ async fn dropped_connections_are_retried_then_reported() {
 #[tokio::test]
 async fn malformed_answers_are_reported_without_retry() {
     for body in ["not json", "{}", "[1,2]"] {
-        let mock = alibaba(vec![Reply::json(200, body)]).await;
+        let mock = emulator(vec![Reply::json(200, body)]).await;
         let error = client(&mock.url())
             .signal_resource(&signal())
             .await
@@ -281,17 +286,14 @@ async fn malformed_answers_are_reported_without_retry() {
             matches!(&error, Error::Transport { message, .. } if message.contains("malformed")),
             "{error}"
         );
-        assert_eq!(mock.seen().len(), 1);
+        assert_eq!(mock.calls().len(), 1);
     }
 }
 
 #[tokio::test]
 async fn xml_error_bodies_are_read() {
-    let mock = alibaba(vec![Reply::Http {
-        status: 400,
-        headers: vec![("content-type".into(), "text/xml;charset=utf-8".into())],
-        body: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><RequestId>X-1</RequestId><HostId>ros.aliyuncs.com</HostId><Code>InvalidParameter</Code><Message>The specified parameter Status is invalid.</Message></Error>".into(),
-    }])
+    let mock = emulator(vec![Reply::raw(400, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><RequestId>X-1</RequestId><HostId>ros.aliyuncs.com</HostId><Code>InvalidParameter</Code><Message>The specified parameter Status is invalid.</Message></Error>")
+        .with_header("content-type", "text/xml;charset=utf-8")])
     .await;
     let error = api(client(&mock.url())
         .signal_resource(&signal())
@@ -303,19 +305,19 @@ async fn xml_error_bodies_are_read() {
 
 #[tokio::test]
 async fn a_wrong_secret_fails_verification() {
-    let mock = alibaba(vec![]).await;
+    let mock = emulator(vec![]).await;
     let ros = RosClient::new(AlibabaCredentials::new("testid", "wrong"))
         .with_endpoint(&mock.url())
         .expect("endpoint")
         .with_retry(fast());
     let error = api(ros.signal_resource(&signal()).await.expect_err("mismatch"));
     assert_eq!(error.code, "SignatureDoesNotMatch");
-    assert_eq!(mock.seen().len(), 1);
+    assert_eq!(mock.calls().len(), 1);
 }
 
 #[tokio::test]
 async fn invalid_requests_are_not_sent() {
-    let mock = alibaba(vec![]).await;
+    let mock = emulator(vec![]).await;
     let mut request = signal();
     request.unique_id = "u".repeat(65);
     let error = client(&mock.url())
@@ -328,17 +330,14 @@ async fn invalid_requests_are_not_sent() {
         .await
         .expect_err("invalid");
     assert!(matches!(&error, Error::Validation { field, .. } if field == "OperationId"));
-    assert!(mock.seen().is_empty());
+    assert!(mock.calls().is_empty());
 }
 
 #[tokio::test]
 async fn wait_condition_signal_posts_json_with_the_handle_headers() {
-    let mock = MockCloud::start(
-        Verify::Nothing,
-        Reply::json(200, "{}"),
-        vec![Reply::alibaba_error(503, "ServiceUnavailable", "busy")],
-    )
-    .await;
+    // A WaitConditionHandle URL is not an API the emulator serves: it
+    // records the call unchecked and answers as scripted.
+    let mock = emulator(vec![Reply::service_unavailable(), Reply::json(200, "{}")]).await;
     let url = format!("{}/handle?Expires=1&Signature=abc", mock.url());
     let headers = vec![("x-ros-wait-condition".to_string(), "token".to_string())];
     let body = WaitConditionSignal::new(SignalStatus::Failure)
@@ -347,7 +346,7 @@ async fn wait_condition_signal_posts_json_with_the_handle_headers() {
     signal_wait_condition(&url, &headers, &body, &fast())
         .await
         .expect("second attempt succeeds");
-    let seen = mock.seen();
+    let seen = mock.calls();
     assert_eq!(seen.len(), 2);
     let last = &seen[1];
     assert_eq!(
@@ -366,7 +365,8 @@ async fn wait_condition_signal_posts_json_with_the_handle_headers() {
 
 #[tokio::test]
 async fn transport_errors_never_show_the_signed_url() {
-    let dead = MockCloud::start(Verify::Nothing, Reply::Drop, vec![]).await;
+    let dead = emulator(vec![]).await;
+    dead.answer_always(Reply::drop_connection());
     let ros = RosClient::new(
         AlibabaCredentials::new("testid", "testsecret").with_security_token("sts-secret-token"),
     )
@@ -387,7 +387,7 @@ async fn transport_errors_never_show_the_signed_url() {
 
 #[tokio::test]
 async fn tokens_echoed_by_the_gateway_are_redacted() {
-    let mock = alibaba(vec![Reply::alibaba_error(
+    let mock = emulator(vec![Reply::alibaba_error(
         400,
         "IncompleteSignature",
         "The request signature does not conform to Aliyun standards. server string to sign is:POST&%2F&SecurityToken%3Dsts-secret-token",

@@ -323,7 +323,7 @@ fn check_shell(block: &Block) {
         };
         let tokens: Vec<&str> = rest.split_whitespace().collect();
         let mut command = vec![tokens[0]];
-        if ["mock-ros", "ros", "oos", "rfs"].contains(&tokens[0]) {
+        if matches!(tokens[0], "mock-ros" | "ros" | "oos" | "rfs") {
             command.push(tokens.get(1).copied().unwrap_or(""));
         }
         let help = Command::new(BIN)
@@ -442,6 +442,7 @@ fn env_vars_and_flags_in_the_guides_exist() {
         &["rfs", "list-execution-plans", "--help"],
         &["rfs", "continue-rollback", "--help"],
         &["rfs", "update-stack", "--help"],
+        &["mock-api", "--help"],
     ] {
         let out = Command::new(BIN).args(args).output().expect("help");
         help.push_str(&String::from_utf8_lossy(&out.stdout));

@@ -59,7 +59,13 @@
 //! failed create and its delete, timeouts) and returns a [`Report`];
 //! [`Scenario`] reads the same from a YAML or JSON file, as
 //! `stackhook mock-ros run` does.
+//!
+//! For handlers that call back into ROS, OOS or Huawei RFS,
+//! [`api_emulator::ApiEmulator`] plays those APIs on loopback: it checks
+//! signatures and parameters, records every call and answers as the
+//! services do.
 
+pub mod api_emulator;
 mod check;
 mod lifecycle;
 mod remote;
