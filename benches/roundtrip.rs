@@ -180,7 +180,11 @@ fn free_port() -> Result<SocketAddr, String> {
     listener.local_addr().map_err(|e| format!("free port: {e}"))
 }
 
-fn wait_ready(mut child: Child, addr: SocketAddr, started: Instant) -> Result<(Child, Duration), String> {
+fn wait_ready(
+    mut child: Child,
+    addr: SocketAddr,
+    started: Instant,
+) -> Result<(Child, Duration), String> {
     loop {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
             return Ok((child, started.elapsed()));
@@ -191,7 +195,9 @@ fn wait_ready(mut child: Child, addr: SocketAddr, started: Instant) -> Result<(C
         if started.elapsed() > READY_TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("the server did not accept connections within {READY_TIMEOUT:?}"));
+            return Err(format!(
+                "the server did not accept connections within {READY_TIMEOUT:?}"
+            ));
         }
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -210,7 +216,12 @@ fn start_floor() -> Result<Server, String> {
         .spawn()
         .map_err(|e| format!("starting the floor: {e}"))?;
     let (child, startup) = wait_ready(child, addr, started)?;
-    Ok(Server { child, addr, startup, _state: None })
+    Ok(Server {
+        child,
+        addr,
+        startup,
+        _state: None,
+    })
 }
 
 fn start_stackhook(journal: &str, extra: &[&str]) -> Result<Server, String> {
@@ -242,7 +253,21 @@ fn start_stackhook(journal: &str, extra: &[&str]) -> Result<Server, String> {
         .spawn()
         .map_err(|e| format!("starting stackhook: {e}"))?;
     let (child, startup) = wait_ready(child, addr, started)?;
-    Ok(Server { child, addr, startup, _state: Some(state) })
+    Ok(Server {
+        child,
+        addr,
+        startup,
+        _state: Some(state),
+    })
+}
+
+fn plan(server: &Server, path: &str, requests: usize, rate: Option<f64>) -> LoadPlan {
+    LoadPlan {
+        rate,
+        time_limit: RUN_LIMIT,
+        provider_pid: Some(server.pid()),
+        ..LoadPlan::echo(server.url(path), requests, CONCURRENCY)
+    }
 }
 
 fn load(
@@ -252,26 +277,22 @@ fn load(
     requests: usize,
     rate: Option<f64>,
 ) -> Result<LoadReport, String> {
-    let plan = LoadPlan {
-        rate,
-        time_limit: RUN_LIMIT,
-        provider_pid: Some(server.pid()),
-        ..LoadPlan::echo(server.url(path), requests, CONCURRENCY)
-    };
-    // Warm up connections and caches, then measure.
-    let warm = LoadPlan { rate: None, provider_pid: None, ..LoadPlan::echo(server.url(path), (requests / 10).clamp(10, 500), CONCURRENCY) };
-    rt.block_on(loadgen::run(&warm)).map_err(|e| e.to_string())?;
-    rt.block_on(loadgen::run(&plan)).map_err(|e| e.to_string())
+    rt.block_on(loadgen::run(&plan(server, path, requests, rate)))
+        .map_err(|e| e.to_string())
+}
+
+/// The median of `reports` by `key`: other load on a shared machine moves
+/// single runs a lot, so each figure is the median of interleaved rounds.
+fn median_by(mut reports: Vec<LoadReport>, key: impl Fn(&LoadReport) -> f64) -> LoadReport {
+    reports.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let middle = reports.len() / 2;
+    reports.swap_remove(middle)
 }
 
 /// One row of the table.
 struct Row {
     name: String,
-    throughput: f64,
-    p50: f64,
-    p99: f64,
-    errors: usize,
-    peak_rss_kib: Option<u64>,
+    report: LoadReport,
     floor_throughput: f64,
     floor_p99: f64,
 }
@@ -279,18 +300,23 @@ struct Row {
 fn row(name: &str, report: &LoadReport, floor: &LoadReport) -> Row {
     Row {
         name: name.into(),
-        throughput: report.throughput,
-        p50: report.p50_ms,
-        p99: report.p99_ms,
-        errors: report.errors,
-        peak_rss_kib: report.peak_rss_kib,
+        report: report.clone(),
         floor_throughput: floor.throughput,
         floor_p99: floor.p99_ms,
     }
 }
 
 fn mib(kib: Option<u64>) -> String {
-    kib.map(|k| format!("{:.1}", k as f64 / 1024.0)).unwrap_or_else(|| "-".into())
+    kib.map(|k| format!("{:.1}", k as f64 / 1024.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn cpu_per_request(report: &LoadReport) -> String {
+    report
+        .provider_cpu_ms
+        .filter(|_| report.completed > 0)
+        .map(|ms| format!("{:.0}", ms * 1000.0 / report.completed as f64))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {
@@ -299,57 +325,104 @@ fn median(mut values: Vec<Duration>) -> Duration {
 }
 
 fn orchestrate(quick: bool) -> Result<(), String> {
-    let (n, waits, startups) = if quick { (200, 200, 3) } else { (5000, 10_000, 7) };
+    let (n, waits, startups, rounds) = if quick {
+        (200, 200, 3, 1)
+    } else {
+        (5000, 10_000, 7, 3)
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
-    let mut rows = Vec::new();
 
-    eprintln!("floor: async and sync at maximum load");
     let floor = start_floor()?;
-    let floor_async = load(&rt, &floor, "/", n, None)?;
-    let floor_sync = load(&rt, &floor, "/sync", n, None)?;
-    let floor_half = load(&rt, &floor, "/", n / 2, Some(floor_async.throughput * 0.5))?;
-    let floor_rss = loadgen::process_stats(floor.pid()).1;
-    drop(floor);
-    rows.push(row("floor, async", &floor_async, &floor_async));
-    rows.push(row("floor, sync", &floor_sync, &floor_sync));
-    rows.push(row("floor, async at 50% of its max", &floor_half, &floor_half));
-
-    eprintln!("stackhook: async Echo, --journal disk");
     let disk = start_stackhook("disk", &[])?;
-    let disk_async = load(&rt, &disk, "/", n, None)?;
-    let disk_half = load(&rt, &disk, "/", n / 2, Some(disk_async.throughput * 0.5))?;
-    drop(disk);
-    rows.push(row("stackhook async Echo, journal disk", &disk_async, &floor_async));
-    rows.push(row("stackhook async Echo, disk, at 50% of its max", &disk_half, &floor_half));
-
-    eprintln!("stackhook: async Echo, --journal memory");
     let memory = start_stackhook("memory", &[])?;
-    let memory_async = load(&rt, &memory, "/", n, None)?;
-    let memory_half = load(&rt, &memory, "/", n / 2, Some(memory_async.throughput * 0.5))?;
-    drop(memory);
-    rows.push(row("stackhook async Echo, journal memory", &memory_async, &floor_async));
-    rows.push(row("stackhook async Echo, memory, at 50% of its max", &memory_half, &floor_half));
-
-    eprintln!("stackhook: sync Echo, --journal disk");
     let sync = start_stackhook("disk", &[])?;
-    let sync_report = load(&rt, &sync, "/sync", n, None)?;
-    drop(sync);
-    rows.push(row("stackhook sync Echo, journal disk", &sync_report, &floor_sync));
+    let servers = [&floor, &disk, &memory, &floor, &sync];
+    let paths = ["/", "/", "/", "/sync", "/sync"];
+    // Warm up every server's connections and caches.
+    for (server, path) in servers.iter().zip(paths) {
+        load(&rt, server, path, 500.min(n), None)?;
+    }
 
-    eprintln!("stackhook: {waits} concurrent Custom::Wait");
+    eprintln!("maximum load: {rounds} interleaved rounds of {n} requests at c={CONCURRENCY}");
+    let mut max: Vec<Vec<LoadReport>> = vec![Vec::new(); servers.len()];
+    for round in 0..rounds {
+        for (i, (server, path)) in servers.iter().zip(paths).enumerate() {
+            let report = load(&rt, server, path, n, None)?;
+            eprintln!(
+                "  round {round} {i}: {:.0} req/s p99 {:.1} ms",
+                report.throughput, report.p99_ms
+            );
+            max[i].push(report);
+        }
+    }
+    let mut max = max.into_iter().map(|r| median_by(r, |r| r.throughput));
+    let mut next = || max.next().ok_or("missing a run");
+    let (floor_async, disk_async, memory_async, floor_sync, sync_report) =
+        (next()?, next()?, next()?, next()?, next()?);
+
+    eprintln!("half load: each server at 50% of its own maximum");
+    let half_servers = [
+        (&floor, floor_async.throughput),
+        (&disk, disk_async.throughput),
+        (&memory, memory_async.throughput),
+    ];
+    let mut half: Vec<Vec<LoadReport>> = vec![Vec::new(); half_servers.len()];
+    for _ in 0..rounds {
+        for (i, (server, max)) in half_servers.iter().enumerate() {
+            half[i].push(load(&rt, server, "/", n / 2, Some(max * 0.5))?);
+        }
+    }
+    let mut half = half.into_iter().map(|r| median_by(r, |r| r.p99_ms));
+    let mut next = || half.next().ok_or("missing a run");
+    let (floor_half, disk_half, memory_half) = (next()?, next()?, next()?);
+    let floor_rss = loadgen::process_stats(floor.pid()).0;
+    drop((floor, disk, memory, sync));
+
+    let rows = [
+        row("floor, async", &floor_async, &floor_async),
+        row(
+            "stackhook async Echo, journal disk",
+            &disk_async,
+            &floor_async,
+        ),
+        row(
+            "stackhook async Echo, journal memory",
+            &memory_async,
+            &floor_async,
+        ),
+        row("floor, sync", &floor_sync, &floor_sync),
+        row(
+            "stackhook sync Echo, journal disk",
+            &sync_report,
+            &floor_sync,
+        ),
+        row("floor, async at 50% of its max", &floor_half, &floor_half),
+        row(
+            "stackhook async Echo, disk, at 50% of its max",
+            &disk_half,
+            &floor_half,
+        ),
+        row(
+            "stackhook async Echo, memory, at 50% of its max",
+            &memory_half,
+            &floor_half,
+        ),
+    ];
+
+    eprintln!("{waits} concurrent Custom::Wait");
     let wait = start_stackhook("disk", &["--type-timeout", "Custom::Wait=600"])?;
-    let plan = LoadPlan {
+    let wait_plan = LoadPlan {
         resource_type: "Custom::Wait".into(),
         properties: json!({"Seconds": 300}),
         ack_only: true,
-        time_limit: RUN_LIMIT,
-        provider_pid: Some(wait.pid()),
-        ..LoadPlan::echo(wait.url("/"), waits, CONCURRENCY)
+        ..plan(&wait, "/", waits, None)
     };
-    let wait_report = rt.block_on(loadgen::run(&plan)).map_err(|e| e.to_string())?;
+    let wait_report = rt
+        .block_on(loadgen::run(&wait_plan))
+        .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_millis(500));
     let (wait_peak, wait_rss, wait_threads) = loadgen::process_stats(wait.pid());
     drop(wait);
@@ -357,38 +430,39 @@ fn orchestrate(quick: bool) -> Result<(), String> {
     eprintln!("start-up and idle RSS ({startups} runs each)");
     let mut stackhook_startups = Vec::new();
     let mut floor_startups = Vec::new();
-    let mut idle_rss = None;
-    let mut idle_threads = None;
+    let mut idle = (None, None);
     for i in 0..startups {
         let server = start_stackhook("disk", &[])?;
         stackhook_startups.push(server.startup);
         if i == 0 {
             std::thread::sleep(Duration::from_millis(500));
             let (_, rss, threads) = loadgen::process_stats(server.pid());
-            idle_rss = rss;
-            idle_threads = threads;
+            idle = (rss, threads);
         }
         drop(server);
-        let floor = start_floor()?;
-        floor_startups.push(floor.startup);
+        floor_startups.push(start_floor()?.startup);
     }
     let stackhook_startup = median(stackhook_startups);
     let floor_startup = median(floor_startups);
 
     println!();
-    println!("| run | req/s | vs floor | p50 ms | p99 ms | p99 vs floor | errors | peak RSS MiB |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| run | req/s | vs floor | p50 ms | p99 ms | p99 vs floor | errors | CPU µs/req | peak RSS MiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
+        let report = &r.report;
         println!(
-            "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2}x | {} | {} |",
+            "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2}x | {} | {} | {} |",
             r.name,
-            r.throughput,
-            100.0 * r.throughput / r.floor_throughput.max(1e-9),
-            r.p50,
-            r.p99,
-            r.p99 / r.floor_p99.max(1e-9),
-            r.errors,
-            mib(r.peak_rss_kib),
+            report.throughput,
+            100.0 * report.throughput / r.floor_throughput.max(1e-9),
+            report.p50_ms,
+            report.p99_ms,
+            report.p99_ms / r.floor_p99.max(1e-9),
+            report.errors,
+            cpu_per_request(report),
+            mib(report.peak_rss_kib),
         );
     }
     println!();
@@ -400,9 +474,9 @@ fn orchestrate(quick: bool) -> Result<(), String> {
         floor_startup.as_secs_f64() * 1e3
     );
     println!(
-        "| idle RSS | {} MiB ({} threads) | {} MiB (after load) |",
-        mib(idle_rss),
-        idle_threads.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+        "| idle RSS | {} MiB ({} threads) | {} MiB peak under load |",
+        mib(idle.0),
+        idle.1.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
         mib(floor_rss)
     );
     println!(
@@ -416,7 +490,9 @@ fn orchestrate(quick: bool) -> Result<(), String> {
     );
     println!(
         "| {waits} waiting Custom::Wait: threads | {} | - |",
-        wait_threads.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
+        wait_threads
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "-".into())
     );
     Ok(())
 }

@@ -97,6 +97,10 @@ pub struct LoadReport {
     pub rss_kib: Option<u64>,
     /// The provider's thread count at the end (Linux only).
     pub threads: Option<u64>,
+    /// CPU time (user + system) the provider spent during the run, in
+    /// milliseconds (Linux only). Divided by `completed` it is a cost per
+    /// request that other load on the machine disturbs less than throughput.
+    pub provider_cpu_ms: Option<f64>,
 }
 
 /// Check that `url` points at this machine.
@@ -289,6 +293,7 @@ pub async fn run(plan: &LoadPlan) -> Result<LoadReport> {
         failures: AtomicUsize::new(0),
         done: Notify::new(),
     });
+    let cpu_before = plan.provider_pid.and_then(process_cpu_ms);
     let (callback, receiver) = start_receiver(Arc::clone(&timings)).await?;
     let _receiver = AbortOnDrop(receiver);
     let client = reqwest::Client::builder()
@@ -395,6 +400,11 @@ pub async fn run(plan: &LoadPlan) -> Result<LoadReport> {
     };
     let completed = timings.successes.load(Ordering::Acquire);
     let (peak_rss_kib, rss_kib, threads) = plan.provider_pid.map(process_stats).unwrap_or_default();
+    let provider_cpu_ms = plan
+        .provider_pid
+        .and_then(process_cpu_ms)
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     Ok(LoadReport {
         sent,
         completed,
@@ -408,6 +418,7 @@ pub async fn run(plan: &LoadPlan) -> Result<LoadReport> {
         peak_rss_kib,
         rss_kib,
         threads,
+        provider_cpu_ms,
     })
 }
 
@@ -434,6 +445,27 @@ pub fn process_stats(pid: u32) -> (Option<u64>, Option<u64>, Option<u64>) {
     (field("VmHWM:"), field("VmRSS:"), field("Threads:"))
 }
 
+/// Clock ticks per second of `/proc/PID/stat` times (`USER_HZ`, 100 on
+/// every Linux architecture the provider runs on).
+const USER_HZ: f64 = 100.0;
+
+/// User + system CPU time of `pid` so far, in milliseconds, from /proc.
+pub fn process_cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_ms_from_stat(&stat)
+}
+
+fn cpu_ms_from_stat(stat: &str) -> Option<f64> {
+    // The command name may hold spaces and parentheses: fields start after
+    // the last `)`, with the state (field 3) first; utime and stime are
+    // fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 1000.0 / USER_HZ)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,6 +478,13 @@ mod tests {
         assert!(require_loopback("http://10.0.0.1:9000/").is_err());
         assert!(require_loopback("https://example.com/").is_err());
         assert!(require_loopback("not a url").is_err());
+    }
+
+    #[test]
+    fn reads_cpu_time_from_proc_stat() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0";
+        assert_eq!(cpu_ms_from_stat(stat), Some(3000.0));
+        assert_eq!(cpu_ms_from_stat("garbage"), None);
     }
 
     #[test]

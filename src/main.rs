@@ -9,13 +9,6 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
-/// mimalloc: measurably fewer cycles per request than the system allocator
-/// for this workload of many small, short-lived JSON and HTTP allocations
-/// (docs/performance.md).
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

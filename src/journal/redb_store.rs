@@ -241,10 +241,7 @@ fn commit_group(db: &Database, group: Vec<Op>) {
                     accepted_at,
                     open,
                     reply,
-                } => Outcome::Put(
-                    reply,
-                    put_in(&mut tables, &key, &record, accepted_at, open),
-                ),
+                } => Outcome::Put(reply, put_in(&mut tables, &key, &record, accepted_at, open)),
                 Op::Purge { before_ms, reply } => {
                     Outcome::Purged(reply, purge_in(&mut tables, before_ms))
                 }
@@ -312,7 +309,10 @@ fn put_in(
     } else {
         tables.open.remove(key).map_err(fail)?;
     }
-    tables.by_time.insert((accepted_at, key), ()).map_err(fail)?;
+    tables
+        .by_time
+        .insert((accepted_at, key), ())
+        .map_err(fail)?;
     Ok(())
 }
 
