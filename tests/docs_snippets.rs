@@ -19,6 +19,7 @@ const GUIDES: &[&str] = &[
     "templates.md",
     "writing-handlers.md",
     "testing.md",
+    "performance.md",
 ];
 
 struct Block {
@@ -408,6 +409,7 @@ fn env_vars_and_flags_in_the_guides_exist() {
         &["mock-ros", "run", "--help"],
         &["invoke", "--help"],
         &["new", "--help"],
+        &["bench", "--help"],
     ] {
         let out = Command::new(BIN).args(args).output().expect("help");
         help.push_str(&String::from_utf8_lossy(&out.stdout));
