@@ -22,6 +22,8 @@ COPY handlers ./handlers
 # README are compiled as doc tests.
 COPY templates ./templates
 COPY docs ./docs
+# Cargo checks that every declared target exists, even for a --bin build.
+COPY benches ./benches
 # --locked: exactly the dependency versions in Cargo.lock.
 RUN cargo build --release --locked --bin stackhook \
     && cp target/release/stackhook /usr/local/bin/stackhook

@@ -97,6 +97,10 @@ pub struct LoadReport {
     pub rss_kib: Option<u64>,
     /// The provider's thread count at the end (Linux only).
     pub threads: Option<u64>,
+    /// CPU time (user + system) the provider spent during the run, in
+    /// milliseconds (Linux only). Divided by `completed` it is a cost per
+    /// request that other load on the machine disturbs less than throughput.
+    pub provider_cpu_ms: Option<f64>,
 }
 
 /// Check that `url` points at this machine.
@@ -131,6 +135,8 @@ struct Timings {
     sent: Vec<AtomicU64>,
     /// Nanoseconds after `origin` its answer arrived (0: not yet).
     answered: Vec<AtomicU64>,
+    /// Woken when that request's answer arrives (async round trips wait on it).
+    answered_signal: Vec<Notify>,
     successes: AtomicUsize,
     failures: AtomicUsize,
     done: Notify,
@@ -149,13 +155,29 @@ impl Timings {
         if slot.load(Ordering::Acquire) != 0 {
             return;
         }
-        self.stamp(slot);
+        let nanos = self.origin.elapsed().as_nanos().max(1) as u64;
+        if slot
+            .compare_exchange(0, nanos, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // A redelivered callback: the first answer counts.
+            return;
+        }
         if success {
             self.successes.fetch_add(1, Ordering::AcqRel);
         } else {
             self.failures.fetch_add(1, Ordering::AcqRel);
         }
+        if let Some(signal) = self.answered_signal.get(index) {
+            signal.notify_one();
+        }
         self.done.notify_waiters();
+    }
+
+    fn is_answered(&self, index: usize) -> bool {
+        self.answered
+            .get(index)
+            .is_some_and(|slot| slot.load(Ordering::Acquire) != 0)
     }
 
     fn finished(&self) -> usize {
@@ -177,21 +199,32 @@ fn index_of(uri: &http::Uri) -> Option<usize> {
         .and_then(|n| n.parse().ok())
 }
 
-async fn start_receiver(timings: Arc<Timings>) -> Result<SocketAddr> {
+/// The callback receiver: its address, and the task to abort when the run
+/// ends (aborting it closes every connection it holds).
+async fn start_receiver(
+    timings: Arc<Timings>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .map_err(|e| Error::io("binding the callback receiver", e))?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("reading the receiver's address", e))?;
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let Ok((stream, _)) = accepted else {
+                // Out of descriptors and the like: back off briefly.
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
             let _ = stream.set_nodelay(true);
             let timings = Arc::clone(&timings);
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let service = service_fn(move |req: hyper::Request<Incoming>| {
                     let timings = Arc::clone(&timings);
                     async move {
@@ -216,7 +249,7 @@ async fn start_receiver(timings: Arc<Timings>) -> Result<SocketAddr> {
             });
         }
     });
-    Ok(addr)
+    Ok((addr, task))
 }
 
 fn request_body(plan: &LoadPlan, run: &str, index: usize, callback: SocketAddr) -> Vec<u8> {
@@ -255,11 +288,14 @@ pub async fn run(plan: &LoadPlan) -> Result<LoadReport> {
         origin: Instant::now(),
         sent: (0..plan.requests).map(|_| AtomicU64::new(0)).collect(),
         answered: (0..plan.requests).map(|_| AtomicU64::new(0)).collect(),
+        answered_signal: (0..plan.requests).map(|_| Notify::new()).collect(),
         successes: AtomicUsize::new(0),
         failures: AtomicUsize::new(0),
         done: Notify::new(),
     });
-    let callback = start_receiver(Arc::clone(&timings)).await?;
+    let cpu_before = plan.provider_pid.and_then(process_cpu_ms);
+    let (callback, receiver) = start_receiver(Arc::clone(&timings)).await?;
+    let _receiver = AbortOnDrop(receiver);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(plan.concurrency)
         .tcp_nodelay(true)
@@ -295,25 +331,41 @@ pub async fn run(plan: &LoadPlan) -> Result<LoadReport> {
                 }
                 let body = request_body(&plan, &run_id, index, callback);
                 timings.stamp(&timings.sent[index]);
-                let reply = client
-                    .post(&plan.url)
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                let (ok, reply_body) = match reply {
-                    Ok(reply) => {
-                        let ok = reply.status().is_success();
-                        (ok, reply.bytes().await.unwrap_or_default())
-                    }
-                    Err(_) => (false, Bytes::new()),
+                let exchange = async {
+                    let reply = client
+                        .post(&plan.url)
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .ok()?;
+                    let ok = reply.status().is_success();
+                    let body = reply.bytes().await.ok()?;
+                    Some((ok, body))
                 };
+                let (ok, reply_body) = tokio::time::timeout_at(deadline, exchange)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
                 if !ok {
                     timings.answer(index, false);
                 } else if sync {
                     timings.answer(index, says_success(&reply_body));
                 } else if plan.ack_only {
                     timings.answer(index, true);
+                } else {
+                    // A round trip ends at the callback: keep `concurrency`
+                    // round trips in flight, not just `concurrency` requests.
+                    let signal = &timings.answered_signal[index];
+                    while !timings.is_answered(index) {
+                        if tokio::time::timeout_at(deadline, signal.notified())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
                 }
             }
         }));
@@ -348,6 +400,11 @@ pub async fn run(plan: &LoadPlan) -> Result<LoadReport> {
     };
     let completed = timings.successes.load(Ordering::Acquire);
     let (peak_rss_kib, rss_kib, threads) = plan.provider_pid.map(process_stats).unwrap_or_default();
+    let provider_cpu_ms = plan
+        .provider_pid
+        .and_then(process_cpu_ms)
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     Ok(LoadReport {
         sent,
         completed,
@@ -361,7 +418,17 @@ pub async fn run(plan: &LoadPlan) -> Result<LoadReport> {
         peak_rss_kib,
         rss_kib,
         threads,
+        provider_cpu_ms,
     })
+}
+
+/// Aborts a task when dropped, so a run never leaves its receiver behind.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Peak RSS, current RSS (KiB) and thread count of `pid`, from /proc.
@@ -378,6 +445,27 @@ pub fn process_stats(pid: u32) -> (Option<u64>, Option<u64>, Option<u64>) {
     (field("VmHWM:"), field("VmRSS:"), field("Threads:"))
 }
 
+/// Clock ticks per second of `/proc/PID/stat` times (`USER_HZ`, 100 on
+/// every Linux architecture the provider runs on).
+const USER_HZ: f64 = 100.0;
+
+/// User + system CPU time of `pid` so far, in milliseconds, from /proc.
+pub fn process_cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_ms_from_stat(&stat)
+}
+
+fn cpu_ms_from_stat(stat: &str) -> Option<f64> {
+    // The command name may hold spaces and parentheses: fields start after
+    // the last `)`, with the state (field 3) first; utime and stime are
+    // fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 1000.0 / USER_HZ)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +478,13 @@ mod tests {
         assert!(require_loopback("http://10.0.0.1:9000/").is_err());
         assert!(require_loopback("https://example.com/").is_err());
         assert!(require_loopback("not a url").is_err());
+    }
+
+    #[test]
+    fn reads_cpu_time_from_proc_stat() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0";
+        assert_eq!(cpu_ms_from_stat(stat), Some(3000.0));
+        assert_eq!(cpu_ms_from_stat("garbage"), None);
     }
 
     #[test]

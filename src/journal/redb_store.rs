@@ -181,6 +181,27 @@ enum Outcome {
     Purged(oneshot::Sender<Result<usize>>, Result<usize>),
 }
 
+/// The three tables, opened once per group. Opening a table in a write
+/// transaction and closing it again writes its root back to the table of
+/// tables, so opening them per operation cost three B-tree updates per
+/// operation on the writer thread, which every request waits for.
+struct Tables<'t> {
+    records: redb::Table<'t, &'static str, &'static [u8]>,
+    open: redb::Table<'t, &'static str, u64>,
+    by_time: redb::Table<'t, (u64, &'static str), ()>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self> {
+        let fail = |e: redb::TableError| journal_error("opening the tables", e);
+        Ok(Tables {
+            records: txn.open_table(RECORDS).map_err(fail)?,
+            open: txn.open_table(OPEN).map_err(fail)?,
+            by_time: txn.open_table(BY_TIME).map_err(fail)?,
+        })
+    }
+}
+
 fn commit_group(db: &Database, group: Vec<Op>) {
     let txn = match db.begin_write() {
         Ok(mut txn) => {
@@ -194,27 +215,38 @@ fn commit_group(db: &Database, group: Vec<Op>) {
         }
     };
     let mut outcomes = Vec::with_capacity(group.len());
-    for op in group {
-        outcomes.push(match op {
-            Op::Accept {
-                key,
-                record,
-                accepted_at,
-                open,
-                reply,
-            } => {
-                let result = accept_in(&txn, &key, &record, accepted_at, open);
-                Outcome::Accepted(reply, result)
+    {
+        let mut tables = match Tables::open(&txn) {
+            Ok(tables) => tables,
+            Err(e) => {
+                fail_all(group, &e.to_string());
+                return;
             }
-            Op::Put {
-                key,
-                record,
-                accepted_at,
-                open,
-                reply,
-            } => Outcome::Put(reply, put_in(&txn, &key, &record, accepted_at, open)),
-            Op::Purge { before_ms, reply } => Outcome::Purged(reply, purge_in(&txn, before_ms)),
-        });
+        };
+        for op in group {
+            outcomes.push(match op {
+                Op::Accept {
+                    key,
+                    record,
+                    accepted_at,
+                    open,
+                    reply,
+                } => {
+                    let result = accept_in(&mut tables, &key, &record, accepted_at, open);
+                    Outcome::Accepted(reply, result)
+                }
+                Op::Put {
+                    key,
+                    record,
+                    accepted_at,
+                    open,
+                    reply,
+                } => Outcome::Put(reply, put_in(&mut tables, &key, &record, accepted_at, open)),
+                Op::Purge { before_ms, reply } => {
+                    Outcome::Purged(reply, purge_in(&mut tables, before_ms))
+                }
+            });
+        }
     }
     let committed = txn.commit().map_err(|e| journal_error("committing", e));
     for outcome in outcomes {
@@ -247,82 +279,62 @@ fn fail_all(group: Vec<Op>, message: &str) {
 }
 
 fn accept_in(
-    txn: &redb::WriteTransaction,
+    tables: &mut Tables<'_>,
     key: &str,
     record: &[u8],
     accepted_at: u64,
     open: bool,
 ) -> Result<Option<Vec<u8>>> {
+    if let Some(existing) = tables
+        .records
+        .get(key)
+        .map_err(|e| journal_error("accepting", e))?
     {
-        let records = txn
-            .open_table(RECORDS)
-            .map_err(|e| journal_error("accepting", e))?;
-        if let Some(existing) = records
-            .get(key)
-            .map_err(|e| journal_error("accepting", e))?
-        {
-            return Ok(Some(existing.value().to_vec()));
-        }
+        return Ok(Some(existing.value().to_vec()));
     }
-    put_in(txn, key, record, accepted_at, open).map(|()| None)
+    put_in(tables, key, record, accepted_at, open).map(|()| None)
 }
 
 fn put_in(
-    txn: &redb::WriteTransaction,
+    tables: &mut Tables<'_>,
     key: &str,
     record: &[u8],
     accepted_at: u64,
     open: bool,
 ) -> Result<()> {
-    let fail = |e: redb::Error| Error::Journal(format!("writing: {e}"));
-    let mut records = txn.open_table(RECORDS).map_err(|e| fail(e.into()))?;
-    records.insert(key, record).map_err(|e| fail(e.into()))?;
-    let mut open_table = txn.open_table(OPEN).map_err(|e| fail(e.into()))?;
+    let fail = |e: redb::StorageError| Error::Journal(format!("writing: {e}"));
+    tables.records.insert(key, record).map_err(fail)?;
     if open {
-        open_table
-            .insert(key, accepted_at)
-            .map_err(|e| fail(e.into()))?;
+        tables.open.insert(key, accepted_at).map_err(fail)?;
     } else {
-        open_table.remove(key).map_err(|e| fail(e.into()))?;
+        tables.open.remove(key).map_err(fail)?;
     }
-    let mut by_time = txn.open_table(BY_TIME).map_err(|e| fail(e.into()))?;
-    by_time
+    tables
+        .by_time
         .insert((accepted_at, key), ())
-        .map_err(|e| fail(e.into()))?;
+        .map_err(fail)?;
     Ok(())
 }
 
-fn purge_in(txn: &redb::WriteTransaction, before_ms: u64) -> Result<usize> {
-    let fail = |e: redb::Error| Error::Journal(format!("purging: {e}"));
-    let mut by_time = txn.open_table(BY_TIME).map_err(|e| fail(e.into()))?;
-    let open = txn.open_table(OPEN).map_err(|e| fail(e.into()))?;
-    let mut records = txn.open_table(RECORDS).map_err(|e| fail(e.into()))?;
+fn purge_in(tables: &mut Tables<'_>, before_ms: u64) -> Result<usize> {
+    let fail = |e: redb::StorageError| Error::Journal(format!("purging: {e}"));
     let mut expired = Vec::new();
-    for entry in by_time
+    for entry in tables
+        .by_time
         .range::<(u64, &str)>(..(before_ms, ""))
-        .map_err(|e| fail(e.into()))?
+        .map_err(fail)?
     {
-        let (time_key, _) = entry.map_err(|e| fail(e.into()))?;
+        let (time_key, _) = entry.map_err(fail)?;
         let (at, key) = time_key.value();
         expired.push((at, key.to_string()));
     }
     let mut removed = 0;
     for (at, key) in expired {
-        if open
-            .get(key.as_str())
-            .map_err(|e| fail(e.into()))?
-            .is_some()
-        {
+        if tables.open.get(key.as_str()).map_err(fail)?.is_some() {
             continue;
         }
-        by_time
-            .remove((at, key.as_str()))
-            .map_err(|e| fail(e.into()))?;
-        if records
-            .remove(key.as_str())
-            .map_err(|e| fail(e.into()))?
-            .is_some()
-        {
+        tables.by_time.remove((at, key.as_str())).map_err(fail)?;
+        if tables.records.remove(key.as_str()).map_err(fail)?.is_some() {
             removed += 1;
         }
     }

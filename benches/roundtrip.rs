@@ -1,0 +1,498 @@
+//! Round-trip benchmark: stackhook against the physical floor, side by side.
+//!
+//! `cargo bench --bench roundtrip` (add `-- --quick` for a tiny smoke run).
+//!
+//! The **floor** is a minimal hyper server (a mode of this same executable,
+//! `roundtrip --floor`) that acknowledges each request, takes `ResponseURL`
+//! from its body and POSTs a fixed answer with the same HTTP client stack as
+//! `src/delivery.rs` (reqwest + rustls, same builder settings), with no
+//! routing, journal or logging; `/sync` replies a fixed body. It is the most
+//! any provider can do on this machine with this stack.
+//!
+//! The orchestrator starts each server as a child process on 127.0.0.1 (every
+//! child is killed on drop), drives it with [`stackhook::loadgen`] (loopback
+//! only, bounded in count and time) and prints a markdown table with absolute
+//! figures and ratios to the floor.
+
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stackhook::loadgen::{self, LoadPlan, LoadReport};
+
+/// How long a server may take to accept connections before the run gives up.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Requests in flight for the maximum-throughput runs.
+const CONCURRENCY: usize = 64;
+/// Each load run stops after this long, whatever is left.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--floor") {
+        floor::main();
+        return;
+    }
+    // `cargo bench` passes `--bench`; ignore it and any other libtest flag.
+    let quick = args.iter().any(|a| a == "--quick");
+    if let Err(error) = orchestrate(quick) {
+        eprintln!("roundtrip: {error}");
+        std::process::exit(1);
+    }
+}
+
+/// The floor server: no routing, no journal, no logging.
+mod floor {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    const ANSWER: &[u8] = br#"{"Status":"SUCCESS","Reason":"","PhysicalResourceId":"floor","StackId":"s","RequestId":"r","LogicalResourceId":"l","Data":{}}"#;
+    const ACK: &[u8] = br#"{"accepted":true}"#;
+
+    #[derive(serde::Deserialize)]
+    struct Callback {
+        #[serde(rename = "ResponseURL")]
+        response_url: String,
+    }
+
+    pub(super) fn main() {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("floor: {error}");
+                std::process::exit(1);
+            }
+        };
+        if let Err(error) = runtime.block_on(serve()) {
+            eprintln!("floor: {error}");
+            std::process::exit(1);
+        }
+    }
+
+    async fn serve() -> std::io::Result<()> {
+        let listen: SocketAddr = std::env::var("FLOOR_LISTEN")
+            .ok()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        // The same builder settings as `stackhook::delivery::Delivery::new`
+        // (the DNS resolver aside: callback URLs here are IP literals).
+        let client = reqwest::Client::builder()
+            .user_agent(stackhook::delivery::USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(std::io::Error::other)?;
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let client = client.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<Incoming>| {
+                    let client = client.clone();
+                    async move { Ok::<_, Infallible>(handle(client, req).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn handle(
+        client: reqwest::Client,
+        req: hyper::Request<Incoming>,
+    ) -> hyper::Response<Full<Bytes>> {
+        let sync = req.uri().path() == "/sync";
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if sync {
+            return hyper::Response::new(Full::new(Bytes::from_static(ANSWER)));
+        }
+        let Ok(callback) = serde_json::from_slice::<Callback>(&body) else {
+            let mut reply = hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
+            *reply.status_mut() = hyper::StatusCode::BAD_REQUEST;
+            return reply;
+        };
+        tokio::spawn(async move {
+            let _ = client
+                .post(callback.response_url)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::ACCEPT, "application/json")
+                .header(
+                    http::header::DATE,
+                    httpdate::fmt_http_date(SystemTime::now()),
+                )
+                .timeout(Duration::from_secs(10))
+                .body(Bytes::from_static(ANSWER))
+                .send()
+                .await;
+        });
+        hyper::Response::new(Full::new(Bytes::from_static(ACK)))
+    }
+}
+
+/// A child server, killed on drop.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// Exec to first accepted TCP connection.
+    startup: Duration,
+    _state: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<SocketAddr, String> {
+    let listener = StdListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
+    listener.local_addr().map_err(|e| format!("free port: {e}"))
+}
+
+fn wait_ready(
+    mut child: Child,
+    addr: SocketAddr,
+    started: Instant,
+) -> Result<(Child, Duration), String> {
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return Ok((child, started.elapsed()));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("the server exited before it was ready: {status}"));
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the server did not accept connections within {READY_TIMEOUT:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn start_floor() -> Result<Server, String> {
+    let addr = free_port()?;
+    let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+    let started = Instant::now();
+    let child = Command::new(exe)
+        .arg("--floor")
+        .env("FLOOR_LISTEN", addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("starting the floor: {e}"))?;
+    let (child, startup) = wait_ready(child, addr, started)?;
+    Ok(Server {
+        child,
+        addr,
+        startup,
+        _state: None,
+    })
+}
+
+fn start_stackhook(journal: &str, extra: &[&str]) -> Result<Server, String> {
+    let addr = free_port()?;
+    let state = tempfile::tempdir().map_err(|e| format!("state dir: {e}"))?;
+    // ROUNDTRIP_STACKHOOK runs another build of the binary (A/B comparisons).
+    let exe = std::env::var_os("ROUNDTRIP_STACKHOOK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_stackhook")));
+    let mut command = Command::new(exe);
+    command
+        .arg("serve")
+        .args(["--listen", &addr.to_string()])
+        .args(["--journal", journal])
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--callback-allow", "127.0.0.1"])
+        .args(["--callback-endpoint", "public"])
+        .args(["--max-connections", "100000"])
+        .args(["--max-requests-per-ip", "100000"])
+        .args(["--max-queue", "100000"])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let started = Instant::now();
+    let child = command
+        .spawn()
+        .map_err(|e| format!("starting stackhook: {e}"))?;
+    let (child, startup) = wait_ready(child, addr, started)?;
+    Ok(Server {
+        child,
+        addr,
+        startup,
+        _state: Some(state),
+    })
+}
+
+fn plan(server: &Server, path: &str, requests: usize, rate: Option<f64>) -> LoadPlan {
+    LoadPlan {
+        rate,
+        time_limit: RUN_LIMIT,
+        provider_pid: Some(server.pid()),
+        ..LoadPlan::echo(server.url(path), requests, CONCURRENCY)
+    }
+}
+
+fn load(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    path: &str,
+    requests: usize,
+    rate: Option<f64>,
+) -> Result<LoadReport, String> {
+    rt.block_on(loadgen::run(&plan(server, path, requests, rate)))
+        .map_err(|e| e.to_string())
+}
+
+/// The median of `reports` by `key`: other load on a shared machine moves
+/// single runs a lot, so each figure is the median of interleaved rounds.
+fn median_by(mut reports: Vec<LoadReport>, key: impl Fn(&LoadReport) -> f64) -> LoadReport {
+    reports.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let middle = reports.len() / 2;
+    reports.swap_remove(middle)
+}
+
+/// One row of the table.
+struct Row {
+    name: String,
+    report: LoadReport,
+    floor_throughput: f64,
+    floor_p99: f64,
+}
+
+fn row(name: &str, report: &LoadReport, floor: &LoadReport) -> Row {
+    Row {
+        name: name.into(),
+        report: report.clone(),
+        floor_throughput: floor.throughput,
+        floor_p99: floor.p99_ms,
+    }
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map(|k| format!("{:.1}", k as f64 / 1024.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn cpu_per_request(report: &LoadReport) -> String {
+    report
+        .provider_cpu_ms
+        .filter(|_| report.completed > 0)
+        .map(|ms| format!("{:.0}", ms * 1000.0 / report.completed as f64))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+fn orchestrate(quick: bool) -> Result<(), String> {
+    let (n, waits, startups, rounds) = if quick {
+        (200, 200, 3, 1)
+    } else {
+        (5000, 10_000, 7, 3)
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+
+    let floor = start_floor()?;
+    let disk = start_stackhook("disk", &[])?;
+    let memory = start_stackhook("memory", &[])?;
+    let sync = start_stackhook("disk", &[])?;
+    let servers = [&floor, &disk, &memory, &floor, &sync];
+    let paths = ["/", "/", "/", "/sync", "/sync"];
+    // Warm up every server's connections and caches.
+    for (server, path) in servers.iter().zip(paths) {
+        load(&rt, server, path, 500.min(n), None)?;
+    }
+
+    eprintln!("maximum load: {rounds} interleaved rounds of {n} requests at c={CONCURRENCY}");
+    let mut max: Vec<Vec<LoadReport>> = vec![Vec::new(); servers.len()];
+    for round in 0..rounds {
+        for (i, (server, path)) in servers.iter().zip(paths).enumerate() {
+            let report = load(&rt, server, path, n, None)?;
+            eprintln!(
+                "  round {round} {i}: {:.0} req/s p99 {:.1} ms",
+                report.throughput, report.p99_ms
+            );
+            max[i].push(report);
+        }
+    }
+    let mut max = max.into_iter().map(|r| median_by(r, |r| r.throughput));
+    let mut next = || max.next().ok_or("missing a run");
+    let (floor_async, disk_async, memory_async, floor_sync, sync_report) =
+        (next()?, next()?, next()?, next()?, next()?);
+
+    eprintln!("half load: each server at 50% of its own maximum");
+    let half_servers = [
+        (&floor, floor_async.throughput),
+        (&disk, disk_async.throughput),
+        (&memory, memory_async.throughput),
+    ];
+    let mut half: Vec<Vec<LoadReport>> = vec![Vec::new(); half_servers.len()];
+    for _ in 0..rounds {
+        for (i, (server, max)) in half_servers.iter().enumerate() {
+            half[i].push(load(&rt, server, "/", n / 2, Some(max * 0.5))?);
+        }
+    }
+    let mut half = half.into_iter().map(|r| median_by(r, |r| r.p99_ms));
+    let mut next = || half.next().ok_or("missing a run");
+    let (floor_half, disk_half, memory_half) = (next()?, next()?, next()?);
+    let floor_rss = loadgen::process_stats(floor.pid()).0;
+    drop((floor, disk, memory, sync));
+
+    let rows = [
+        row("floor, async", &floor_async, &floor_async),
+        row(
+            "stackhook async Echo, journal disk",
+            &disk_async,
+            &floor_async,
+        ),
+        row(
+            "stackhook async Echo, journal memory",
+            &memory_async,
+            &floor_async,
+        ),
+        row("floor, sync", &floor_sync, &floor_sync),
+        row(
+            "stackhook sync Echo, journal disk",
+            &sync_report,
+            &floor_sync,
+        ),
+        row("floor, async at 50% of its max", &floor_half, &floor_half),
+        row(
+            "stackhook async Echo, disk, at 50% of its max",
+            &disk_half,
+            &floor_half,
+        ),
+        row(
+            "stackhook async Echo, memory, at 50% of its max",
+            &memory_half,
+            &floor_half,
+        ),
+    ];
+
+    eprintln!("{waits} concurrent Custom::Wait");
+    let wait = start_stackhook("disk", &["--type-timeout", "Custom::Wait=600"])?;
+    let wait_plan = LoadPlan {
+        resource_type: "Custom::Wait".into(),
+        properties: json!({"Seconds": 300}),
+        ack_only: true,
+        ..plan(&wait, "/", waits, None)
+    };
+    let wait_report = rt
+        .block_on(loadgen::run(&wait_plan))
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(500));
+    let (wait_peak, wait_rss, wait_threads) = loadgen::process_stats(wait.pid());
+    drop(wait);
+
+    eprintln!("start-up and idle RSS ({startups} runs each)");
+    let mut stackhook_startups = Vec::new();
+    let mut floor_startups = Vec::new();
+    let mut idle = (None, None);
+    for i in 0..startups {
+        let server = start_stackhook("disk", &[])?;
+        stackhook_startups.push(server.startup);
+        if i == 0 {
+            std::thread::sleep(Duration::from_millis(500));
+            let (_, rss, threads) = loadgen::process_stats(server.pid());
+            idle = (rss, threads);
+        }
+        drop(server);
+        floor_startups.push(start_floor()?.startup);
+    }
+    let stackhook_startup = median(stackhook_startups);
+    let floor_startup = median(floor_startups);
+
+    println!();
+    println!(
+        "| run | req/s | vs floor | p50 ms | p99 ms | p99 vs floor | errors | CPU µs/req | peak RSS MiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        let report = &r.report;
+        println!(
+            "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2}x | {} | {} | {} |",
+            r.name,
+            report.throughput,
+            100.0 * report.throughput / r.floor_throughput.max(1e-9),
+            report.p50_ms,
+            report.p99_ms,
+            report.p99_ms / r.floor_p99.max(1e-9),
+            report.errors,
+            cpu_per_request(report),
+            mib(report.peak_rss_kib),
+        );
+    }
+    println!();
+    println!("| figure | stackhook | floor |");
+    println!("|---|---:|---:|");
+    println!(
+        "| start-up, exec to accepting TCP (median of {startups}) | {:.1} ms | {:.1} ms |",
+        stackhook_startup.as_secs_f64() * 1e3,
+        floor_startup.as_secs_f64() * 1e3
+    );
+    println!(
+        "| idle RSS | {} MiB ({} threads) | {} MiB peak under load |",
+        mib(idle.0),
+        idle.1.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+        mib(floor_rss)
+    );
+    println!(
+        "| {waits} waiting Custom::Wait: accepted / errors | {} / {} | - |",
+        wait_report.completed, wait_report.errors
+    );
+    println!(
+        "| {waits} waiting Custom::Wait: RSS (peak) | {} MiB ({} MiB) | - |",
+        mib(wait_rss),
+        mib(wait_peak)
+    );
+    println!(
+        "| {waits} waiting Custom::Wait: threads | {} | - |",
+        wait_threads
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "-".into())
+    );
+    Ok(())
+}
