@@ -35,7 +35,18 @@ fn main() {
         floor::main();
         return;
     }
-    // `cargo bench` passes `--bench`; ignore it and any other libtest flag.
+    // Test runners list tests with `--list` (nextest with --all-targets,
+    // `cargo test --benches`): there are none here, and listing must not
+    // start a benchmark.
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    // `cargo bench` passes `--bench`. Without it (`cargo test` running this
+    // target), do nothing: the load harness has its own smoke test.
+    if !args.iter().any(|a| a == "--bench") {
+        println!("roundtrip: run it with `cargo bench --bench roundtrip [-- --quick]`");
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     if let Err(error) = orchestrate(quick) {
         eprintln!("roundtrip: {error}");
