@@ -17,6 +17,31 @@
 //! every request, so the server starts without them and a request that
 //! needs them fails naming the missing variable.
 
+/// The builder methods every cloud handler shares; the handler keeps a
+/// [`CloudAccess`] in a field named `access`.
+macro_rules! cloud_access_builders {
+    () => {
+        /// Read credentials from `env` instead of the process environment.
+        #[must_use]
+        pub fn with_env(mut self, env: crate::cloud::EnvLookup) -> Self {
+            self.access.env = env;
+            self
+        }
+        /// Send to this endpoint (a host or an `http(s)://` URL).
+        #[must_use]
+        pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+            self.access.endpoint = Some(endpoint.into());
+            self
+        }
+        /// Retry with this policy.
+        #[must_use]
+        pub fn with_retry(mut self, retry: crate::cloud::retry::RetryPolicy) -> Self {
+            self.access.retry = retry;
+            self
+        }
+    };
+}
+
 pub mod echo;
 pub mod oos_execution_notify;
 pub mod random_string;
@@ -32,6 +57,19 @@ pub use rfs_stack_settings::RfsStackSettings;
 pub use wait::Wait;
 
 use crate::Router;
+use crate::cloud::EnvLookup;
+use crate::cloud::retry::RetryPolicy;
+
+/// How a cloud handler reaches its service: where its credentials come from
+/// (the process environment by default, then Function Compute's
+/// per-invocation credentials), an endpoint override (for tests and private
+/// endpoints) and its retry policy.
+#[derive(Debug, Clone, Default)]
+pub struct CloudAccess {
+    pub(crate) env: EnvLookup,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) retry: RetryPolicy,
+}
 
 /// A router with every built-in handler, keyed with `secret_key` where a
 /// handler needs one (see [`RandomString`]).

@@ -43,9 +43,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::cloud::credentials::EnvLookup;
 use crate::cloud::oos::{NotifyExecutionRequest, NotifyType, OosClient};
-use crate::cloud::retry::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::handler::{
     CreateRequest, Created, DeleteRequest, Deleted, Handler, RequestContext, UpdateRequest, Updated,
@@ -92,9 +90,7 @@ pub struct OosExecutionNotifyProperties {
 /// Sends OOS `NotifyExecution` on Create and Update.
 #[derive(Debug, Clone, Default)]
 pub struct OosExecutionNotify {
-    env: EnvLookup,
-    endpoint: Option<String>,
-    retry: RetryPolicy,
+    access: super::CloudAccess,
 }
 
 impl OosExecutionNotify {
@@ -105,24 +101,7 @@ impl OosExecutionNotify {
     pub fn new() -> Self {
         OosExecutionNotify::default()
     }
-    /// Read credentials from `env` instead.
-    #[must_use]
-    pub fn with_env(mut self, env: EnvLookup) -> Self {
-        self.env = env;
-        self
-    }
-    /// Send to this endpoint (a host or an `http(s)://` URL).
-    #[must_use]
-    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.endpoint = Some(endpoint.into());
-        self
-    }
-    /// Retry with this policy.
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
+    cloud_access_builders!();
 
     /// The request this handler sends for `properties` in `context`.
     ///
@@ -161,14 +140,14 @@ impl OosExecutionNotify {
     ) -> Result<String> {
         let request = Self::request_for(properties, context)?;
         let region = request.region_id.clone().unwrap_or_default();
-        let credentials = self.env.alibaba_for(context)?;
+        let credentials = self.access.env.alibaba_for(context)?;
         let client = if properties.vpc {
             OosClient::vpc(credentials, &region)?
         } else {
             OosClient::new(credentials, &region)?
         };
-        let mut client = client.with_retry(self.retry);
-        if let Some(endpoint) = &self.endpoint {
+        let mut client = client.with_retry(self.access.retry);
+        if let Some(endpoint) = &self.access.endpoint {
             client = client.with_endpoint(endpoint)?;
         }
         Ok(client.notify_execution(&request).await?.request_id)

@@ -44,8 +44,6 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::cloud::credentials::EnvLookup;
-use crate::cloud::retry::RetryPolicy;
 use crate::cloud::ros::{RosClient, SignalResourceRequest, SignalStatus};
 use crate::error::{Error, Result};
 use crate::handler::{
@@ -79,9 +77,7 @@ pub struct ResourceSignalProperties {
 /// Sends ROS `SignalResource` on Create and Update.
 #[derive(Debug, Clone, Default)]
 pub struct ResourceSignal {
-    env: EnvLookup,
-    endpoint: Option<String>,
-    retry: RetryPolicy,
+    access: super::CloudAccess,
 }
 
 impl ResourceSignal {
@@ -92,24 +88,7 @@ impl ResourceSignal {
     pub fn new() -> Self {
         ResourceSignal::default()
     }
-    /// Read credentials from `env` instead.
-    #[must_use]
-    pub fn with_env(mut self, env: EnvLookup) -> Self {
-        self.env = env;
-        self
-    }
-    /// Send to this endpoint (a host or an `http(s)://` URL).
-    #[must_use]
-    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.endpoint = Some(endpoint.into());
-        self
-    }
-    /// Retry with this policy.
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
+    cloud_access_builders!();
 
     /// The request this handler sends for `properties` in `context`.
     ///
@@ -151,8 +130,9 @@ impl ResourceSignal {
         context: &RequestContext,
     ) -> Result<(String, String)> {
         let request = Self::request_for(properties, context)?;
-        let mut client = RosClient::new(self.env.alibaba_for(context)?).with_retry(self.retry);
-        if let Some(endpoint) = &self.endpoint {
+        let mut client =
+            RosClient::new(self.access.env.alibaba_for(context)?).with_retry(self.access.retry);
+        if let Some(endpoint) = &self.access.endpoint {
             client = client.with_endpoint(endpoint)?;
         }
         let answer = client.signal_resource(&request).await?;
@@ -239,7 +219,8 @@ mod tests {
     async fn missing_credentials_fail_naming_the_variable() {
         let p: ResourceSignalProperties =
             serde_json::from_str(r#"{"LogicalResourceId": "H"}"#).expect("valid");
-        let handler = ResourceSignal::new().with_env(EnvLookup::from_pairs::<&str, &str>([]));
+        let handler =
+            ResourceSignal::new().with_env(crate::cloud::EnvLookup::from_pairs::<&str, &str>([]));
         let e = handler
             .create(CreateRequest::new(p, context()))
             .await

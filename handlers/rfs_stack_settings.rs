@@ -46,9 +46,7 @@
 
 use serde::Deserialize;
 
-use crate::cloud::credentials::EnvLookup;
 use crate::cloud::huawei::rfs::{Agency, ListExecutionPlansRequest, RfsClient, UpdateStackRequest};
-use crate::cloud::retry::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::handler::{
     CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated,
@@ -125,9 +123,7 @@ impl RfsStackSettingsProperties {
 /// Applies RFS stack settings and reports the latest execution plan.
 #[derive(Debug, Clone, Default)]
 pub struct RfsStackSettings {
-    env: EnvLookup,
-    endpoint: Option<String>,
-    retry: RetryPolicy,
+    access: super::CloudAccess,
 }
 
 impl RfsStackSettings {
@@ -138,24 +134,7 @@ impl RfsStackSettings {
     pub fn new() -> Self {
         RfsStackSettings::default()
     }
-    /// Read credentials from `env` instead.
-    #[must_use]
-    pub fn with_env(mut self, env: EnvLookup) -> Self {
-        self.env = env;
-        self
-    }
-    /// Send to this endpoint (a host or an `http(s)://` URL).
-    #[must_use]
-    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.endpoint = Some(endpoint.into());
-        self
-    }
-    /// Retry with this policy.
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
+    cloud_access_builders!();
 
     async fn apply(&self, properties: &RfsStackSettingsProperties) -> Result<Data> {
         let update = properties.update_request();
@@ -167,12 +146,13 @@ impl RfsStackSettings {
         plans.limit = Some(10);
         plans.validate()?;
 
-        let mut credentials = self.env.huawei()?;
+        let mut credentials = self.access.env.huawei()?;
         if let Some(project) = &properties.project_id {
             credentials = credentials.with_project_id(project.clone());
         }
-        let mut client = RfsClient::new(credentials, &properties.region)?.with_retry(self.retry);
-        if let Some(endpoint) = &self.endpoint {
+        let mut client =
+            RfsClient::new(credentials, &properties.region)?.with_retry(self.access.retry);
+        if let Some(endpoint) = &self.access.endpoint {
             client = client.with_endpoint(endpoint)?;
         }
         if update.changes_anything() {
