@@ -90,27 +90,6 @@ impl Handler for Failing {
     }
 }
 
-/// Sleeps far longer than any deadline.
-struct Sleepy;
-
-impl Handler for Sleepy {
-    type Properties = Map<String, Value>;
-    type Error = std::io::Error;
-
-    async fn create(&self, _: CreateRequest<Self::Properties>) -> Result<Created, Self::Error> {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok(Created::new())
-    }
-    async fn update(&self, _: UpdateRequest<Self::Properties>) -> Result<Updated, Self::Error> {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok(Updated::new())
-    }
-    async fn delete(&self, _: DeleteRequest<Self::Properties>) -> Result<Deleted, Self::Error> {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok(Deleted::new())
-    }
-}
-
 /// A fixture re-typed to `resource_type`, its callbacks at `sink`.
 fn as_type(file: &str, resource_type: &str, sink: &CallbackSink) -> Value {
     let mut body = fixture_for(file, sink);

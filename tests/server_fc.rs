@@ -5,40 +5,14 @@
 
 mod common;
 
-use std::time::Duration;
-
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use stackhook::config::CallbackEndpoint;
-use stackhook::handler::{
-    CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated,
-};
 use stackhook::sink::CallbackSink;
 use stackhook::{Router, Status};
 
 use common::*;
 
 const OCTET: &str = "application/octet-stream";
-
-/// Takes an hour.
-struct Sleepy;
-
-impl Handler for Sleepy {
-    type Properties = Map<String, Value>;
-    type Error = std::io::Error;
-
-    async fn create(&self, _: CreateRequest<Self::Properties>) -> Result<Created, Self::Error> {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok(Created::new())
-    }
-    async fn update(&self, _: UpdateRequest<Self::Properties>) -> Result<Updated, Self::Error> {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok(Updated::new())
-    }
-    async fn delete(&self, _: DeleteRequest<Self::Properties>) -> Result<Deleted, Self::Error> {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok(Deleted::new())
-    }
-}
 
 async fn invoke(server: &TestServer, fc_id: &str, event: Vec<u8>) -> Reply {
     post_with(

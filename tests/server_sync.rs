@@ -16,27 +16,6 @@ use tokio::sync::Notify;
 
 use common::*;
 
-/// Takes an hour, far longer than ROS waits for a sync reply.
-struct Slow;
-
-impl Handler for Slow {
-    type Properties = Map<String, Value>;
-    type Error = std::io::Error;
-
-    async fn create(&self, _: CreateRequest<Self::Properties>) -> Result<Created, Self::Error> {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok(Created::new())
-    }
-    async fn update(&self, _: UpdateRequest<Self::Properties>) -> Result<Updated, Self::Error> {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok(Updated::new())
-    }
-    async fn delete(&self, _: DeleteRequest<Self::Properties>) -> Result<Deleted, Self::Error> {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok(Deleted::new())
-    }
-}
-
 /// Nothing may arrive at the sink: sync answers go in the reply only.
 async fn assert_no_callback(sink: &CallbackSink) {
     let calls = sink.wait_for(1, QUIET).await;
@@ -122,7 +101,7 @@ async fn handler_slower_than_ros_waits_gets_failed_saying_so() {
     // ROS waits 10 s for a sync reply; a 2 s type timeout keeps this test
     // fast and takes the same path (the smaller of the two limits wins).
     let config = test_config().type_timeout("Custom::Slow", Duration::from_secs(2));
-    let server = TestServer::start(Router::new().route("Custom::Slow", Slow), config).await;
+    let server = TestServer::start(Router::new().route("Custom::Slow", Sleepy), config).await;
     let sink = CallbackSink::start().await.expect("sink");
     let mut body = fixture_for("echo-update.json", &sink);
     body["ResourceType"] = json!("Custom::Slow");

@@ -22,6 +22,37 @@ pub(crate) const WAIT: Duration = Duration::from_secs(15);
 /// see that no more come.
 pub(crate) const QUIET: Duration = Duration::from_millis(300);
 
+/// A handler that takes an hour for every operation, far longer than any
+/// deadline or ROS's 10 s sync wait.
+pub(crate) struct Sleepy;
+
+impl stackhook::Handler for Sleepy {
+    type Properties = serde_json::Map<String, Value>;
+    type Error = std::io::Error;
+
+    async fn create(
+        &self,
+        _: stackhook::handler::CreateRequest<Self::Properties>,
+    ) -> Result<stackhook::handler::Created, Self::Error> {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(stackhook::handler::Created::new())
+    }
+    async fn update(
+        &self,
+        _: stackhook::handler::UpdateRequest<Self::Properties>,
+    ) -> Result<stackhook::handler::Updated, Self::Error> {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(stackhook::handler::Updated::new())
+    }
+    async fn delete(
+        &self,
+        _: stackhook::handler::DeleteRequest<Self::Properties>,
+    ) -> Result<stackhook::handler::Deleted, Self::Error> {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(stackhook::handler::Deleted::new())
+    }
+}
+
 /// The secret key the built-in router is keyed with in tests.
 pub(crate) const TEST_KEY: &[u8] = b"stackhook integration tests, not a real secret";
 
