@@ -159,16 +159,16 @@ impl Delivery {
             )));
         }
         let body = bytes::Bytes::from(body);
-        let kinds: Vec<Target> = targets.iter().map(|(t, _)| *t).collect();
+        let kinds: Vec<Target> = targets.iter().map(|(t, _, _)| *t).collect();
         deliver_with_retries(&kinds, until, |target, timeout| {
-            let url = targets
-                .iter()
-                .find(|(t, _)| *t == target)
-                .map(|(_, u)| (*u).clone());
+            let url = targets.iter().find(|(t, _, _)| *t == target);
             let body = body.clone();
             async move {
                 match url {
-                    Some(url) => self.attempt(target, &url, body, timeout).await,
+                    Some((_, url, parsed)) => {
+                        self.attempt(target, url, parsed.clone(), body, timeout)
+                            .await
+                    }
                     None => Attempt::Refused("no such URL".into()),
                 }
             }
@@ -176,10 +176,13 @@ impl Delivery {
         .await
     }
 
+    /// One POST (or PUT) of the answer. `url` is for logs (redacted);
+    /// `parsed` is the same URL, approved by the callback guard.
     async fn attempt(
         &self,
         target: Target,
         url: &CallbackUrl,
+        parsed: reqwest::Url,
         body: bytes::Bytes,
         timeout: Duration,
     ) -> Attempt {
@@ -192,7 +195,7 @@ impl Delivery {
             CallbackMethod::Put => reqwest::Method::PUT,
         };
         let sent = client
-            .request(method, url.expose())
+            .request(method, parsed)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json")
             .header(

@@ -155,6 +155,18 @@ impl Response {
 
     /// The JSON body to send, within ROS's limits.
     pub fn to_body(&self) -> Vec<u8> {
+        // Most answers are already within the limits: encode once, and
+        // clone and cut only when they are not.
+        let reason_clean = self
+            .reason
+            .as_deref()
+            .is_none_or(|reason| clean_reason(reason) == reason);
+        if reason_clean {
+            let body = self.encode();
+            if body.len() <= MAX_BODY_BYTES {
+                return body;
+            }
+        }
         let mut bounded = self.clone();
         bounded.enforce_limits();
         bounded.encode()

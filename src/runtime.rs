@@ -50,7 +50,7 @@ const NOT_ANSWERED: &str = "the same request is still being handled elsewhere; n
 #[derive(Debug)]
 pub(crate) enum Intake {
     /// A valid request.
-    Request(Box<Request>),
+    Request(Arc<Request>),
     /// Not a valid request, but a FAILED answer can reach ROS.
     Answerable { problem: String, salvage: Salvage },
     /// Not a valid request and nothing to answer.
@@ -60,7 +60,7 @@ pub(crate) enum Intake {
 impl Intake {
     pub(crate) fn parse(body: &[u8]) -> Intake {
         match Request::from_slice(body) {
-            Ok(request) => Intake::Request(Box::new(request)),
+            Ok(request) => Intake::Request(Arc::new(request)),
             Err(error) => {
                 let problem = error.to_string();
                 match Salvage::from_slice(body) {
@@ -77,8 +77,8 @@ impl Intake {
 /// What to do with an arriving request.
 #[derive(Debug)]
 pub(crate) enum Admission {
-    /// New: this arrival runs it.
-    Owner,
+    /// New: this arrival runs it, from the record now in the journal.
+    Owner(Record),
     /// The same request is running or waiting here: its answer will come.
     Joined(watch::Receiver<Option<Response>>),
     /// The same request was answered before: here is that answer.
@@ -195,11 +195,11 @@ impl Runtime {
     }
 
     /// The resource type as a metric label: routed types only.
-    fn type_label(&self, request: &Request) -> String {
+    fn type_label<'r>(&self, request: &'r Request) -> &'r str {
         if self.router.handler_for(&request.resource_type).is_some() {
-            request.resource_type.clone()
+            &request.resource_type
         } else {
-            "unrouted".to_string()
+            "unrouted"
         }
     }
 
@@ -213,13 +213,17 @@ impl Runtime {
     /// # Errors
     /// [`Error::Journal`] when the journal cannot record it; the request must
     /// then not be acknowledged.
-    pub(crate) async fn admit(&self, request: &Request, channel: Channel) -> Result<Admission> {
+    pub(crate) async fn admit(
+        &self,
+        request: &Arc<Request>,
+        channel: Channel,
+    ) -> Result<Admission> {
         let key = RequestKey::of(request);
         {
             let mut running = self.running();
             if let Some(answer) = running.get(&key) {
                 self.metrics
-                    .request(&self.type_label(request), request.request_type, "duplicate");
+                    .request(self.type_label(request), request.request_type, "duplicate");
                 return Ok(Admission::Joined(answer.subscribe()));
             }
             if self.metrics.queue_depth.get() >= self.limiter.max_queue as i64 {
@@ -227,16 +231,13 @@ impl Runtime {
             }
             running.insert(key.clone(), watch::channel(None).0);
         }
-        match self
-            .store
-            .accept(&key, &Record::accepted(request.clone(), channel))
-            .await
-        {
-            Ok(None) => Ok(Admission::Owner),
+        let record = Record::accepted(Arc::clone(request), channel);
+        match self.store.accept(&key, &record).await {
+            Ok(None) => Ok(Admission::Owner(record)),
             Ok(Some(existing)) => {
                 self.running().remove(&key);
                 self.metrics
-                    .request(&self.type_label(request), request.request_type, "duplicate");
+                    .request(self.type_label(request), request.request_type, "duplicate");
                 Ok(match existing.stage {
                     Stage::Answered { response, .. } => Admission::Answered(Box::new(response)),
                     Stage::Running | Stage::Polling { .. } => Admission::Elsewhere,
@@ -310,7 +311,7 @@ impl Runtime {
         };
         self.metrics.inflight.dec();
         self.metrics.handler_run(
-            &self.type_label(request),
+            self.type_label(request),
             request.request_type,
             started.elapsed(),
         );
@@ -330,7 +331,7 @@ impl Runtime {
         inline: bool,
         extras: Extras,
     ) -> Option<(Response, Delivery)> {
-        let request = record.request.clone();
+        let request = Arc::clone(&record.request);
         let key = RequestKey::of(&request);
         let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
         let handler_deadline = end - delivery_margin(total).min(total / 2);
@@ -375,6 +376,10 @@ impl Runtime {
     /// Record the answer (outbox), wake anyone waiting for it, and deliver it
     /// when the channel uses a callback. Returns the answer and whether it
     /// reached ROS (always true for sync replies).
+    ///
+    /// The answer is written durably before delivery unless losing it costs
+    /// nothing: a sync answer is already in the reply, and a request whose
+    /// restart policy is to rerun gets its answer again from the rerun.
     async fn conclude(
         &self,
         key: &RequestKey,
@@ -383,23 +388,32 @@ impl Runtime {
         total: Duration,
     ) -> (Response, Delivery) {
         let uses_callback = record.channel.uses_callback();
-        record.stage = Stage::Answered {
-            response: response.clone(),
-            delivered: !uses_callback,
-        };
-        if let Err(error) = self.store.put(key, record).await {
-            tracing::error!(%error, "could not journal the answer; delivering it anyway");
-        }
         let outcome = match response.status {
             crate::response::Status::Success => "success",
             crate::response::Status::Failed => "failed",
         };
         self.metrics.request(
-            &self.type_label(&record.request),
+            self.type_label(&record.request),
             record.request.request_type,
             outcome,
         );
-        if let Some(answer) = self.running().remove(key) {
+        record.stage = Stage::Answered {
+            response: response.clone(),
+            delivered: !uses_callback,
+        };
+        let reproducible =
+            !uses_callback || self.restart_policy(&record.request) == RestartPolicy::Rerun;
+        let recorded = if reproducible {
+            self.store.put_eventually(key, record).await
+        } else {
+            self.store.put(key, record).await
+        };
+        if let Err(error) = recorded {
+            tracing::error!(%error, "could not journal the answer; delivering it anyway");
+        }
+        if let Some(answer) = self.running().remove(key)
+            && answer.receiver_count() > 0
+        {
             answer.send_replace(Some(response.clone()));
         }
         let mut delivered = Ok(());
@@ -414,7 +428,9 @@ impl Runtime {
         (response, delivered)
     }
 
-    /// Deliver a recorded answer and mark it delivered.
+    /// Deliver a recorded answer and mark it delivered. The mark is an
+    /// eventual write: if a crash loses it, the answer is delivered again,
+    /// and ROS keeps the first.
     async fn deliver_recorded(
         &self,
         key: &RequestKey,
@@ -424,22 +440,20 @@ impl Runtime {
         let Stage::Answered { response, .. } = &record.stage else {
             return Err(Error::Delivery("no answer recorded".into()));
         };
-        let response = response.clone();
         let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
         let until = end.max(Instant::now() + MIN_DELIVERY_WINDOW);
         let delivered = tokio::select! {
-            delivered = self.delivery.deliver(&record.request, &response, until) => delivered,
+            delivered = self.delivery.deliver(&record.request, response, until) => delivered,
             () = hard_stop(&self.cancel) => Err(Error::Delivery("the provider stopped; the answer stays in the outbox".into())),
         };
         self.metrics.delivery(delivered.is_ok());
         match &delivered {
             Ok(_) => {
                 self.metrics.outbox_pending.dec();
-                record.stage = Stage::Answered {
-                    response,
-                    delivered: true,
-                };
-                if let Err(error) = self.store.put(key, record).await {
+                if let Stage::Answered { delivered, .. } = &mut record.stage {
+                    *delivered = true;
+                }
+                if let Err(error) = self.store.put_eventually(key, record).await {
                     tracing::warn!(%error, "delivered, but could not mark it in the journal");
                 }
             }
@@ -451,11 +465,10 @@ impl Runtime {
     }
 
     /// Accept a request in async mode: run and deliver in the background.
-    pub(crate) fn spawn_owned(self: &Arc<Self>, request: Request, channel: Channel) {
+    pub(crate) fn spawn_owned(self: &Arc<Self>, record: Record) {
         let runtime = Arc::clone(self);
-        let total = self.total(&request);
-        let span = Self::span(&request);
-        let record = Record::accepted(request, channel);
+        let total = self.total(&record.request);
+        let span = Self::span(&record.request);
         self.tasks.spawn(
             async move {
                 runtime
@@ -467,7 +480,7 @@ impl Runtime {
     }
 
     /// Deliver an earlier answer again to a redelivered request's callback.
-    pub(crate) fn spawn_redelivery(self: &Arc<Self>, request: Request, response: Response) {
+    pub(crate) fn spawn_redelivery(self: &Arc<Self>, request: Arc<Request>, response: Response) {
         let runtime = Arc::clone(self);
         let span = Self::span(&request);
         self.tasks.spawn(
@@ -493,11 +506,8 @@ impl Runtime {
                 self.limiter.max_queue
             ),
         );
-        self.metrics.request(
-            &self.type_label(request),
-            request.request_type,
-            "overloaded",
-        );
+        self.metrics
+            .request(self.type_label(request), request.request_type, "overloaded");
         if channel.uses_callback() {
             let until = Instant::now() + MIN_DELIVERY_WINDOW;
             let delivered = self.delivery.deliver(request, &response, until).await;
@@ -511,13 +521,12 @@ impl Runtime {
     /// Returns the answer and whether it reached ROS.
     pub(crate) async fn answer_invocation(
         &self,
-        request: &Request,
+        request: &Arc<Request>,
         total: Duration,
         extras: Extras,
     ) -> Result<(Response, Delivery)> {
         match self.admit(request, Channel::FunctionCompute).await? {
-            Admission::Owner => {
-                let record = Record::accepted(request.clone(), Channel::FunctionCompute);
+            Admission::Owner(record) => {
                 Ok(self
                     .drive(record, None, total, true, extras)
                     .await
@@ -550,11 +559,10 @@ impl Runtime {
     }
 
     /// Answer in sync mode, within ROS's fixed 10 s wait.
-    pub(crate) async fn answer_sync(&self, request: &Request) -> Response {
+    pub(crate) async fn answer_sync(&self, request: &Arc<Request>) -> Response {
         let total = self.total(request).min(ROS_SYNC_WAIT) - SYNC_REPLY_MARGIN;
         let mut response = match self.admit(request, Channel::Sync).await {
-            Ok(Admission::Owner) => {
-                let record = Record::accepted(request.clone(), Channel::Sync);
+            Ok(Admission::Owner(record)) => {
                 match self
                     .drive(record, None, total, true, Extras::default())
                     .await
@@ -738,6 +746,9 @@ impl Runtime {
         }
         if !self.store.is_durable() {
             self.fail_waiting().await;
+        }
+        if let Err(error) = self.store.flush().await {
+            tracing::warn!(%error, "could not flush the journal; the last delivered marks may be lost, and those answers delivered again");
         }
     }
 

@@ -85,6 +85,7 @@ mod tests {
     async fn contract() {
         contract::accept_inserts_once(&MemoryStore::new()).await;
         contract::open_records_track_the_outbox(&MemoryStore::new()).await;
+        contract::eventual_writes_are_read_back(&MemoryStore::new()).await;
         contract::purge_removes_only_old_closed_records(&MemoryStore::new()).await;
     }
 }

@@ -5,6 +5,10 @@
 //! - A long-running request records its handler state ([`Stage::Polling`]).
 //! - The final answer is recorded before delivery ([`Stage::Answered`] with
 //!   `delivered: false`, the outbox) and marked delivered after a 2xx.
+//! - Writes whose loss a restart repairs (the delivered mark, and an answer
+//!   that a rerun of an idempotent handler reproduces) go through
+//!   [`Store::put_eventually`]: they do not wait for their own fsync but
+//!   reach disk with the next durable write, or at [`Store::flush`].
 //! - Records are keyed by StackId, LogicalResourceId and RequestId, which is
 //!   how redelivered requests are recognised.
 //!
@@ -18,6 +22,7 @@ mod redb_store;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -122,8 +127,9 @@ pub enum Stage {
 /// One journaled request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// The request as ROS sent it, callback URLs included.
-    pub request: Request,
+    /// The request as ROS sent it, callback URLs included. Shared, because
+    /// the runtime and the store hold it at the same time.
+    pub request: Arc<Request>,
     /// How it arrived.
     pub channel: Channel,
     /// When it was first accepted, in Unix milliseconds.
@@ -134,7 +140,7 @@ pub struct Record {
 
 impl Record {
     /// A freshly accepted request.
-    pub fn accepted(request: Request, channel: Channel) -> Self {
+    pub fn accepted(request: Arc<Request>, channel: Channel) -> Self {
         Record {
             request,
             channel,
@@ -166,8 +172,30 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         key: &'a RequestKey,
         record: &'a Record,
     ) -> StoreFuture<'a, Option<Record>>;
-    /// Insert or replace the record for `key`.
+    /// Insert or replace the record for `key`, durably: when the future
+    /// completes, the write survives a crash.
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()>;
+    /// Insert or replace the record for `key` without waiting for it to be
+    /// durable. Writes and accepts made after it see it (writes apply in
+    /// order); [`Store::get`] may see the previous version until the next
+    /// group commits. It reaches disk with the next durable write or
+    /// [`Store::flush`]; a crash before then may lose it. Only for writes
+    /// whose loss recovery repairs.
+    ///
+    /// The default is [`Store::put`].
+    fn put_eventually<'a>(
+        &'a self,
+        key: &'a RequestKey,
+        record: &'a Record,
+    ) -> StoreFuture<'a, ()> {
+        self.put(key, record)
+    }
+    /// Make every earlier write durable. Called at shutdown.
+    ///
+    /// The default does nothing: for stores whose every write is durable.
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
     /// The record for `key`.
     fn get<'a>(&'a self, key: &'a RequestKey) -> StoreFuture<'a, Option<Record>>;
     /// Every record that is running, polling or undelivered.
@@ -200,7 +228,7 @@ pub(crate) mod contract {
         let request = Request::new(RequestType::Create, "Custom::T", "Res", "stack", id);
         (
             RequestKey::of(&request),
-            Record::accepted(request, Channel::Async),
+            Record::accepted(Arc::new(request), Channel::Async),
         )
     }
 
@@ -246,6 +274,30 @@ pub(crate) mod contract {
         let stored = store.get(&key).await.expect("get").expect("present");
         assert!(
             matches!(stored.stage, Stage::Answered { ref response, delivered: true } if response.status == Status::Failed)
+        );
+    }
+
+    pub(crate) async fn eventual_writes_are_read_back(store: &dyn Store) {
+        let (key, mut rec) = record("eventual");
+        store.accept(&key, &rec).await.expect("accept");
+        rec.stage = Stage::Answered {
+            response: Response::failed(&rec.request, "pid", "x"),
+            delivered: true,
+        };
+        store.put_eventually(&key, &rec).await.expect("queued");
+        // A later accept, as a redelivered request makes, sees it at once.
+        let seen = store.accept(&key, &rec).await.expect("accept");
+        assert_eq!(seen.map(|r| r.stage), Some(rec.stage.clone()));
+        store.flush().await.expect("flush");
+        let read = store.get(&key).await.expect("get").expect("present");
+        assert_eq!(read.stage, rec.stage);
+        assert!(
+            !store
+                .open_records()
+                .await
+                .expect("open")
+                .iter()
+                .any(|(k, _)| k == &key)
         );
     }
 

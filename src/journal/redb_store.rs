@@ -13,6 +13,11 @@
 //! only after its group is on disk, so "recorded before acknowledged" holds,
 //! while concurrent requests share fsyncs instead of queuing for one each.
 //!
+//! [`Store::put_eventually`] writes are queued in the same order but not
+//! waited for. A group made only of them commits with `Durability::None`
+//! (no fsync); the next durable group, a [`Store::flush`] or the writer's
+//! exit puts them on disk.
+//!
 //! # Tables
 //! - `records`: key → the [`Record`] as JSON.
 //! - `open`: keys of records that are running, polling or undelivered, so
@@ -51,12 +56,23 @@ enum Op {
         record: Vec<u8>,
         accepted_at: u64,
         open: bool,
-        reply: oneshot::Sender<Result<()>>,
+        /// `None` for [`Store::put_eventually`]: nobody waits, nothing forces an fsync.
+        reply: Option<oneshot::Sender<Result<()>>>,
     },
     Purge {
         before_ms: u64,
         reply: oneshot::Sender<Result<usize>>,
     },
+    Flush {
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+impl Op {
+    /// Whether someone waits for this operation to be on disk.
+    fn is_durable(&self) -> bool {
+        !matches!(self, Op::Put { reply: None, .. })
+    }
 }
 
 /// The embedded journal. Cheap to share behind an `Arc`.
@@ -110,10 +126,14 @@ impl RedbStore {
         &self.path
     }
 
-    async fn send<T>(&self, op: Op, reply: oneshot::Receiver<Result<T>>) -> Result<T> {
+    fn enqueue(&self, op: Op) -> Result<()> {
         self.writer
             .send(op)
-            .map_err(|_| Error::Journal("the journal writer has stopped".into()))?;
+            .map_err(|_| Error::Journal("the journal writer has stopped".into()))
+    }
+
+    async fn send<T>(&self, op: Op, reply: oneshot::Receiver<Result<T>>) -> Result<T> {
+        self.enqueue(op)?;
         reply
             .await
             .map_err(|_| Error::Journal("the journal writer dropped a request".into()))?
@@ -157,8 +177,10 @@ fn encode(record: &Record) -> Result<Vec<u8>> {
 }
 
 /// The writer thread: take every waiting operation, apply them in one
-/// transaction, commit once, answer each.
+/// transaction, commit once, answer each. On exit (every sender dropped),
+/// make the last non-durable groups durable.
 fn write_loop(db: &Database, mut ops: mpsc::UnboundedReceiver<Op>) {
+    let mut not_yet_durable = false;
     while let Some(first) = ops.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -167,7 +189,14 @@ fn write_loop(db: &Database, mut ops: mpsc::UnboundedReceiver<Op>) {
                 Err(_) => break,
             }
         }
-        commit_group(db, group);
+        let durable = group.iter().any(Op::is_durable);
+        if commit_group(db, group, durable) {
+            not_yet_durable = !durable;
+        }
+    }
+    if not_yet_durable {
+        let (reply, _) = oneshot::channel();
+        commit_group(db, vec![Op::Flush { reply }], true);
     }
 }
 
@@ -177,7 +206,7 @@ enum Outcome {
         oneshot::Sender<Result<Option<Vec<u8>>>>,
         Result<Option<Vec<u8>>>,
     ),
-    Put(oneshot::Sender<Result<()>>, Result<()>),
+    Put(Option<oneshot::Sender<Result<()>>>, Result<()>),
     Purged(oneshot::Sender<Result<usize>>, Result<usize>),
 }
 
@@ -202,16 +231,22 @@ impl<'t> Tables<'t> {
     }
 }
 
-fn commit_group(db: &Database, group: Vec<Op>) {
+/// Apply `group` in one transaction and answer each operation. Returns
+/// whether the transaction committed.
+fn commit_group(db: &Database, group: Vec<Op>, durable: bool) -> bool {
     let txn = match db.begin_write() {
         Ok(mut txn) => {
-            txn.set_durability(Durability::Immediate);
+            txn.set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            });
             txn
         }
         Err(e) => {
             let message = format!("starting a journal transaction: {}", redb::Error::from(e));
             fail_all(group, &message);
-            return;
+            return false;
         }
     };
     let mut outcomes = Vec::with_capacity(group.len());
@@ -220,7 +255,7 @@ fn commit_group(db: &Database, group: Vec<Op>) {
             Ok(tables) => tables,
             Err(e) => {
                 fail_all(group, &e.to_string());
-                return;
+                return false;
             }
         };
         for op in group {
@@ -245,6 +280,7 @@ fn commit_group(db: &Database, group: Vec<Op>) {
                 Op::Purge { before_ms, reply } => {
                     Outcome::Purged(reply, purge_in(&mut tables, before_ms))
                 }
+                Op::Flush { reply } => Outcome::Put(Some(reply), Ok(())),
             });
         }
     }
@@ -252,18 +288,28 @@ fn commit_group(db: &Database, group: Vec<Op>) {
     for outcome in outcomes {
         match (outcome, &committed) {
             (Outcome::Accepted(reply, result), Ok(())) => drop(reply.send(result)),
-            (Outcome::Put(reply, result), Ok(())) => drop(reply.send(result)),
+            (Outcome::Put(reply, result), Ok(())) => answer_put(reply, result),
             (Outcome::Purged(reply, result), Ok(())) => drop(reply.send(result)),
             (Outcome::Accepted(reply, _), Err(e)) => {
                 drop(reply.send(Err(Error::Journal(e.to_string()))))
             }
             (Outcome::Put(reply, _), Err(e)) => {
-                drop(reply.send(Err(Error::Journal(e.to_string()))))
+                answer_put(reply, Err(Error::Journal(e.to_string())))
             }
             (Outcome::Purged(reply, _), Err(e)) => {
                 drop(reply.send(Err(Error::Journal(e.to_string()))))
             }
         }
+    }
+    committed.is_ok()
+}
+
+/// Answer a put; an eventual put has nobody to answer, so its failure is logged.
+fn answer_put(reply: Option<oneshot::Sender<Result<()>>>, result: Result<()>) {
+    match (reply, result) {
+        (Some(reply), result) => drop(reply.send(result)),
+        (None, Ok(())) => {}
+        (None, Err(error)) => tracing::warn!(%error, "a journal write that nobody waited for failed"),
     }
 }
 
@@ -272,8 +318,9 @@ fn fail_all(group: Vec<Op>, message: &str) {
         let error = || Error::Journal(message.to_string());
         match op {
             Op::Accept { reply, .. } => drop(reply.send(Err(error()))),
-            Op::Put { reply, .. } => drop(reply.send(Err(error()))),
+            Op::Put { reply, .. } => answer_put(reply, Err(error())),
             Op::Purge { reply, .. } => drop(reply.send(Err(error()))),
+            Op::Flush { reply } => drop(reply.send(Err(error()))),
         }
     }
 }
@@ -303,16 +350,23 @@ fn put_in(
     open: bool,
 ) -> Result<()> {
     let fail = |e: redb::StorageError| Error::Journal(format!("writing: {e}"));
-    tables.records.insert(key, record).map_err(fail)?;
+    let replaced = tables.records.insert(key, record).map_err(fail)?.is_some();
+    // Each B-tree write copies a page, so only the index entries that change
+    // are written: the time index once per key (`accepted_at` never changes),
+    // the open set on entering and leaving.
     if open {
-        tables.open.insert(key, accepted_at).map_err(fail)?;
+        if tables.open.get(key).map_err(fail)?.is_none() {
+            tables.open.insert(key, accepted_at).map_err(fail)?;
+        }
     } else {
         tables.open.remove(key).map_err(fail)?;
     }
-    tables
-        .by_time
-        .insert((accepted_at, key), ())
-        .map_err(fail)?;
+    if !replaced {
+        tables
+            .by_time
+            .insert((accepted_at, key), ())
+            .map_err(fail)?;
+    }
     Ok(())
 }
 
@@ -371,9 +425,33 @@ impl Store for RedbStore {
                 record: encode(record)?,
                 accepted_at: record.accepted_at_ms,
                 open: record.is_open(),
-                reply,
+                reply: Some(reply),
             };
             self.send(op, answer).await
+        })
+    }
+
+    fn put_eventually<'a>(
+        &'a self,
+        key: &'a RequestKey,
+        record: &'a Record,
+    ) -> StoreFuture<'a, ()> {
+        let queued = encode(record).and_then(|bytes| {
+            self.enqueue(Op::Put {
+                key: key.encode(),
+                record: bytes,
+                accepted_at: record.accepted_at_ms,
+                open: record.is_open(),
+                reply: None,
+            })
+        });
+        Box::pin(std::future::ready(queued))
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.send(Op::Flush { reply }, answer).await
         })
     }
 
@@ -452,6 +530,7 @@ mod tests {
         let store = RedbStore::open(dir.path()).expect("open");
         contract::accept_inserts_once(&store).await;
         contract::open_records_track_the_outbox(&store).await;
+        contract::eventual_writes_are_read_back(&store).await;
         contract::purge_removes_only_old_closed_records(&store).await;
     }
 
@@ -478,6 +557,35 @@ mod tests {
         let open = store.open_records().await.expect("open");
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].1.stage, Stage::Running);
+    }
+
+    #[tokio::test]
+    async fn eventual_writes_reach_disk_when_the_store_closes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (key, mut record) = contract::record("closing");
+        {
+            let store = RedbStore::open(dir.path()).expect("open");
+            store.accept(&key, &record).await.expect("accept");
+            record.stage = Stage::Answered {
+                response: crate::response::Response::failed(&record.request, "pid", "x"),
+                delivered: true,
+            };
+            store.put_eventually(&key, &record).await.expect("queued");
+        }
+        let mut reopened = None;
+        for _ in 0..100 {
+            match RedbStore::open(dir.path()) {
+                Ok(store) => {
+                    reopened = Some(store);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+        let store = reopened.expect("reopen");
+        assert!(store.open_records().await.expect("open").is_empty());
+        let stored = store.get(&key).await.expect("get").expect("present");
+        assert_eq!(stored.stage, record.stage);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -191,7 +191,18 @@ impl CallbackGuard {
     /// # Errors
     /// A [`GuardError`] saying why the URL may not receive an answer.
     pub fn check(&self, url: &str) -> Result<(), GuardError> {
+        self.approve(url).map(drop)
+    }
+
+    /// [`CallbackGuard::check`], returning the parsed URL, so that it is
+    /// parsed once for both the check and the request.
+    fn approve(&self, url: &str) -> Result<reqwest::Url, GuardError> {
         let parsed = reqwest::Url::parse(url).map_err(|_| GuardError::Unparseable)?;
+        self.check_parsed(&parsed)?;
+        Ok(parsed)
+    }
+
+    fn check_parsed(&self, parsed: &reqwest::Url) -> Result<(), GuardError> {
         let scheme = parsed.scheme();
         if scheme != "http" && scheme != "https" {
             return Err(GuardError::Scheme(scheme.chars().take(16).collect()));
@@ -244,20 +255,22 @@ impl CallbackGuard {
     /// Keep the delivery targets whose URL passes; log each refusal with its
     /// host only.
     ///
+    /// Each kept target comes with its URL parsed.
+    ///
     /// # Errors
     /// [`Error::CallbackRefused`] when there were targets and none passes.
     pub fn filter_targets<'a>(
         &self,
         targets: Vec<(Target, &'a CallbackUrl)>,
-    ) -> Result<Vec<(Target, &'a CallbackUrl)>> {
+    ) -> Result<Vec<(Target, &'a CallbackUrl, reqwest::Url)>> {
         if targets.is_empty() {
-            return Ok(targets);
+            return Ok(Vec::new());
         }
         let mut refusals = Vec::new();
         let mut kept = Vec::new();
         for (target, url) in targets {
-            match self.check(url.expose()) {
-                Ok(()) => kept.push((target, url)),
+            match self.approve(url.expose()) {
+                Ok(parsed) => kept.push((target, url, parsed)),
                 Err(error) => {
                     tracing::warn!(
                         target = target.as_str(),

@@ -101,6 +101,8 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // Replies are written whole; Nagle's algorithm would only hold them back.
+                let _ = stream.set_nodelay(true);
                 let Some(permit) = runtime.security.connections.try_enter() else {
                     tracing::debug!(%peer, "connection limit reached; closing the new connection");
                     drop(stream);
@@ -258,45 +260,39 @@ async fn async_mode(
         }
         Intake::Request(request) => {
             let span = Runtime::span(&request);
-            accept_async(runtime, *request).instrument(span).await
+            accept_async(runtime, request).instrument(span).await
         }
         intake => reject(runtime, intake, true).await,
     }
 }
 
 /// Journal an async request and start it, or recognise a redelivery.
-async fn accept_async(runtime: &Arc<Runtime>, request: Request) -> hyper::Response<Full<Bytes>> {
-    let request_id = request.request_id.clone();
+async fn accept_async(
+    runtime: &Arc<Runtime>,
+    request: Arc<Request>,
+) -> hyper::Response<Full<Bytes>> {
     match runtime.admit(&request, Channel::Async).await {
-        Ok(Admission::Owner) => {
+        Ok(Admission::Owner(record)) => {
             tracing::info!("accepted");
-            runtime.spawn_owned(request, Channel::Async);
-            json_reply(
-                StatusCode::OK,
-                json!({"accepted": true, "requestId": request_id}),
-            )
+            runtime.spawn_owned(record);
+            reply::acknowledgement(&request.request_id, false)
         }
         Ok(Admission::Joined(_) | Admission::Elsewhere) => {
             tracing::info!("redelivery of a request in progress; it keeps its one answer");
-            json_reply(
-                StatusCode::OK,
-                json!({"accepted": true, "duplicate": true, "requestId": request_id}),
-            )
+            reply::acknowledgement(&request.request_id, true)
         }
         Ok(Admission::Answered(response)) => {
             tracing::info!("redelivery of an answered request; sending the same answer again");
+            let reply = reply::acknowledgement(&request.request_id, true);
             runtime.spawn_redelivery(request, *response);
-            json_reply(
-                StatusCode::OK,
-                json!({"accepted": true, "duplicate": true, "requestId": request_id}),
-            )
+            reply
         }
         Ok(Admission::Overloaded) => {
             tracing::warn!("queue full; answering FAILED");
             let response = runtime.answer_overloaded(&request, Channel::Async).await;
             json_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": response.reason, "requestId": request_id}),
+                json!({"error": response.reason, "requestId": request.request_id}),
             )
         }
         Err(error) => {

@@ -14,6 +14,28 @@ pub(crate) fn json_reply(
     bytes_reply(status, Bytes::from(body.to_string()))
 }
 
+/// The acknowledgement of an async request: `{"accepted":true,...}`.
+///
+/// Written with a derived serializer rather than `json!`, which would build
+/// a map for every request on the hot path.
+pub(crate) fn acknowledgement(request_id: &str, duplicate: bool) -> hyper::Response<Full<Bytes>> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ack<'a> {
+        accepted: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
+        request_id: &'a str,
+    }
+    let body = serde_json::to_vec(&Ack {
+        accepted: true,
+        duplicate,
+        request_id,
+    })
+    .unwrap_or_default();
+    bytes_reply(StatusCode::OK, Bytes::from(body))
+}
+
 /// A reply carrying a ROS answer, within ROS's limits.
 pub(crate) fn answer(status: StatusCode, response: &Response) -> hyper::Response<Full<Bytes>> {
     bytes_reply(status, Bytes::from(response.to_body()))
@@ -27,4 +49,30 @@ fn bytes_reply(status: StatusCode, body: Bytes) -> hyper::Response<Full<Bytes>> 
         HeaderValue::from_static("application/json"),
     );
     reply
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn body_of(reply: hyper::Response<Full<Bytes>>) -> serde_json::Value {
+        let bytes = reply.into_body().collect().await.expect("body").to_bytes();
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_name_the_request_and_flag_duplicates() {
+        let first = acknowledgement("req-\"1", false);
+        assert_eq!(first.status(), StatusCode::OK);
+        assert_eq!(
+            body_of(first).await,
+            serde_json::json!({"accepted": true, "requestId": "req-\"1"})
+        );
+        assert_eq!(
+            body_of(acknowledgement("r2", true)).await,
+            serde_json::json!({"accepted": true, "duplicate": true, "requestId": "r2"})
+        );
+    }
 }
