@@ -140,6 +140,9 @@ struct Timings {
     successes: AtomicUsize,
     failures: AtomicUsize,
     done: Notify,
+    /// Whether a callback ends a round trip; not when acknowledgements do
+    /// (`ack_only`), where a callback may even arrive before its ack.
+    callbacks_count: bool,
 }
 
 impl Timings {
@@ -235,7 +238,7 @@ async fn start_receiver(
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
-                        if let Some(index) = index {
+                        if let Some(index) = index.filter(|_| timings.callbacks_count) {
                             timings.answer(index, says_success(&body));
                         }
                         Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
@@ -292,6 +295,7 @@ pub async fn run(plan: &LoadPlan) -> Result<LoadReport> {
         successes: AtomicUsize::new(0),
         failures: AtomicUsize::new(0),
         done: Notify::new(),
+        callbacks_count: !plan.ack_only,
     });
     let cpu_before = plan.provider_pid.and_then(process_cpu_ms);
     let (callback, receiver) = start_receiver(Arc::clone(&timings)).await?;

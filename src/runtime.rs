@@ -373,13 +373,21 @@ impl Runtime {
         }
     }
 
-    /// Record the answer (outbox), wake anyone waiting for it, and deliver it
-    /// when the channel uses a callback. Returns the answer and whether it
+    /// Record the answer, wake anyone waiting for it, and deliver it when
+    /// the channel uses a callback. Returns the answer and whether it
     /// reached ROS (always true for sync replies).
     ///
-    /// The answer is written durably before delivery unless losing it costs
-    /// nothing: a sync answer is already in the reply, and a request whose
-    /// restart policy is to rerun gets its answer again from the rerun.
+    /// How the answer is journaled depends on what a crash would cost:
+    /// - a sync answer is already in the reply: an eventual write, for
+    ///   redeliveries only;
+    /// - a request whose restart policy is to rerun gets its answer again
+    ///   from the rerun: it is delivered first, then the answer and its
+    ///   delivery are recorded in one eventual write;
+    /// - any other answer goes to the outbox durably before delivery, and
+    ///   is marked delivered after.
+    ///
+    /// The request stays in the running map until its answer is queued for
+    /// the journal, so a redelivery always finds one or the other.
     async fn conclude(
         &self,
         key: &RequestKey,
@@ -397,45 +405,45 @@ impl Runtime {
             record.request.request_type,
             outcome,
         );
+        if let Some(answer) = self.running().get(key) {
+            answer.send_replace(Some(response.clone()));
+        }
         record.stage = Stage::Answered {
             response: response.clone(),
             delivered: !uses_callback,
         };
-        let reproducible =
-            !uses_callback || self.restart_policy(&record.request) == RestartPolicy::Rerun;
-        let recorded = if reproducible {
-            self.store.put_eventually(key, record).await
-        } else {
-            self.store.put(key, record).await
-        };
-        if let Err(error) = recorded {
-            tracing::error!(%error, "could not journal the answer; delivering it anyway");
-        }
-        if let Some(answer) = self.running().remove(key)
-            && answer.receiver_count() > 0
-        {
-            answer.send_replace(Some(response.clone()));
-        }
         let mut delivered = Ok(());
-        if uses_callback {
+        if !uses_callback {
+            if let Err(error) = self.store.put_eventually(key, record).await {
+                tracing::error!(%error, "could not journal the answer");
+            }
+        } else {
+            let rerun = self.restart_policy(&record.request) == RestartPolicy::Rerun;
+            if !rerun && let Err(error) = self.store.put(key, record).await {
+                tracing::error!(%error, "could not journal the answer; delivering it anyway");
+            }
             self.metrics.outbox_pending.inc();
             delivered = self
-                .deliver_recorded(key, record, total)
+                .deliver_recorded(key, record, total, !rerun)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string());
         }
+        self.running().remove(key);
         (response, delivered)
     }
 
-    /// Deliver a recorded answer and mark it delivered. The mark is an
-    /// eventual write: if a crash loses it, the answer is delivered again,
-    /// and ROS keeps the first.
+    /// Deliver an answer and journal the outcome. On success the record is
+    /// marked delivered with an eventual write: if a crash loses the mark,
+    /// the answer is delivered again, and ROS keeps the first. On failure
+    /// the answer stays in the outbox; `in_outbox` says whether it is
+    /// journaled already.
     async fn deliver_recorded(
         &self,
         key: &RequestKey,
         record: &mut Record,
         total: Duration,
+        in_outbox: bool,
     ) -> Result<Delivered> {
         let Stage::Answered { response, .. } = &record.stage else {
             return Err(Error::Delivery("no answer recorded".into()));
@@ -459,6 +467,9 @@ impl Runtime {
             }
             Err(error) => {
                 tracing::error!(%error, status = response.status.as_str(), "answer not delivered; it stays in the outbox");
+                if !in_outbox && let Err(error) = self.store.put_eventually(key, record).await {
+                    tracing::error!(%error, "could not journal the undelivered answer");
+                }
             }
         }
         delivered
@@ -526,12 +537,10 @@ impl Runtime {
         extras: Extras,
     ) -> Result<(Response, Delivery)> {
         match self.admit(request, Channel::FunctionCompute).await? {
-            Admission::Owner(record) => {
-                Ok(self
-                    .drive(record, None, total, true, extras)
-                    .await
-                    .unwrap_or_else(|| (still_running(request), Err(NOT_ANSWERED.into()))))
-            }
+            Admission::Owner(record) => Ok(self
+                .drive(record, None, total, true, extras)
+                .await
+                .unwrap_or_else(|| (still_running(request), Err(NOT_ANSWERED.into())))),
             Admission::Joined(mut answer) => {
                 // The first arrival delivers; this one reports what it sent.
                 match tokio::time::timeout(total, answer.wait_for(Option::is_some)).await {
@@ -641,7 +650,9 @@ impl Runtime {
                         async move {
                             tracing::info!("delivering an answer left in the outbox");
                             let total = runtime.total(&record.request);
-                            let _ = runtime.deliver_recorded(&key, &mut record, total).await;
+                            let _ = runtime
+                                .deliver_recorded(&key, &mut record, total, true)
+                                .await;
                         }
                         .instrument(span),
                     );

@@ -14,9 +14,11 @@
 //! while concurrent requests share fsyncs instead of queuing for one each.
 //!
 //! [`Store::put_eventually`] writes are queued in the same order but not
-//! waited for. A group made only of them commits with `Durability::None`
-//! (no fsync); the next durable group, a [`Store::flush`] or the writer's
-//! exit puts them on disk.
+//! waited for. A group made only of them waits up to [`LINGER`] for a
+//! durable operation to ride with, so that under load they cost no commit
+//! of their own; if none comes it commits with `Durability::None` (no
+//! fsync). The next durable group, a [`Store::flush`] or the writer's exit
+//! puts them on disk.
 //!
 //! # Tables
 //! - `records`: key → the [`Record`] as JSON.
@@ -26,9 +28,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableTable, TableDefinition};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{Record, RequestKey, Store, StoreFuture};
 use crate::error::{Error, Result};
@@ -42,6 +47,10 @@ pub const JOURNAL_FILE: &str = "journal.redb";
 
 /// Most operations committed in one group.
 const MAX_GROUP: usize = 512;
+
+/// How long a group of eventual writes waits for a durable operation to
+/// share its commit with.
+const LINGER: Duration = Duration::from_millis(20);
 
 enum Op {
     Accept {
@@ -79,7 +88,9 @@ impl Op {
 #[derive(Debug)]
 pub struct RedbStore {
     db: Arc<Database>,
-    writer: mpsc::UnboundedSender<Op>,
+    writer: mpsc::Sender<Op>,
+    /// Cleared when the writer thread exits.
+    writer_alive: Arc<AtomicBool>,
     path: PathBuf,
 }
 
@@ -112,13 +123,23 @@ impl RedbStore {
         txn.commit()
             .map_err(|e| journal_error("creating tables", e))?;
         let db = Arc::new(db);
-        let (writer, ops) = mpsc::unbounded_channel();
+        let (writer, ops) = mpsc::channel();
         let writer_db = Arc::clone(&db);
+        let writer_alive = Arc::new(AtomicBool::new(true));
+        let alive = Arc::clone(&writer_alive);
         std::thread::Builder::new()
             .name("stackhook-journal".into())
-            .spawn(move || write_loop(&writer_db, ops))
+            .spawn(move || {
+                write_loop(&writer_db, &ops);
+                alive.store(false, Ordering::Release);
+            })
             .map_err(|e| Error::io("starting the journal writer thread", e))?;
-        Ok(RedbStore { db, writer, path })
+        Ok(RedbStore {
+            db,
+            writer,
+            writer_alive,
+            path,
+        })
     }
 
     /// The journal file.
@@ -179,15 +200,18 @@ fn encode(record: &Record) -> Result<Vec<u8>> {
 /// The writer thread: take every waiting operation, apply them in one
 /// transaction, commit once, answer each. On exit (every sender dropped),
 /// make the last non-durable groups durable.
-fn write_loop(db: &Database, mut ops: mpsc::UnboundedReceiver<Op>) {
+fn write_loop(db: &Database, ops: &mpsc::Receiver<Op>) {
     let mut not_yet_durable = false;
-    while let Some(first) = ops.blocking_recv() {
+    while let Ok(first) = ops.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match ops.try_recv() {
                 Ok(op) => group.push(op),
                 Err(_) => break,
             }
+        }
+        if !group.iter().any(Op::is_durable) {
+            linger(ops, &mut group);
         }
         let durable = group.iter().any(Op::is_durable);
         if commit_group(db, group, durable) {
@@ -197,6 +221,27 @@ fn write_loop(db: &Database, mut ops: mpsc::UnboundedReceiver<Op>) {
     if not_yet_durable {
         let (reply, _) = oneshot::channel();
         commit_group(db, vec![Op::Flush { reply }], true);
+    }
+}
+
+/// Add operations to an eventual-only `group` until a durable one arrives,
+/// the group is full, or [`LINGER`] has passed.
+fn linger(ops: &mpsc::Receiver<Op>, group: &mut Vec<Op>) {
+    let until = Instant::now() + LINGER;
+    while group.len() < MAX_GROUP {
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            return;
+        };
+        match ops.recv_timeout(left) {
+            Ok(op) => {
+                let durable = op.is_durable();
+                group.push(op);
+                if durable {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
     }
 }
 
@@ -309,7 +354,9 @@ fn answer_put(reply: Option<oneshot::Sender<Result<()>>>, result: Result<()>) {
     match (reply, result) {
         (Some(reply), result) => drop(reply.send(result)),
         (None, Ok(())) => {}
-        (None, Err(error)) => tracing::warn!(%error, "a journal write that nobody waited for failed"),
+        (None, Err(error)) => {
+            tracing::warn!(%error, "a journal write that nobody waited for failed")
+        }
     }
 }
 
@@ -506,7 +553,7 @@ impl Store for RedbStore {
         };
         Box::pin(async move {
             read()?;
-            if self.writer.is_closed() {
+            if !self.writer_alive.load(Ordering::Acquire) {
                 return Err(Error::Journal("the journal writer has stopped".into()));
             }
             Ok(())
