@@ -5,7 +5,8 @@
 //! redelivery (same StackId, LogicalResourceId and RequestId) and never runs
 //! the handler twice; waits for a concurrency slot; runs the handler with a
 //! deadline; persists long-running work between polls; records the answer
-//! before delivering it (the outbox); and marks it delivered after a 2xx.
+//! before delivering it (the outbox), unless a rerun after a crash would
+//! reproduce it; and marks it delivered after a 2xx.
 //! On start it finishes what a previous process left open.
 
 use std::collections::{BTreeSet, HashMap};
