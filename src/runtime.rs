@@ -904,3 +904,166 @@ pub(crate) fn delivery_note(delivered: &Result<Delivered>) -> String {
         Err(other) => format!("not delivered: {other}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::{
+        CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated,
+    };
+    use crate::journal::StoreFuture;
+    use crate::request::RequestType;
+    use crate::sink::CallbackSink;
+
+    /// A memory store that logs every write: (kind, stage, delivered).
+    #[derive(Debug, Default)]
+    struct LoggedStore {
+        inner: MemoryStore,
+        log: Mutex<Vec<(&'static str, &'static str, bool)>>,
+    }
+
+    impl LoggedStore {
+        fn note(&self, kind: &'static str, record: &Record) {
+            let (stage, delivered) = match &record.stage {
+                Stage::Running => ("running", false),
+                Stage::Polling { .. } => ("polling", false),
+                Stage::Answered { delivered, .. } => ("answered", *delivered),
+            };
+            self.log.lock().expect("log").push((kind, stage, delivered));
+        }
+
+        fn writes(&self) -> Vec<(&'static str, &'static str, bool)> {
+            self.log.lock().expect("log").clone()
+        }
+    }
+
+    impl Store for LoggedStore {
+        fn accept<'a>(
+            &'a self,
+            key: &'a RequestKey,
+            record: &'a Record,
+        ) -> StoreFuture<'a, Option<Record>> {
+            self.note("accept", record);
+            self.inner.accept(key, record)
+        }
+        fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
+            self.note("durable", record);
+            self.inner.put(key, record)
+        }
+        fn put_eventually<'a>(
+            &'a self,
+            key: &'a RequestKey,
+            record: &'a Record,
+        ) -> StoreFuture<'a, ()> {
+            self.note("eventual", record);
+            self.inner.put(key, record)
+        }
+        fn get<'a>(&'a self, key: &'a RequestKey) -> StoreFuture<'a, Option<Record>> {
+            self.inner.get(key)
+        }
+        fn open_records(&self) -> StoreFuture<'_, Vec<(RequestKey, Record)>> {
+            self.inner.open_records()
+        }
+        fn purge(&self, before_ms: u64) -> StoreFuture<'_, usize> {
+            self.inner.purge(before_ms)
+        }
+        fn check(&self) -> StoreFuture<'_, ()> {
+            self.inner.check()
+        }
+        fn is_durable(&self) -> bool {
+            true
+        }
+    }
+
+    /// Creates nothing; not declared idempotent.
+    struct Done;
+
+    impl Handler for Done {
+        type Properties = serde_json::Value;
+        type Error = std::io::Error;
+
+        async fn create(&self, _: CreateRequest<Self::Properties>) -> std::io::Result<Created> {
+            Ok(Created::with_id("done"))
+        }
+        async fn update(&self, _: UpdateRequest<Self::Properties>) -> std::io::Result<Updated> {
+            Ok(Updated::new())
+        }
+        async fn delete(&self, _: DeleteRequest<Self::Properties>) -> std::io::Result<Deleted> {
+            Ok(Deleted::new())
+        }
+    }
+
+    /// Runs one async Create of `resource_type` to its delivered answer and
+    /// returns the journal writes it made.
+    async fn journal_writes_of(
+        resource_type: &str,
+        callback_status: u16,
+    ) -> Vec<(&'static str, &'static str, bool)> {
+        let sink = CallbackSink::start().await.expect("sink");
+        sink.script([callback_status]);
+        let store = Arc::new(LoggedStore::default());
+        let router = Router::new()
+            .route("Custom::Done", Done)
+            .route("Custom::Again", Done);
+        let config =
+            Config::for_local_testing().restart_policy("Custom::Again", RestartPolicy::Rerun);
+        let runtime = Runtime::with_store(router, config, Arc::clone(&store) as Arc<dyn Store>)
+            .expect("runtime");
+        let mut request = Request::new(RequestType::Create, resource_type, "Res", "stack", "r1");
+        request.response_url = Some(CallbackUrl::new(sink.url("/cb")));
+        let request = Arc::new(request);
+        let Ok(Admission::Owner(record)) = runtime.admit(&request, Channel::Async).await else {
+            panic!("a new request is owned");
+        };
+        let (response, delivered) = runtime
+            .drive(
+                record,
+                None,
+                Duration::from_secs(30),
+                true,
+                Extras::default(),
+            )
+            .await
+            .expect("answered inline");
+        assert_eq!(response.physical_resource_id, "done");
+        assert_eq!(delivered.is_ok(), callback_status == 200, "{delivered:?}");
+        assert_eq!(sink.received().len(), 1);
+        assert!(
+            runtime.running().is_empty(),
+            "the request left the running map"
+        );
+        store.writes()
+    }
+
+    #[tokio::test]
+    async fn an_answer_a_rerun_cannot_reproduce_is_fsynced_before_delivery() {
+        assert_eq!(
+            journal_writes_of("Custom::Done", 200).await,
+            vec![
+                ("accept", "running", false),
+                ("durable", "answered", false),
+                ("eventual", "answered", true),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rerun_answer_is_delivered_then_journaled_once() {
+        assert_eq!(
+            journal_writes_of("Custom::Again", 200).await,
+            vec![("accept", "running", false), ("eventual", "answered", true)]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_undelivered_rerun_answer_still_reaches_the_outbox() {
+        // 403 is final: no retries, the answer stays undelivered.
+        assert_eq!(
+            journal_writes_of("Custom::Again", 403).await,
+            vec![
+                ("accept", "running", false),
+                ("eventual", "answered", false)
+            ]
+        );
+    }
+}
