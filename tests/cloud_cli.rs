@@ -4,36 +4,11 @@
 use std::process::Output;
 
 use serde_json::Value;
-use stackhook::testing::api_emulator::{ApiEmulator, RecordedCall, Reply, SignatureScheme};
+use stackhook::testing::api_emulator::{Reply, SignatureScheme};
 
-const HUAWEI_AK: &str = ApiEmulator::HUAWEI_AK;
-const HUAWEI_SK: &str = ApiEmulator::HUAWEI_SK;
-const PROJECT: &str = "77b6a44cba5143ab91d13ab9a8ff44fd";
+mod common;
 
-/// An emulator with the default keys, answering `script` first.
-async fn alibaba(script: Vec<Reply>) -> ApiEmulator {
-    let emulator = ApiEmulator::start().await.expect("emulator");
-    for reply in script {
-        emulator.answer_next(1, reply);
-    }
-    emulator
-}
-
-/// An emulator answering `script` first, then `default` for ever.
-async fn huawei(default: Reply, script: Vec<Reply>) -> ApiEmulator {
-    let emulator = alibaba(script).await;
-    emulator.answer_always(default);
-    emulator
-}
-
-/// The only call, asserting it verified.
-fn single(emulator: &ApiEmulator) -> RecordedCall {
-    let call = emulator
-        .only_call()
-        .unwrap_or_else(|| panic!("{:#?}", emulator.calls()));
-    assert!(call.signature.is_verified(), "{:?}", call.signature);
-    call
-}
+use common::emulator::{HUAWEI_AK, HUAWEI_SK, PROJECT, alibaba, huawei, single};
 
 async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_stackhook"));

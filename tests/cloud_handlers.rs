@@ -8,37 +8,12 @@ use stackhook::cloud::EnvLookup;
 use stackhook::cloud::retry::RetryPolicy;
 use stackhook::handlers::{OosExecutionNotify, ResourceSignal, RfsStackSettings};
 use stackhook::request::{Request, RequestType};
-use stackhook::testing::api_emulator::{ApiEmulator, RecordedCall, Reply, SignatureScheme};
+use stackhook::testing::api_emulator::{Reply, SignatureScheme};
 use stackhook::{Response, Router, Status};
 
-const HUAWEI_AK: &str = ApiEmulator::HUAWEI_AK;
-const HUAWEI_SK: &str = ApiEmulator::HUAWEI_SK;
-const PROJECT: &str = "77b6a44cba5143ab91d13ab9a8ff44fd";
+mod common;
 
-/// An emulator with the default keys, answering `script` first.
-async fn alibaba(script: Vec<Reply>) -> ApiEmulator {
-    let emulator = ApiEmulator::start().await.expect("emulator");
-    for reply in script {
-        emulator.answer_next(1, reply);
-    }
-    emulator
-}
-
-/// An emulator answering `script` first, then `default` for ever.
-async fn huawei(default: Reply, script: Vec<Reply>) -> ApiEmulator {
-    let emulator = alibaba(script).await;
-    emulator.answer_always(default);
-    emulator
-}
-
-/// The only call, asserting it verified.
-fn single(emulator: &ApiEmulator) -> RecordedCall {
-    let call = emulator
-        .only_call()
-        .unwrap_or_else(|| panic!("{:#?}", emulator.calls()));
-    assert!(call.signature.is_verified(), "{:?}", call.signature);
-    call
-}
+use common::emulator::{HUAWEI_AK, HUAWEI_SK, PROJECT, alibaba, huawei, single};
 
 fn fast() -> RetryPolicy {
     RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(5))

@@ -4,6 +4,8 @@
 //! Each test file uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub(crate) mod emulator;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
