@@ -8,6 +8,7 @@
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -45,8 +46,9 @@ pub(crate) struct Extras {
 }
 
 impl Extras {
-    fn context(&self, request: &Request, deadline: Instant) -> RequestContext {
-        RequestContext::new(request, deadline).with_fc_credentials(self.fc_credentials.clone())
+    fn context(&self, request: &Arc<Request>, deadline: Instant) -> RequestContext {
+        RequestContext::shared(Arc::clone(request), deadline)
+            .with_fc_credentials(self.fc_credentials.clone())
     }
 }
 
@@ -75,7 +77,7 @@ pub(crate) struct Waiting {
 /// Run the handler for `request` once.
 pub(crate) async fn first_step(
     router: &Router,
-    request: &Request,
+    request: &Arc<Request>,
     deadline: Instant,
     budget: Duration,
     extras: &Extras,
@@ -102,7 +104,7 @@ pub(crate) async fn first_step(
 /// Poll long-running work once.
 pub(crate) async fn poll_step(
     router: &Router,
-    request: &Request,
+    request: &Arc<Request>,
     waiting: &Waiting,
     deadline: Instant,
     budget: Duration,
@@ -125,13 +127,13 @@ pub(crate) async fn poll_step(
 /// briefly, then answer FAILED.
 pub(crate) async fn give_up(
     router: &Router,
-    request: &Request,
+    request: &Arc<Request>,
     waiting: &Waiting,
     budget: Duration,
 ) -> Response {
     if let Ok(handler) = handler_for(router, request) {
         let deadline = Instant::now() + ON_TIMEOUT_BUDGET;
-        let context = RequestContext::new(request, deadline);
+        let context = RequestContext::shared(Arc::clone(request), deadline);
         let hook = AssertUnwindSafe(handler.on_timeout(poll_input(request, waiting), context));
         match tokio::time::timeout_at(deadline, hook.catch_unwind()).await {
             Ok(Ok(())) => {}
@@ -147,7 +149,7 @@ pub(crate) async fn give_up(
 /// Drive a request to its answer in this task, sleeping between polls.
 pub(crate) async fn run_to_answer(
     router: &Router,
-    request: &Request,
+    request: &Arc<Request>,
     deadline: Instant,
 ) -> Response {
     let budget = deadline.saturating_duration_since(Instant::now());

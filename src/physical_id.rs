@@ -23,19 +23,21 @@ const RANDOM_PART_LEN: usize = 10;
 /// `<stack id>-<logical id>-<random>`, within 255 bytes.
 pub fn generate(stack_id: &str, logical_resource_id: &str) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let random: String = (0..RANDOM_PART_LEN)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect();
-    let stack = clean(stack_id, 64);
-    let room = MAX_PHYSICAL_ID_BYTES - stack.len() - random.len() - 2;
-    let logical = clean(logical_resource_id, room);
-    match (stack.is_empty(), logical.is_empty()) {
-        (true, true) => random,
-        (true, false) => format!("{logical}-{random}"),
-        (false, true) => format!("{stack}-{random}"),
-        (false, false) => format!("{stack}-{logical}-{random}"),
+    // Built in one buffer: this runs for every Create without an id.
+    let mut id = String::with_capacity(stack_id.len().min(64) + logical_resource_id.len() + 12);
+    push_clean(&mut id, stack_id, 64);
+    if !id.is_empty() {
+        id.push('-');
     }
+    let room = MAX_PHYSICAL_ID_BYTES - id.len() - RANDOM_PART_LEN - 1;
+    let before_logical = id.len();
+    push_clean(&mut id, logical_resource_id, room);
+    if id.len() > before_logical {
+        id.push('-');
+    }
+    let mut rng = rand::rng();
+    id.extend((0..RANDOM_PART_LEN).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char));
+    id
 }
 
 /// The marker id a failed Create reports, recognisable by [`is_placeholder`].
@@ -84,10 +86,18 @@ pub fn validate(id: &str) -> Result<(), String> {
 
 /// Keep the characters that are safe in an id, at most `max` bytes of them.
 fn clean(text: &str, max: usize) -> String {
-    text.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .take(max)
-        .collect()
+    let mut kept = String::new();
+    push_clean(&mut kept, text, max);
+    kept
+}
+
+/// Append at most `max` of `text`'s characters that an id may contain.
+fn push_clean(out: &mut String, text: &str, max: usize) {
+    out.extend(
+        text.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .take(max),
+    );
 }
 
 #[cfg(test)]
@@ -104,6 +114,15 @@ mod tests {
         let long = generate(&"s".repeat(500), &"L".repeat(500));
         assert!(long.len() <= MAX_PHYSICAL_ID_BYTES);
         assert!(validate(&generate("", "")).is_ok());
+        assert_eq!(generate("", "").len(), RANDOM_PART_LEN);
+        let no_stack = generate("", "Res!");
+        assert!(no_stack.starts_with("Res-"), "{no_stack}");
+        assert_eq!(no_stack.len(), 4 + RANDOM_PART_LEN);
+        let no_logical = generate("s-1", "");
+        assert!(no_logical.starts_with("s-1-"), "{no_logical}");
+        assert_eq!(no_logical.len(), 4 + RANDOM_PART_LEN);
+        let exact = generate(&"s".repeat(64), &"L".repeat(500));
+        assert_eq!(exact.len(), MAX_PHYSICAL_ID_BYTES);
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl Router {
     /// unknown types and bad properties all become FAILED; this never fails
     /// and never panics.
     pub async fn handle(&self, request: &Request, deadline: Instant) -> Response {
-        crate::dispatch::run_to_answer(self, request, deadline).await
+        crate::dispatch::run_to_answer(self, &Arc::new(request.clone()), deadline).await
     }
 }
 

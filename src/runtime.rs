@@ -23,7 +23,9 @@ use crate::config::{Config, JournalMode, ROS_SYNC_WAIT, RestartPolicy, delivery_
 use crate::delivery::{self, Delivered};
 use crate::dispatch::{self, Extras, Step, Waiting};
 use crate::error::{Error, Result};
-use crate::journal::{Channel, MemoryStore, Record, RedbStore, RequestKey, Stage, Store, now_ms};
+use crate::journal::{
+    Acceptance, Channel, Durable, MemoryStore, Record, RedbStore, RequestKey, Stage, Store, now_ms,
+};
 use crate::metrics::Metrics;
 use crate::request::{CallbackUrl, Request, Salvage};
 use crate::response::Response;
@@ -79,16 +81,24 @@ impl Intake {
 #[derive(Debug)]
 pub(crate) enum Admission {
     /// New: this arrival runs it, from the record now in the journal.
-    Owner(Record),
+    /// [`Durable`] completes when that record is on disk: at once, unless
+    /// the request may start before (see [`Runtime::admit`]).
+    Owner(RequestKey, Record, Durable),
     /// The same request is running or waiting here: its answer will come.
-    Joined(watch::Receiver<Option<Response>>),
+    Joined(watch::Receiver<Option<Arc<Response>>>),
     /// The same request was answered before: here is that answer.
-    Answered(Box<Response>),
+    Answered(Arc<Response>),
     /// The journal has it open, but this process is not working on it.
     Elsewhere,
     /// Too many requests are queued.
     Overloaded,
 }
+
+/// Requests running or waiting in this process, each with a channel for its
+/// answer. Hashed with foldhash: a request's key is hashed several times per
+/// round trip, and SipHash was a visible share of its CPU time; foldhash's
+/// per-process random seed still keeps crafted keys from colliding at will.
+type RunningMap = foldhash::HashMap<RequestKey, watch::Sender<Option<Arc<Response>>>>;
 
 /// Concurrency slots, global and per type.
 #[derive(Debug)]
@@ -118,7 +128,7 @@ pub(crate) struct Runtime {
     /// Cancelled when the shutdown grace period is over: running handlers stop.
     pub(crate) cancel: CancellationToken,
     /// Requests running or waiting in this process, with a channel for their answer.
-    running: Mutex<HashMap<RequestKey, watch::Sender<Option<Response>>>>,
+    running: Mutex<RunningMap>,
     limiter: Limiter,
     schedule: mpsc::UnboundedSender<(Instant, RequestKey)>,
     /// Authentication and limits for incoming requests.
@@ -160,7 +170,7 @@ impl Runtime {
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
             cancel: CancellationToken::new(),
-            running: Mutex::new(HashMap::new()),
+            running: Mutex::new(RunningMap::default()),
             limiter,
             schedule,
             security,
@@ -189,7 +199,7 @@ impl Runtime {
         )
     }
 
-    fn running(&self) -> MutexGuard<'_, HashMap<RequestKey, watch::Sender<Option<Response>>>> {
+    fn running(&self) -> MutexGuard<'_, RunningMap> {
         self.running
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -233,14 +243,27 @@ impl Runtime {
             running.insert(key.clone(), watch::channel(None).0);
         }
         let record = Record::accepted(Arc::clone(request), channel);
-        match self.store.accept(&key, &record).await {
-            Ok(None) => Ok(Admission::Owner(record)),
-            Ok(Some(existing)) => {
+        // An async request whose rerun after a crash is harmless may start
+        // while its record is being fsynced: its callback then does not wait
+        // for the disk. It is still acknowledged only once the record is
+        // durable. Anything else starts only after the fsync.
+        let early =
+            channel == Channel::Async && self.restart_policy(request) == RestartPolicy::Rerun;
+        let accepted = match self.store.accept_early(&key, &record).await {
+            Ok(Acceptance::Inserted(durable)) if early => Ok(Acceptance::Inserted(durable)),
+            Ok(Acceptance::Inserted(durable)) => durable
+                .await
+                .map(|()| Acceptance::Inserted(Durable::done())),
+            other => other,
+        };
+        match accepted {
+            Ok(Acceptance::Inserted(durable)) => Ok(Admission::Owner(key, record, durable)),
+            Ok(Acceptance::Existing(existing)) => {
                 self.running().remove(&key);
                 self.metrics
                     .request(self.type_label(request), request.request_type, "duplicate");
                 Ok(match existing.stage {
-                    Stage::Answered { response, .. } => Admission::Answered(Box::new(response)),
+                    Stage::Answered { response, .. } => Admission::Answered(response),
                     Stage::Running | Stage::Polling { .. } => Admission::Elsewhere,
                 })
             }
@@ -279,7 +302,7 @@ impl Runtime {
     /// Run one step (first run or poll) with a slot, counting it.
     async fn step(
         &self,
-        request: &Request,
+        request: &Arc<Request>,
         waiting: Option<&Waiting>,
         deadline: Instant,
         budget: Duration,
@@ -326,14 +349,14 @@ impl Runtime {
     /// Compute); otherwise the task ends while the work waits.
     pub(crate) async fn drive(
         &self,
+        key: RequestKey,
         mut record: Record,
         mut waiting: Option<Waiting>,
         total: Duration,
         inline: bool,
         extras: Extras,
-    ) -> Option<(Response, Delivery)> {
+    ) -> Option<(Arc<Response>, Delivery)> {
         let request = Arc::clone(&record.request);
-        let key = RequestKey::of(&request);
         let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
         let handler_deadline = end - delivery_margin(total).min(total / 2);
         loop {
@@ -395,7 +418,8 @@ impl Runtime {
         record: &mut Record,
         response: Response,
         total: Duration,
-    ) -> (Response, Delivery) {
+    ) -> (Arc<Response>, Delivery) {
+        let response = Arc::new(response);
         let uses_callback = record.channel.uses_callback();
         let outcome = match response.status {
             crate::response::Status::Success => "success",
@@ -407,10 +431,10 @@ impl Runtime {
             outcome,
         );
         if let Some(answer) = self.running().get(key) {
-            answer.send_replace(Some(response.clone()));
+            answer.send_replace(Some(Arc::clone(&response)));
         }
         record.stage = Stage::Answered {
-            response: response.clone(),
+            response: Arc::clone(&response),
             delivered: !uses_callback,
         };
         let mut delivered = Ok(());
@@ -477,14 +501,14 @@ impl Runtime {
     }
 
     /// Accept a request in async mode: run and deliver in the background.
-    pub(crate) fn spawn_owned(self: &Arc<Self>, record: Record) {
+    pub(crate) fn spawn_owned(self: &Arc<Self>, key: RequestKey, record: Record) {
         let runtime = Arc::clone(self);
         let total = self.total(&record.request);
         let span = Self::span(&record.request);
         self.tasks.spawn(
             async move {
                 runtime
-                    .drive(record, None, total, false, Extras::default())
+                    .drive(key, record, None, total, false, Extras::default())
                     .await;
             }
             .instrument(span),
@@ -492,7 +516,11 @@ impl Runtime {
     }
 
     /// Deliver an earlier answer again to a redelivered request's callback.
-    pub(crate) fn spawn_redelivery(self: &Arc<Self>, request: Arc<Request>, response: Response) {
+    pub(crate) fn spawn_redelivery(
+        self: &Arc<Self>,
+        request: Arc<Request>,
+        response: Arc<Response>,
+    ) {
         let runtime = Arc::clone(self);
         let span = Self::span(&request);
         self.tasks.spawn(
@@ -538,15 +566,19 @@ impl Runtime {
         extras: Extras,
     ) -> Result<(Response, Delivery)> {
         match self.admit(request, Channel::FunctionCompute).await? {
-            Admission::Owner(record) => Ok(self
-                .drive(record, None, total, true, extras)
+            Admission::Owner(key, record, _) => Ok(self
+                .drive(key, record, None, total, true, extras)
                 .await
+                .map(|(response, delivered)| (Arc::unwrap_or_clone(response), delivered))
                 .unwrap_or_else(|| (still_running(request), Err(NOT_ANSWERED.into())))),
             Admission::Joined(mut answer) => {
                 // The first arrival delivers; this one reports what it sent.
                 match tokio::time::timeout(total, answer.wait_for(Option::is_some)).await {
                     Ok(Ok(answer)) => Ok((
-                        answer.clone().unwrap_or_else(|| still_running(request)),
+                        answer
+                            .as_deref()
+                            .cloned()
+                            .unwrap_or_else(|| still_running(request)),
                         Ok(()),
                     )),
                     _ => Ok((still_running(request), Err(NOT_ANSWERED.into()))),
@@ -556,7 +588,10 @@ impl Runtime {
                 let until = Instant::now() + total.max(MIN_DELIVERY_WINDOW);
                 let delivered = self.delivery.deliver(request, &response, until).await;
                 self.metrics.delivery(delivered.is_ok());
-                Ok((*response, delivered.map(|_| ()).map_err(|e| e.to_string())))
+                Ok((
+                    Arc::unwrap_or_clone(response),
+                    delivered.map(|_| ()).map_err(|e| e.to_string()),
+                ))
             }
             Admission::Elsewhere => Ok((still_running(request), Err(NOT_ANSWERED.into()))),
             Admission::Overloaded => {
@@ -572,20 +607,23 @@ impl Runtime {
     pub(crate) async fn answer_sync(&self, request: &Arc<Request>) -> Response {
         let total = self.total(request).min(ROS_SYNC_WAIT) - SYNC_REPLY_MARGIN;
         let mut response = match self.admit(request, Channel::Sync).await {
-            Ok(Admission::Owner(record)) => {
+            Ok(Admission::Owner(key, record, _)) => {
                 match self
-                    .drive(record, None, total, true, Extras::default())
+                    .drive(key, record, None, total, true, Extras::default())
                     .await
                 {
-                    Some((response, _)) => response,
+                    Some((response, _)) => Arc::unwrap_or_clone(response),
                     None => Response::failed(request, dispatch::answer_id(request), "no answer"),
                 }
             }
-            Ok(Admission::Answered(response)) => *response,
+            Ok(Admission::Answered(response)) => Arc::unwrap_or_clone(response),
             Ok(Admission::Joined(mut answer)) => {
                 let wait = tokio::time::timeout(total, answer.wait_for(Option::is_some)).await;
                 match wait {
-                    Ok(Ok(answer)) => answer.clone().unwrap_or_else(|| still_running(request)),
+                    Ok(Ok(answer)) => answer
+                        .as_deref()
+                        .cloned()
+                        .unwrap_or_else(|| still_running(request)),
                     _ => still_running(request),
                 }
             }
@@ -673,7 +711,7 @@ impl Runtime {
                         async move {
                             if policy == RestartPolicy::Rerun && record.channel != Channel::Sync {
                                 tracing::info!("the provider restarted during the operation; running it again");
-                                runtime.drive(record, None, total, false, Extras::default()).await;
+                                runtime.drive(key, record, None, total, false, Extras::default()).await;
                             } else {
                                 tracing::warn!("the provider restarted during the operation; answering FAILED");
                                 let response = Response::failed(
@@ -733,7 +771,7 @@ impl Runtime {
         };
         let total = self.total(&record.request);
         let span = Self::span(&record.request);
-        self.drive(record, Some(waiting), total, false, Extras::default())
+        self.drive(key, record, Some(waiting), total, false, Extras::default())
             .instrument(span)
             .await;
     }
@@ -778,8 +816,9 @@ impl Runtime {
                     "the provider shut down while waiting on the operation, and its journal is not durable",
                 );
                 let until = Instant::now() + FINAL_DELIVERY_WINDOW;
+                let response = Arc::new(response);
                 record.stage = Stage::Answered {
-                    response: response.clone(),
+                    response: Arc::clone(&response),
                     delivered: false,
                 };
                 let _ = self.store.put(&key, &record).await;
@@ -1012,11 +1051,13 @@ mod tests {
         let mut request = Request::new(RequestType::Create, resource_type, "Res", "stack", "r1");
         request.response_url = Some(CallbackUrl::new(sink.url("/cb")));
         let request = Arc::new(request);
-        let Ok(Admission::Owner(record)) = runtime.admit(&request, Channel::Async).await else {
+        let Ok(Admission::Owner(key, record, _)) = runtime.admit(&request, Channel::Async).await
+        else {
             panic!("a new request is owned");
         };
         let (response, delivered) = runtime
             .drive(
+                key,
                 record,
                 None,
                 Duration::from_secs(30),
@@ -1033,6 +1074,130 @@ mod tests {
             "the request left the running map"
         );
         store.writes()
+    }
+
+    /// A memory store whose inserts become durable only when the test says.
+    #[derive(Debug)]
+    struct GatedStore {
+        inner: MemoryStore,
+        gate: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    }
+
+    impl GatedStore {
+        fn new(gate: tokio::sync::oneshot::Receiver<()>) -> Self {
+            GatedStore {
+                inner: MemoryStore::new(),
+                gate: Mutex::new(Some(gate)),
+            }
+        }
+    }
+
+    impl Store for GatedStore {
+        fn accept<'a>(
+            &'a self,
+            key: &'a RequestKey,
+            record: &'a Record,
+        ) -> StoreFuture<'a, Option<Record>> {
+            self.inner.accept(key, record)
+        }
+        fn accept_early<'a>(
+            &'a self,
+            key: &'a RequestKey,
+            record: &'a Record,
+        ) -> StoreFuture<'a, Acceptance> {
+            Box::pin(async move {
+                Ok(match self.inner.accept(key, record).await? {
+                    Some(existing) => Acceptance::Existing(existing),
+                    None => {
+                        let gate = self.gate.lock().expect("gate").take().expect("one insert");
+                        Acceptance::Inserted(Durable::when(async move {
+                            gate.await
+                                .map_err(|_| Error::Journal("the test dropped the gate".into()))
+                        }))
+                    }
+                })
+            })
+        }
+        fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
+            self.inner.put(key, record)
+        }
+        fn get<'a>(&'a self, key: &'a RequestKey) -> StoreFuture<'a, Option<Record>> {
+            self.inner.get(key)
+        }
+        fn open_records(&self) -> StoreFuture<'_, Vec<(RequestKey, Record)>> {
+            self.inner.open_records()
+        }
+        fn purge(&self, before_ms: u64) -> StoreFuture<'_, usize> {
+            self.inner.purge(before_ms)
+        }
+        fn check(&self) -> StoreFuture<'_, ()> {
+            self.inner.check()
+        }
+        fn is_durable(&self) -> bool {
+            true
+        }
+    }
+
+    /// A runtime over a [`GatedStore`], and an async Create of `resource_type`.
+    async fn gated(
+        resource_type: &str,
+    ) -> (
+        Arc<Runtime>,
+        Arc<Request>,
+        CallbackSink,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let sink = CallbackSink::start().await.expect("sink");
+        let (release, gate) = tokio::sync::oneshot::channel();
+        let router = Router::new()
+            .route("Custom::Done", Done)
+            .route("Custom::Again", Done);
+        let config =
+            Config::for_local_testing().restart_policy("Custom::Again", RestartPolicy::Rerun);
+        let store: Arc<dyn Store> = Arc::new(GatedStore::new(gate));
+        let runtime = Runtime::with_store(router, config, store).expect("runtime");
+        let mut request = Request::new(RequestType::Create, resource_type, "Res", "stack", "r1");
+        request.response_url = Some(CallbackUrl::new(sink.url("/cb")));
+        (runtime, Arc::new(request), sink, release)
+    }
+
+    #[tokio::test]
+    async fn a_rerun_request_runs_and_answers_while_its_record_is_fsynced() {
+        use futures_util::FutureExt;
+        let (runtime, request, sink, release) = gated("Custom::Again").await;
+        let Ok(Admission::Owner(key, record, mut durable)) =
+            runtime.admit(&request, Channel::Async).await
+        else {
+            panic!("a new request is owned");
+        };
+        assert!((&mut durable).now_or_never().is_none(), "not durable yet");
+        runtime.spawn_owned(key, record);
+        let received = sink.wait_for(1, Duration::from_secs(10)).await;
+        assert_eq!(received.len(), 1, "answered before the record was durable");
+        assert!((&mut durable).now_or_never().is_none(), "still not durable");
+        release.send(()).expect("gate");
+        durable.await.expect("durable once released");
+    }
+
+    #[tokio::test]
+    async fn other_requests_start_only_once_their_record_is_durable() {
+        use futures_util::FutureExt;
+        let (runtime, request, sink, release) = gated("Custom::Done").await;
+        let admitting = {
+            let runtime = Arc::clone(&runtime);
+            tokio::spawn(async move { runtime.admit(&request, Channel::Async).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!admitting.is_finished(), "admission waits for the fsync");
+        release.send(()).expect("gate");
+        let Ok(Admission::Owner(_, _, durable)) = admitting.await.expect("joined") else {
+            panic!("a new request is owned");
+        };
+        assert!(
+            matches!(durable.now_or_never(), Some(Ok(()))),
+            "durable when admitted"
+        );
+        assert!(sink.received().is_empty(), "nothing ran before admission");
     }
 
     #[tokio::test]

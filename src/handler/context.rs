@@ -11,15 +11,8 @@ use crate::request::{Request, RequestType};
 /// Identifiers of the request and the time the handler has left.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    request_type: RequestType,
-    request_id: String,
-    resource_type: String,
-    logical_resource_id: String,
-    stack_id: String,
-    stack_name: String,
-    region_id: String,
-    resource_owner_id: String,
-    caller_id: String,
+    /// Shared with the runtime, which holds the request for its whole life.
+    request: Arc<Request>,
     deadline: Instant,
     fc_credentials: Option<Arc<AlibabaCredentials>>,
 }
@@ -27,16 +20,13 @@ pub struct RequestContext {
 impl RequestContext {
     /// The context for `request`, whose handler must finish by `deadline`.
     pub fn new(request: &Request, deadline: Instant) -> Self {
+        Self::shared(Arc::new(request.clone()), deadline)
+    }
+
+    /// The context for a request the runtime already shares.
+    pub(crate) fn shared(request: Arc<Request>, deadline: Instant) -> Self {
         RequestContext {
-            request_type: request.request_type,
-            request_id: request.request_id.clone(),
-            resource_type: request.resource_type.clone(),
-            logical_resource_id: request.logical_resource_id.clone(),
-            stack_id: request.stack_id.clone(),
-            stack_name: request.stack_name.clone(),
-            region_id: request.region_id.clone(),
-            resource_owner_id: request.resource_owner_id.clone(),
-            caller_id: request.caller_id.clone(),
+            request,
             deadline,
             fc_credentials: None,
         }
@@ -59,39 +49,39 @@ impl RequestContext {
 
     /// Create, Update or Delete.
     pub fn request_type(&self) -> RequestType {
-        self.request_type
+        self.request.request_type
     }
     /// ROS's id for this request.
     pub fn request_id(&self) -> &str {
-        &self.request_id
+        &self.request.request_id
     }
     /// The resource type the request was routed by.
     pub fn resource_type(&self) -> &str {
-        &self.resource_type
+        &self.request.resource_type
     }
     /// The resource's name in the template.
     pub fn logical_resource_id(&self) -> &str {
-        &self.logical_resource_id
+        &self.request.logical_resource_id
     }
     /// The stack's id.
     pub fn stack_id(&self) -> &str {
-        &self.stack_id
+        &self.request.stack_id
     }
     /// The stack's name.
     pub fn stack_name(&self) -> &str {
-        &self.stack_name
+        &self.request.stack_name
     }
     /// The stack's region.
     pub fn region_id(&self) -> &str {
-        &self.region_id
+        &self.request.region_id
     }
     /// The account that owns the stack.
     pub fn resource_owner_id(&self) -> &str {
-        &self.resource_owner_id
+        &self.request.resource_owner_id
     }
     /// The account or RAM user that ran the stack operation.
     pub fn caller_id(&self) -> &str {
-        &self.caller_id
+        &self.request.caller_id
     }
     /// When the handler's future will be cancelled.
     pub fn deadline(&self) -> Instant {

@@ -1,6 +1,6 @@
 //! A journal in memory: fast, and gone with the process.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Mutex, MutexGuard};
 
 use super::{Record, RequestKey, Store, StoreFuture};
@@ -9,7 +9,8 @@ use super::{Record, RequestKey, Store, StoreFuture};
 /// survives a restart, so outbox and polling recovery do not apply.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    records: Mutex<HashMap<RequestKey, Record>>,
+    // foldhash rather than SipHash: see `RunningMap` in the runtime.
+    records: Mutex<foldhash::HashMap<RequestKey, Record>>,
 }
 
 impl MemoryStore {
@@ -18,7 +19,7 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<RequestKey, Record>> {
+    fn lock(&self) -> MutexGuard<'_, foldhash::HashMap<RequestKey, Record>> {
         self.records
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -31,16 +32,25 @@ impl Store for MemoryStore {
         key: &'a RequestKey,
         record: &'a Record,
     ) -> StoreFuture<'a, Option<Record>> {
-        let mut records = self.lock();
-        let existing = records.get(key).cloned();
-        if existing.is_none() {
-            records.insert(key.clone(), record.clone());
-        }
+        let existing = match self.lock().entry(key.clone()) {
+            Entry::Occupied(existing) => Some(existing.get().clone()),
+            Entry::Vacant(slot) => {
+                slot.insert(record.clone());
+                None
+            }
+        };
         Box::pin(std::future::ready(Ok(existing)))
     }
 
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
-        self.lock().insert(key.clone(), record.clone());
+        let mut records = self.lock();
+        // In place when the key is there (it is, after `accept`): no key copy.
+        match records.get_mut(key) {
+            Some(stored) => stored.clone_from(record),
+            None => {
+                records.insert(key.clone(), record.clone());
+            }
+        }
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -84,6 +94,7 @@ mod tests {
     #[tokio::test]
     async fn contract() {
         contract::accept_inserts_once(&MemoryStore::new()).await;
+        contract::accept_early_decides_once(&MemoryStore::new()).await;
         contract::open_records_track_the_outbox(&MemoryStore::new()).await;
         contract::eventual_writes_are_read_back(&MemoryStore::new()).await;
         contract::purge_removes_only_old_closed_records(&MemoryStore::new()).await;

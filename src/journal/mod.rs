@@ -117,8 +117,9 @@ pub enum Stage {
     },
     /// The final answer; `delivered` once a callback took it.
     Answered {
-        /// The answer.
-        response: Response,
+        /// The answer, shared: the runtime, waiting duplicates and the
+        /// store hold it at the same time.
+        response: Arc<Response>,
         /// Whether it reached ROS.
         delivered: bool,
     },
@@ -161,6 +162,48 @@ impl Record {
     }
 }
 
+/// Completes when an accepted record is durable: see [`Store::accept_early`].
+#[must_use = "the record may not be durable until this completes"]
+pub struct Durable(StoreFuture<'static, ()>);
+
+impl Durable {
+    /// Already durable (or never will be more so).
+    pub fn done() -> Self {
+        Durable(Box::pin(std::future::ready(Ok(()))))
+    }
+
+    /// Durable when `future` completes.
+    pub fn when(future: impl Future<Output = Result<()>> + Send + 'static) -> Self {
+        Durable(Box::pin(future))
+    }
+}
+
+impl Future for Durable {
+    type Output = Result<()>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for Durable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Durable")
+    }
+}
+
+/// What [`Store::accept_early`] decided.
+#[derive(Debug)]
+pub enum Acceptance {
+    /// The key was there already: its record, as the store has it.
+    Existing(Record),
+    /// Inserted; [`Durable`] completes when the insert survives a crash.
+    Inserted(Durable),
+}
+
 /// Where records are kept.
 ///
 /// Implementations must make [`Store::accept`] atomic: of two concurrent
@@ -172,6 +215,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         key: &'a RequestKey,
         record: &'a Record,
     ) -> StoreFuture<'a, Option<Record>>;
+    /// [`Store::accept`], reporting the decision as soon as it is made: the
+    /// insert may not be durable yet, and [`Acceptance::Inserted`] carries a
+    /// future that completes when it is. Lets the runtime start work whose
+    /// rerun after a crash is harmless while the fsync is under way.
+    ///
+    /// The default waits for [`Store::accept`], so the decision comes with
+    /// durability.
+    fn accept_early<'a>(
+        &'a self,
+        key: &'a RequestKey,
+        record: &'a Record,
+    ) -> StoreFuture<'a, Acceptance> {
+        Box::pin(async move {
+            Ok(match self.accept(key, record).await? {
+                Some(existing) => Acceptance::Existing(existing),
+                None => Acceptance::Inserted(Durable::done()),
+            })
+        })
+    }
     /// Insert or replace the record for `key`, durably: when the future
     /// completes, the write survives a crash.
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()>;
@@ -239,6 +301,32 @@ pub(crate) mod contract {
         assert_eq!(again.map(|r| r.stage), Some(Stage::Running));
     }
 
+    /// An early accept decides like `accept`, and its insert is readable
+    /// once durable; a second one, early or not, finds it.
+    pub(crate) async fn accept_early_decides_once(store: &dyn Store) {
+        let (key, rec) = record("early");
+        let Acceptance::Inserted(durable) = store.accept_early(&key, &rec).await.expect("accept")
+        else {
+            panic!("a new key is inserted");
+        };
+        let Acceptance::Existing(existing) =
+            store.accept_early(&key, &rec).await.expect("accept again")
+        else {
+            panic!("the decision holds before the insert is durable");
+        };
+        assert_eq!(existing, rec);
+        durable.await.expect("durable");
+        assert_eq!(store.get(&key).await.expect("get"), Some(rec.clone()));
+        assert_eq!(
+            store
+                .accept(&key, &rec)
+                .await
+                .expect("accept")
+                .map(|r| r.stage),
+            Some(Stage::Running)
+        );
+    }
+
     pub(crate) async fn open_records_track_the_outbox(store: &dyn Store) {
         let (key, mut rec) = record("r2");
         store.accept(&key, &rec).await.expect("accept");
@@ -250,9 +338,9 @@ pub(crate) mod contract {
                 .iter()
                 .any(|(k, _)| k == &key)
         );
-        let response = Response::failed(&rec.request, "pid", "x");
+        let response = Arc::new(Response::failed(&rec.request, "pid", "x"));
         rec.stage = Stage::Answered {
-            response: response.clone(),
+            response: Arc::clone(&response),
             delivered: false,
         };
         store.put(&key, &rec).await.expect("put");
@@ -281,7 +369,7 @@ pub(crate) mod contract {
         let (key, mut rec) = record("eventual");
         store.accept(&key, &rec).await.expect("accept");
         rec.stage = Stage::Answered {
-            response: Response::failed(&rec.request, "pid", "x"),
+            response: Arc::new(Response::failed(&rec.request, "pid", "x")),
             delivered: true,
         };
         store.put_eventually(&key, &rec).await.expect("queued");
@@ -305,7 +393,7 @@ pub(crate) mod contract {
         let (old_key, mut old) = record("old");
         old.accepted_at_ms = 1_000;
         old.stage = Stage::Answered {
-            response: Response::failed(&old.request, "p", "x"),
+            response: Arc::new(Response::failed(&old.request, "p", "x")),
             delivered: true,
         };
         store.put(&old_key, &old).await.expect("put");
@@ -319,7 +407,7 @@ pub(crate) mod contract {
         assert!(store.get(&open_key).await.expect("get").is_some());
         assert!(store.get(&new_key).await.expect("get").is_some());
         open.stage = Stage::Answered {
-            response: Response::failed(&open.request, "p", "x"),
+            response: Arc::new(Response::failed(&open.request, "p", "x")),
             delivered: true,
         };
         store.put(&open_key, &open).await.expect("put");

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::{Record, RequestKey, Store, StoreFuture};
+use super::{Acceptance, Durable, Record, RequestKey, Store, StoreFuture};
 use crate::error::{Error, Result};
 
 const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("records");
@@ -52,13 +52,28 @@ const MAX_GROUP: usize = 512;
 /// share its commit with.
 const LINGER: Duration = Duration::from_millis(20);
 
+/// The answer to an accept: the existing record's bytes, or `None` when inserted.
+type AcceptResult = Result<Option<Vec<u8>>>;
+
+/// Who hears about an accept, and when.
+enum AcceptReply {
+    /// The decision, once the group has committed.
+    Committed(oneshot::Sender<AcceptResult>),
+    /// The decision as soon as it is made; durability once the group has
+    /// committed ([`Store::accept_early`]).
+    Early {
+        decided: oneshot::Sender<AcceptResult>,
+        durable: oneshot::Sender<Result<()>>,
+    },
+}
+
 enum Op {
     Accept {
         key: String,
         record: Vec<u8>,
         accepted_at: u64,
         open: bool,
-        reply: oneshot::Sender<Result<Option<Vec<u8>>>>,
+        reply: AcceptReply,
     },
     Put {
         key: String,
@@ -247,10 +262,7 @@ fn linger(ops: &mpsc::Receiver<Op>, group: &mut Vec<Op>) {
 
 /// What one operation will answer once its group commits.
 enum Outcome {
-    Accepted(
-        oneshot::Sender<Result<Option<Vec<u8>>>>,
-        Result<Option<Vec<u8>>>,
-    ),
+    Accepted(oneshot::Sender<AcceptResult>, AcceptResult),
     Put(Option<oneshot::Sender<Result<()>>>, Result<()>),
     Purged(oneshot::Sender<Result<usize>>, Result<usize>),
 }
@@ -313,7 +325,16 @@ fn commit_group(db: &Database, group: Vec<Op>, durable: bool) -> bool {
                     reply,
                 } => {
                     let result = accept_in(&mut tables, &key, &record, accepted_at, open);
-                    Outcome::Accepted(reply, result)
+                    match reply {
+                        AcceptReply::Committed(reply) => Outcome::Accepted(reply, result),
+                        AcceptReply::Early { decided, durable } => {
+                            // Later operations in this group and later groups
+                            // see the insert, so the decision holds even
+                            // before the commit.
+                            drop(decided.send(result));
+                            Outcome::Put(Some(durable), Ok(()))
+                        }
+                    }
                 }
                 Op::Put {
                     key,
@@ -364,7 +385,17 @@ fn fail_all(group: Vec<Op>, message: &str) {
     for op in group {
         let error = || Error::Journal(message.to_string());
         match op {
-            Op::Accept { reply, .. } => drop(reply.send(Err(error()))),
+            Op::Accept {
+                reply: AcceptReply::Committed(reply),
+                ..
+            } => drop(reply.send(Err(error()))),
+            Op::Accept {
+                reply: AcceptReply::Early { decided, durable },
+                ..
+            } => {
+                drop(decided.send(Err(error())));
+                drop(durable.send(Err(error())));
+            }
             Op::Put { reply, .. } => answer_put(reply, Err(error())),
             Op::Purge { reply, .. } => drop(reply.send(Err(error()))),
             Op::Flush { reply } => drop(reply.send(Err(error()))),
@@ -455,11 +486,37 @@ impl Store for RedbStore {
                 record: encode(record)?,
                 accepted_at: record.accepted_at_ms,
                 open: record.is_open(),
-                reply,
+                reply: AcceptReply::Committed(reply),
             };
             match self.send(op, answer).await? {
                 Some(bytes) => decode(&bytes).map(Some),
                 None => Ok(None),
+            }
+        })
+    }
+
+    fn accept_early<'a>(
+        &'a self,
+        key: &'a RequestKey,
+        record: &'a Record,
+    ) -> StoreFuture<'a, Acceptance> {
+        Box::pin(async move {
+            let (decided, decision) = oneshot::channel();
+            let (durable, on_disk) = oneshot::channel();
+            let op = Op::Accept {
+                key: key.encode(),
+                record: encode(record)?,
+                accepted_at: record.accepted_at_ms,
+                open: record.is_open(),
+                reply: AcceptReply::Early { decided, durable },
+            };
+            match self.send(op, decision).await? {
+                Some(bytes) => decode(&bytes).map(Acceptance::Existing),
+                None => Ok(Acceptance::Inserted(Durable::when(async move {
+                    on_disk.await.map_err(|_| {
+                        Error::Journal("the journal writer dropped a request".into())
+                    })?
+                }))),
             }
         })
     }
@@ -576,6 +633,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = RedbStore::open(dir.path()).expect("open");
         contract::accept_inserts_once(&store).await;
+        contract::accept_early_decides_once(&store).await;
         contract::open_records_track_the_outbox(&store).await;
         contract::eventual_writes_are_read_back(&store).await;
         contract::purge_removes_only_old_closed_records(&store).await;
@@ -614,7 +672,11 @@ mod tests {
             let store = RedbStore::open(dir.path()).expect("open");
             store.accept(&key, &record).await.expect("accept");
             record.stage = Stage::Answered {
-                response: crate::response::Response::failed(&record.request, "pid", "x"),
+                response: Arc::new(crate::response::Response::failed(
+                    &record.request,
+                    "pid",
+                    "x",
+                )),
                 delivered: true,
             };
             store.put_eventually(&key, &record).await.expect("queued");

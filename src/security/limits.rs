@@ -2,7 +2,6 @@
 //! starving others: nesting depth, header size, read times, connections and
 //! concurrent requests per client address.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -48,26 +47,32 @@ pub const DEFAULT_MAX_REQUESTS_PER_IP: usize = 32;
 
 /// Whether `body` nests arrays and objects deeper than `max`.
 ///
-/// A single pass over the bytes, aware of strings and escapes, that stops as
-/// soon as the limit is crossed. It does not validate JSON: the parser does
-/// that afterwards.
+/// One pass over the bytes, aware of strings and escapes, that stops as soon
+/// as the limit is crossed. Inside a string it jumps to the next quote or
+/// backslash with `memchr` (most of a request's bytes are in strings). It
+/// does not validate JSON: the parser does that afterwards.
 pub fn json_too_deep(body: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
+    let mut at = 0;
+    while at < body.len() {
+        match body[at] {
+            b'"' => {
+                // Skip the string: find its closing quote, stepping over escapes.
+                at += 1;
+                loop {
+                    let Some(found) = memchr::memchr2(b'"', b'\\', &body[at..]) else {
+                        return false;
+                    };
+                    at += found;
+                    if body[at] == b'"' {
+                        break;
+                    }
+                    at += 2;
+                    if at >= body.len() {
+                        return false;
+                    }
+                }
             }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max {
@@ -77,6 +82,7 @@ pub fn json_too_deep(body: &[u8], max: usize) -> bool {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        at += 1;
     }
     false
 }
@@ -106,14 +112,14 @@ impl ConnectionLimit {
 #[derive(Debug, Clone)]
 pub struct PerIpLimit {
     max: usize,
-    active: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    active: Arc<Mutex<foldhash::HashMap<IpAddr, usize>>>,
 }
 
 /// One request's slot; released on drop.
 #[derive(Debug)]
 pub struct IpSlot {
     ip: IpAddr,
-    active: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    active: Arc<Mutex<foldhash::HashMap<IpAddr, usize>>>,
 }
 
 impl PerIpLimit {
@@ -121,7 +127,7 @@ impl PerIpLimit {
     pub fn new(max: usize) -> Self {
         PerIpLimit {
             max: max.max(1),
-            active: Arc::new(Mutex::new(HashMap::new())),
+            active: Arc::new(Mutex::new(foldhash::HashMap::default())),
         }
     }
 
@@ -273,6 +279,61 @@ mod tests {
         assert!(!json_too_deep(br#"{"a":"[[[[[[\"[[[["}"#, 1));
         assert!(json_too_deep(&b"[".repeat(10_000), 64));
         assert!(!json_too_deep(b"]]]]}}}", 0));
+        // Escaped quotes and backslashes do not end a string.
+        assert!(!json_too_deep(br#"{"a":"\\\"[[[","b":"\\\\"}"#, 1));
+        assert!(json_too_deep(br#"{"a":"\\\\",[[1]]}"#, 2));
+        // An unterminated string or escape at the very end.
+        assert!(!json_too_deep(br#"{"a":"[[[["#, 1));
+        assert!(!json_too_deep(br#"{"a":"\\"#, 1));
+    }
+
+    /// The byte-at-a-time scan `json_too_deep` must agree with.
+    fn too_deep_reference(body: &[u8], max: usize) -> bool {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for &byte in body {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if byte == b'\\' {
+                    escaped = true;
+                } else if byte == b'"' {
+                    in_string = false;
+                }
+                continue;
+            }
+            match byte {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max {
+                        return true;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn depth_scan_agrees_with_the_byte_by_byte_reference() {
+        use rand::{Rng, SeedableRng};
+        let alphabet = b"[]{}\"\\a:,";
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..24);
+            let body: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            let max = rng.random_range(0..4);
+            assert_eq!(
+                json_too_deep(&body, max),
+                too_deep_reference(&body, max),
+                "{:?} at {max}",
+                String::from_utf8_lossy(&body)
+            );
+        }
     }
 
     #[test]

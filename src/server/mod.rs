@@ -272,10 +272,25 @@ async fn accept_async(
     request: Arc<Request>,
 ) -> hyper::Response<Full<Bytes>> {
     match runtime.admit(&request, Channel::Async).await {
-        Ok(Admission::Owner(record)) => {
-            tracing::info!("accepted");
-            runtime.spawn_owned(record);
-            reply::acknowledgement(&request.request_id, false)
+        Ok(Admission::Owner(key, record, durable)) => {
+            runtime.spawn_owned(key, record);
+            // Acknowledged only once the record is on disk. The handler may
+            // be running already (see `Runtime::admit`); if the journal
+            // failed, its answer is still coming, so no FAILED is sent: ROS
+            // sees an error, and a retry joins the running request.
+            match durable.await {
+                Ok(()) => {
+                    tracing::info!("accepted");
+                    reply::acknowledgement(&request.request_id, false)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not journal the request; it runs without a crash-safe record");
+                    json_reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": error.to_string(), "requestId": request.request_id}),
+                    )
+                }
+            }
         }
         Ok(Admission::Joined(_) | Admission::Elsewhere) => {
             tracing::info!("redelivery of a request in progress; it keeps its one answer");
@@ -284,7 +299,7 @@ async fn accept_async(
         Ok(Admission::Answered(response)) => {
             tracing::info!("redelivery of an answered request; sending the same answer again");
             let reply = reply::acknowledgement(&request.request_id, true);
-            runtime.spawn_redelivery(request, *response);
+            runtime.spawn_redelivery(request, response);
             reply
         }
         Ok(Admission::Overloaded) => {
