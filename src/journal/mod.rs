@@ -2,6 +2,8 @@
 //! no answer is lost to a crash, a restart or a redelivery.
 //!
 //! - A request is recorded ([`Stage::Running`]) before it is acknowledged.
+//!   [`Store::accept_early`] reports whether it is new before the record is
+//!   durable, so work that may safely run twice can start during the fsync.
 //! - A long-running request records its handler state ([`Stage::Polling`]).
 //! - The final answer is recorded before delivery ([`Stage::Answered`] with
 //!   `delivered: false`, the outbox) and marked delivered after a 2xx.

@@ -13,6 +13,11 @@
 //! only after its group is on disk, so "recorded before acknowledged" holds,
 //! while concurrent requests share fsyncs instead of queuing for one each.
 //!
+//! [`Store::accept_early`] is answered twice: the decision (new or not) as
+//! soon as the writer has applied the operation, durability once its group
+//! has committed. Operations apply in order, so a later accept of the same key
+//! finds the record even before that commit.
+//!
 //! [`Store::put_eventually`] writes are queued in the same order but not
 //! waited for. A group made only of them waits up to [`LINGER`] for a
 //! durable operation to ride with, so that under load they cost no commit
