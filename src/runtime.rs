@@ -955,13 +955,23 @@ mod tests {
     use crate::sink::CallbackSink;
 
     /// A memory store that logs every write: (kind, stage, delivered).
+    /// With a gate, its first insert becomes durable only when the test
+    /// releases the gate.
     #[derive(Debug, Default)]
     struct LoggedStore {
         inner: MemoryStore,
         log: Mutex<Vec<(&'static str, &'static str, bool)>>,
+        gate: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     }
 
     impl LoggedStore {
+        fn gated(gate: tokio::sync::oneshot::Receiver<()>) -> Self {
+            LoggedStore {
+                gate: Mutex::new(Some(gate)),
+                ..LoggedStore::default()
+            }
+        }
+
         fn note(&self, kind: &'static str, record: &Record) {
             let (stage, delivered) = match &record.stage {
                 Stage::Running => ("running", false),
@@ -984,6 +994,24 @@ mod tests {
         ) -> StoreFuture<'a, Option<Record>> {
             self.note("accept", record);
             self.inner.accept(key, record)
+        }
+        fn accept_early<'a>(
+            &'a self,
+            key: &'a RequestKey,
+            record: &'a Record,
+        ) -> StoreFuture<'a, Acceptance> {
+            Box::pin(async move {
+                Ok(match self.accept(key, record).await? {
+                    Some(existing) => Acceptance::Existing(existing),
+                    None => match self.gate.lock().expect("gate").take() {
+                        None => Acceptance::Inserted(Durable::done()),
+                        Some(gate) => Acceptance::Inserted(Durable::when(async move {
+                            gate.await
+                                .map_err(|_| Error::Journal("the test dropped the gate".into()))
+                        })),
+                    },
+                })
+            })
         }
         fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
             self.note("durable", record);
@@ -1076,69 +1104,7 @@ mod tests {
         store.writes()
     }
 
-    /// A memory store whose inserts become durable only when the test says.
-    #[derive(Debug)]
-    struct GatedStore {
-        inner: MemoryStore,
-        gate: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
-    }
-
-    impl GatedStore {
-        fn new(gate: tokio::sync::oneshot::Receiver<()>) -> Self {
-            GatedStore {
-                inner: MemoryStore::new(),
-                gate: Mutex::new(Some(gate)),
-            }
-        }
-    }
-
-    impl Store for GatedStore {
-        fn accept<'a>(
-            &'a self,
-            key: &'a RequestKey,
-            record: &'a Record,
-        ) -> StoreFuture<'a, Option<Record>> {
-            self.inner.accept(key, record)
-        }
-        fn accept_early<'a>(
-            &'a self,
-            key: &'a RequestKey,
-            record: &'a Record,
-        ) -> StoreFuture<'a, Acceptance> {
-            Box::pin(async move {
-                Ok(match self.inner.accept(key, record).await? {
-                    Some(existing) => Acceptance::Existing(existing),
-                    None => {
-                        let gate = self.gate.lock().expect("gate").take().expect("one insert");
-                        Acceptance::Inserted(Durable::when(async move {
-                            gate.await
-                                .map_err(|_| Error::Journal("the test dropped the gate".into()))
-                        }))
-                    }
-                })
-            })
-        }
-        fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
-            self.inner.put(key, record)
-        }
-        fn get<'a>(&'a self, key: &'a RequestKey) -> StoreFuture<'a, Option<Record>> {
-            self.inner.get(key)
-        }
-        fn open_records(&self) -> StoreFuture<'_, Vec<(RequestKey, Record)>> {
-            self.inner.open_records()
-        }
-        fn purge(&self, before_ms: u64) -> StoreFuture<'_, usize> {
-            self.inner.purge(before_ms)
-        }
-        fn check(&self) -> StoreFuture<'_, ()> {
-            self.inner.check()
-        }
-        fn is_durable(&self) -> bool {
-            true
-        }
-    }
-
-    /// A runtime over a [`GatedStore`], and an async Create of `resource_type`.
+    /// A runtime over a gated [`LoggedStore`], and an async Create of `resource_type`.
     async fn gated(
         resource_type: &str,
     ) -> (
@@ -1154,7 +1120,7 @@ mod tests {
             .route("Custom::Again", Done);
         let config =
             Config::for_local_testing().restart_policy("Custom::Again", RestartPolicy::Rerun);
-        let store: Arc<dyn Store> = Arc::new(GatedStore::new(gate));
+        let store: Arc<dyn Store> = Arc::new(LoggedStore::gated(gate));
         let runtime = Runtime::with_store(router, config, store).expect("runtime");
         let mut request = Request::new(RequestType::Create, resource_type, "Res", "stack", "r1");
         request.response_url = Some(CallbackUrl::new(sink.url("/cb")));
