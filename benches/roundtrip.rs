@@ -29,6 +29,12 @@ const CONCURRENCY: usize = 64;
 /// Each load run stops after this long, whatever is left.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
+/// The same allocator as the `stackhook` binary, so the floor and stackhook
+/// differ only in what stackhook does.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--floor") {

@@ -11,8 +11,12 @@
 //! | `stackhook_outbox_pending` | gauge | answers recorded but not yet delivered |
 //! | `stackhook_waiting` | gauge | long-running requests between polls |
 //!
-//! `resource_type` is the routed type, or `unrouted` for types no handler
-//! serves, so a stream of made-up types cannot grow the label set.
+//! `resource_type` is a routed type by name, `fallback` for the types the
+//! fallback handler serves, or `unrouted` for types no handler serves, so a
+//! stream of made-up types cannot grow the label set. Every label set is
+//! created at start-up: each series is exported from the first scrape (at 0),
+//! and counting on the request path is a map lookup and an atomic add, with
+//! no label built per update.
 
 use std::time::Duration;
 
@@ -24,6 +28,45 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::request::RequestType;
+use crate::router::Router;
+
+/// How a request ended, as the `outcome` label of `stackhook_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Success,
+    Failed,
+    Duplicate,
+    Overloaded,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 4] = [
+        Outcome::Success,
+        Outcome::Failed,
+        Outcome::Duplicate,
+        Outcome::Overloaded,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failed => "failed",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Overloaded => "overloaded",
+        }
+    }
+}
+
+const REQUEST_TYPES: [RequestType; 3] = [
+    RequestType::Create,
+    RequestType::Update,
+    RequestType::Delete,
+];
+
+/// The label for types the fallback handler serves.
+const FALLBACK: &str = "fallback";
+/// The label for types no handler serves.
+const UNROUTED: &str = "unrouted";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -48,14 +91,46 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
 }
 
+fn type_index(request_type: RequestType) -> usize {
+    match request_type {
+        RequestType::Create => 0,
+        RequestType::Update => 1,
+        RequestType::Delete => 2,
+    }
+}
+
+/// One resource-type label's series, resolved once at start-up.
+#[derive(Debug)]
+pub(crate) struct TypeMetrics {
+    /// By request type, then by outcome (in `Outcome::ALL` order).
+    requests: [[Counter; Outcome::ALL.len()]; REQUEST_TYPES.len()],
+    handler_runs: [Counter; REQUEST_TYPES.len()],
+    handler_duration: [Histogram; REQUEST_TYPES.len()],
+}
+
+impl TypeMetrics {
+    /// Count a request that ended with `outcome`.
+    pub(crate) fn request(&self, request_type: RequestType, outcome: Outcome) {
+        self.requests[type_index(request_type)][outcome as usize].inc();
+    }
+
+    /// Count one handler execution that took `took`.
+    pub(crate) fn handler_run(&self, request_type: RequestType, took: Duration) {
+        let i = type_index(request_type);
+        self.handler_runs[i].inc();
+        self.handler_duration[i].observe(took.as_secs_f64());
+    }
+}
+
 /// The runtime's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    handler_runs: Family<RunLabels, Counter>,
-    handler_duration: Family<RunLabels, Histogram, fn() -> Histogram>,
-    deliveries: Family<DeliveryLabels, Counter>,
+    by_type: foldhash::HashMap<Box<str>, TypeMetrics>,
+    /// Types without a route of their own: `fallback` or `unrouted`.
+    other_types: TypeMetrics,
+    /// Delivered, failed.
+    deliveries: [Counter; 2],
     pub(crate) inflight: Gauge,
     pub(crate) queue_depth: Gauge,
     pub(crate) outbox_pending: Gauge,
@@ -63,7 +138,8 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    /// The metrics for `router`'s resource types.
+    pub(crate) fn new(router: &Router) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let handler_runs = Family::<RunLabels, Counter>::default();
@@ -72,6 +148,49 @@ impl Metrics {
                 duration_histogram,
             );
         let deliveries = Family::<DeliveryLabels, Counter>::default();
+        let type_metrics = |resource_type: &str| TypeMetrics {
+            requests: REQUEST_TYPES.map(|request_type| {
+                Outcome::ALL.map(|outcome| {
+                    requests
+                        .get_or_create(&RequestLabels {
+                            resource_type: resource_type.to_owned(),
+                            request_type: request_type.as_str(),
+                            outcome: outcome.as_str(),
+                        })
+                        .clone()
+                })
+            }),
+            handler_runs: REQUEST_TYPES.map(|request_type| {
+                handler_runs
+                    .get_or_create(&RunLabels {
+                        resource_type: resource_type.to_owned(),
+                        request_type: request_type.as_str(),
+                    })
+                    .clone()
+            }),
+            handler_duration: REQUEST_TYPES.map(|request_type| {
+                handler_duration
+                    .get_or_create(&RunLabels {
+                        resource_type: resource_type.to_owned(),
+                        request_type: request_type.as_str(),
+                    })
+                    .clone()
+            }),
+        };
+        let by_type = router
+            .resource_types()
+            .map(|t| (Box::from(t), type_metrics(t)))
+            .collect();
+        let other_types = type_metrics(if router.has_fallback() {
+            FALLBACK
+        } else {
+            UNROUTED
+        });
+        let delivery_counters = ["delivered", "failed"].map(|outcome| {
+            deliveries
+                .get_or_create(&DeliveryLabels { outcome })
+                .clone()
+        });
         let inflight = Gauge::default();
         let queue_depth = Gauge::default();
         let outbox_pending = Gauge::default();
@@ -79,22 +198,22 @@ impl Metrics {
         registry.register(
             "stackhook_requests",
             "Requests answered, by outcome",
-            requests.clone(),
+            requests,
         );
         registry.register(
             "stackhook_handler_runs",
             "Handler executions (polls included; deduplicated redeliveries excluded)",
-            handler_runs.clone(),
+            handler_runs,
         );
         registry.register(
             "stackhook_handler_duration_seconds",
             "Time spent in one handler execution",
-            handler_duration.clone(),
+            handler_duration,
         );
         registry.register(
             "stackhook_deliveries",
             "Answers sent to callback URLs",
-            deliveries.clone(),
+            deliveries,
         );
         registry.register(
             "stackhook_inflight",
@@ -118,10 +237,9 @@ impl Metrics {
         );
         Metrics {
             registry,
-            requests,
-            handler_runs,
-            handler_duration,
-            deliveries,
+            by_type,
+            other_types,
+            deliveries: delivery_counters,
             inflight,
             queue_depth,
             outbox_pending,
@@ -129,42 +247,13 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn request(
-        &self,
-        resource_type: &str,
-        request_type: RequestType,
-        outcome: &'static str,
-    ) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                resource_type: resource_type.to_string(),
-                request_type: request_type.as_str(),
-                outcome,
-            })
-            .inc();
-    }
-
-    pub(crate) fn handler_run(
-        &self,
-        resource_type: &str,
-        request_type: RequestType,
-        took: Duration,
-    ) {
-        let labels = RunLabels {
-            resource_type: resource_type.to_string(),
-            request_type: request_type.as_str(),
-        };
-        self.handler_runs.get_or_create(&labels).inc();
-        self.handler_duration
-            .get_or_create(&labels)
-            .observe(took.as_secs_f64());
+    /// The series of `resource_type`'s label.
+    pub(crate) fn of(&self, resource_type: &str) -> &TypeMetrics {
+        self.by_type.get(resource_type).unwrap_or(&self.other_types)
     }
 
     pub(crate) fn delivery(&self, delivered: bool) {
-        let outcome = if delivered { "delivered" } else { "failed" };
-        self.deliveries
-            .get_or_create(&DeliveryLabels { outcome })
-            .inc();
+        self.deliveries[usize::from(!delivered)].inc();
     }
 
     /// The Prometheus text exposition.
@@ -181,15 +270,17 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    fn echo_router() -> Router {
+        Router::new().route("Custom::Echo", crate::handlers::Echo)
+    }
+
     #[test]
     fn exposes_the_documented_names() {
-        let m = Metrics::new();
-        m.request("Custom::Echo", RequestType::Create, "success");
-        m.handler_run(
-            "Custom::Echo",
-            RequestType::Create,
-            Duration::from_millis(3),
-        );
+        let m = Metrics::new(&echo_router());
+        m.of("Custom::Echo")
+            .request(RequestType::Create, Outcome::Success);
+        m.of("Custom::Echo")
+            .handler_run(RequestType::Create, Duration::from_millis(3));
         m.delivery(true);
         m.inflight.set(2);
         let text = m.encode();
@@ -204,5 +295,42 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
+    }
+
+    #[test]
+    fn every_series_is_exported_from_the_start() {
+        let text = Metrics::new(&echo_router()).encode();
+        for name in [
+            "stackhook_requests_total{resource_type=\"Custom::Echo\",request_type=\"Delete\",outcome=\"overloaded\"} 0",
+            "stackhook_requests_total{resource_type=\"unrouted\",request_type=\"Update\",outcome=\"failed\"} 0",
+            "stackhook_handler_runs_total{resource_type=\"Custom::Echo\",request_type=\"Update\"} 0",
+            "stackhook_deliveries_total{outcome=\"failed\"} 0",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn made_up_types_share_one_label() {
+        let m = Metrics::new(&echo_router());
+        let before = m.encode().lines().count();
+        for i in 0..50 {
+            m.of(&format!("Custom::MadeUp{i}"))
+                .request(RequestType::Create, Outcome::Failed);
+        }
+        let text = m.encode();
+        assert_eq!(text.lines().count(), before, "no new series");
+        assert!(text.contains(
+            "stackhook_requests_total{resource_type=\"unrouted\",request_type=\"Create\",outcome=\"failed\"} 50"
+        ));
+
+        let m = Metrics::new(&echo_router().fallback(crate::handlers::Echo));
+        m.of("Custom::Anything")
+            .request(RequestType::Delete, Outcome::Duplicate);
+        let text = m.encode();
+        assert!(text.contains(
+            "stackhook_requests_total{resource_type=\"fallback\",request_type=\"Delete\",outcome=\"duplicate\"} 1"
+        ));
+        assert!(!text.contains("Custom::Anything"));
     }
 }

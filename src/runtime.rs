@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::journal::{
     Acceptance, Channel, Durable, MemoryStore, Record, RedbStore, RequestKey, Stage, Store, now_ms,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Outcome};
 use crate::request::{CallbackUrl, Request, Salvage};
 use crate::response::Response;
 use crate::router::Router;
@@ -161,12 +161,13 @@ impl Runtime {
             max_queue: config.max_queue,
         };
         let (schedule, due) = mpsc::unbounded_channel();
+        let metrics = Metrics::new(&router);
         let runtime = Arc::new(Runtime {
             router,
             config,
             delivery,
             store,
-            metrics: Metrics::new(),
+            metrics,
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
             cancel: CancellationToken::new(),
@@ -205,15 +206,6 @@ impl Runtime {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The resource type as a metric label: routed types only.
-    fn type_label<'r>(&self, request: &'r Request) -> &'r str {
-        if self.router.handler_for(&request.resource_type).is_some() {
-            &request.resource_type
-        } else {
-            "unrouted"
-        }
-    }
-
     /// The whole-request time for `request`.
     fn total(&self, request: &Request) -> Duration {
         self.config.timeout_for(&request.resource_type)
@@ -234,7 +226,8 @@ impl Runtime {
             let mut running = self.running();
             if let Some(answer) = running.get(&key) {
                 self.metrics
-                    .request(self.type_label(request), request.request_type, "duplicate");
+                    .of(&request.resource_type)
+                    .request(request.request_type, Outcome::Duplicate);
                 return Ok(Admission::Joined(answer.subscribe()));
             }
             if self.metrics.queue_depth.get() >= self.limiter.max_queue as i64 {
@@ -261,7 +254,8 @@ impl Runtime {
             Ok(Acceptance::Existing(existing)) => {
                 self.running().remove(&key);
                 self.metrics
-                    .request(self.type_label(request), request.request_type, "duplicate");
+                    .of(&request.resource_type)
+                    .request(request.request_type, Outcome::Duplicate);
                 Ok(match existing.stage {
                     Stage::Answered { response, .. } => Admission::Answered(response),
                     Stage::Running | Stage::Polling { .. } => Admission::Elsewhere,
@@ -334,11 +328,9 @@ impl Runtime {
             () = self.cancel.cancelled() => shut_down(),
         };
         self.metrics.inflight.dec();
-        self.metrics.handler_run(
-            self.type_label(request),
-            request.request_type,
-            started.elapsed(),
-        );
+        self.metrics
+            .of(&request.resource_type)
+            .handler_run(request.request_type, started.elapsed());
         step
     }
 
@@ -422,14 +414,12 @@ impl Runtime {
         let response = Arc::new(response);
         let uses_callback = record.channel.uses_callback();
         let outcome = match response.status {
-            crate::response::Status::Success => "success",
-            crate::response::Status::Failed => "failed",
+            crate::response::Status::Success => Outcome::Success,
+            crate::response::Status::Failed => Outcome::Failed,
         };
-        self.metrics.request(
-            self.type_label(&record.request),
-            record.request.request_type,
-            outcome,
-        );
+        self.metrics
+            .of(&record.request.resource_type)
+            .request(record.request.request_type, outcome);
         if let Some(answer) = self.running().get(key) {
             answer.send_replace(Some(Arc::clone(&response)));
         }
@@ -547,7 +537,8 @@ impl Runtime {
             ),
         );
         self.metrics
-            .request(self.type_label(request), request.request_type, "overloaded");
+            .of(&request.resource_type)
+            .request(request.request_type, Outcome::Overloaded);
         if channel.uses_callback() {
             let until = Instant::now() + MIN_DELIVERY_WINDOW;
             let delivered = self.delivery.deliver(request, &response, until).await;
