@@ -1,16 +1,88 @@
 //! A journal in memory: fast, and gone with the process.
 
 use std::collections::hash_map::Entry;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Record, RequestKey, Store, StoreFuture};
+use super::{Channel, Record, RequestKey, Stage, Store, StoreFuture};
+use crate::request::{Request, RequestType};
+use crate::response::Response;
 
 /// Keeps records in a map. Dedupe works within one process; nothing
 /// survives a restart, so outbox and polling recovery do not apply.
+///
+/// A closed record (answered, and delivered or replied) keeps only what
+/// deduplication needs until it is purged: its key, its answer, its request
+/// and resource types, its channel and when it arrived. The request's
+/// properties and callback URLs are dropped, so retained records cost a
+/// fraction of the memory and no presigned URL outlives its delivery.
+/// [`Store::get`] gives such a record's request with its identifiers only.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     // foldhash rather than SipHash: see `RunningMap` in the runtime.
-    records: Mutex<foldhash::HashMap<RequestKey, Record>>,
+    records: Mutex<Records>,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    open: foldhash::HashMap<RequestKey, Record>,
+    closed: foldhash::HashMap<RequestKey, Closed>,
+}
+
+/// A closed record, compact.
+#[derive(Debug)]
+struct Closed {
+    response: Arc<Response>,
+    request_type: RequestType,
+    resource_type: Box<str>,
+    channel: Channel,
+    accepted_at_ms: u64,
+}
+
+impl Closed {
+    /// The compact form of `record`, when it is closed.
+    fn of(record: &Record) -> Option<Closed> {
+        match &record.stage {
+            Stage::Answered {
+                response,
+                delivered: true,
+            } => Some(Closed {
+                response: Arc::clone(response),
+                request_type: record.request.request_type,
+                resource_type: record.request.resource_type.as_str().into(),
+                channel: record.channel,
+                accepted_at_ms: record.accepted_at_ms,
+            }),
+            _ => None,
+        }
+    }
+
+    fn record(&self, key: &RequestKey) -> Record {
+        let request = Request::new(
+            self.request_type,
+            &*self.resource_type,
+            key.logical_resource_id.as_str(),
+            key.stack_id.as_str(),
+            key.request_id.as_str(),
+        );
+        Record {
+            request: Arc::new(request),
+            channel: self.channel,
+            accepted_at_ms: self.accepted_at_ms,
+            stage: Stage::Answered {
+                response: Arc::clone(&self.response),
+                delivered: true,
+            },
+        }
+    }
+}
+
+impl Records {
+    fn get(&self, key: &RequestKey) -> Option<Record> {
+        match self.open.get(key) {
+            Some(record) => Some(record.clone()),
+            None => self.closed.get(key).map(|closed| closed.record(key)),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -19,7 +91,7 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, foldhash::HashMap<RequestKey, Record>> {
+    fn lock(&self) -> MutexGuard<'_, Records> {
         self.records
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -32,38 +104,56 @@ impl Store for MemoryStore {
         key: &'a RequestKey,
         record: &'a Record,
     ) -> StoreFuture<'a, Option<Record>> {
-        let existing = match self.lock().entry(key.clone()) {
-            Entry::Occupied(existing) => Some(existing.get().clone()),
-            Entry::Vacant(slot) => {
-                slot.insert(record.clone());
-                None
-            }
+        let mut records = self.lock();
+        let existing = match records.closed.get(key) {
+            Some(closed) => Some(closed.record(key)),
+            None => match records.open.entry(key.clone()) {
+                Entry::Occupied(existing) => Some(existing.get().clone()),
+                Entry::Vacant(slot) => {
+                    slot.insert(record.clone());
+                    None
+                }
+            },
         };
         Box::pin(std::future::ready(Ok(existing)))
     }
 
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
         let mut records = self.lock();
-        // In place when the key is there (it is, after `accept`): no key copy.
-        match records.get_mut(key) {
-            Some(stored) => stored.clone_from(record),
+        match Closed::of(record) {
+            Some(closed) => {
+                // The open record's key moves over: no key copy, and the
+                // request it held is freed.
+                let key = match records.open.remove_entry(key) {
+                    Some((key, _)) => key,
+                    None => key.clone(),
+                };
+                records.closed.insert(key, closed);
+            }
             None => {
-                records.insert(key.clone(), record.clone());
+                records.closed.remove(key);
+                // In place when the key is there (it is, after `accept`).
+                match records.open.get_mut(key) {
+                    Some(stored) => stored.clone_from(record),
+                    None => {
+                        records.open.insert(key.clone(), record.clone());
+                    }
+                }
             }
         }
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn get<'a>(&'a self, key: &'a RequestKey) -> StoreFuture<'a, Option<Record>> {
-        let record = self.lock().get(key).cloned();
+        let record = self.lock().get(key);
         Box::pin(std::future::ready(Ok(record)))
     }
 
     fn open_records(&self) -> StoreFuture<'_, Vec<(RequestKey, Record)>> {
         let open = self
             .lock()
+            .open
             .iter()
-            .filter(|(_, r)| r.is_open())
             .map(|(k, r)| (k.clone(), r.clone()))
             .collect();
         Box::pin(std::future::ready(Ok(open)))
@@ -71,9 +161,9 @@ impl Store for MemoryStore {
 
     fn purge(&self, before_ms: u64) -> StoreFuture<'_, usize> {
         let mut records = self.lock();
-        let before = records.len();
-        records.retain(|_, r| r.is_open() || r.accepted_at_ms >= before_ms);
-        let removed = before - records.len();
+        let before = records.closed.len();
+        records.closed.retain(|_, r| r.accepted_at_ms >= before_ms);
+        let removed = before - records.closed.len();
         Box::pin(std::future::ready(Ok(removed)))
     }
 
@@ -98,5 +188,70 @@ mod tests {
         contract::open_records_track_the_outbox(&MemoryStore::new()).await;
         contract::eventual_writes_are_read_back(&MemoryStore::new()).await;
         contract::purge_removes_only_old_closed_records(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn a_closed_record_keeps_its_answer_and_identifiers_only() {
+        let (key, mut record) = contract::record("compact");
+        let mut request = (*record.request).clone();
+        request.response_url = Some(crate::request::CallbackUrl::new(
+            "https://ros.example/cb?Signature=secret",
+        ));
+        request
+            .resource_properties
+            .insert("Big".into(), serde_json::json!("x".repeat(4096)));
+        record.request = Arc::new(request);
+        let store = MemoryStore::new();
+        assert_eq!(store.accept(&key, &record).await.expect("accept"), None);
+
+        let response = Arc::new(Response::failed(&record.request, "pid", "no"));
+        record.stage = Stage::Answered {
+            response: Arc::clone(&response),
+            delivered: false,
+        };
+        store.put(&key, &record).await.expect("put");
+        let undelivered = store.get(&key).await.expect("get").expect("present");
+        assert_eq!(undelivered, record, "an open record is kept whole");
+
+        record.stage = Stage::Answered {
+            response: Arc::clone(&response),
+            delivered: true,
+        };
+        store.put_eventually(&key, &record).await.expect("put");
+        let closed = store.get(&key).await.expect("get").expect("present");
+        assert_eq!(closed.stage, record.stage);
+        assert_eq!(closed.channel, record.channel);
+        assert_eq!(closed.accepted_at_ms, record.accepted_at_ms);
+        assert_eq!(closed.request.request_type, record.request.request_type);
+        assert_eq!(closed.request.resource_type, record.request.resource_type);
+        assert_eq!(RequestKey::of(&closed.request), key);
+        assert!(
+            closed.request.response_url.is_none(),
+            "no presigned URL kept"
+        );
+        assert!(closed.request.resource_properties.is_empty());
+
+        let again = store.accept(&key, &record).await.expect("accept");
+        assert_eq!(again.map(|r| r.stage), Some(record.stage.clone()));
+        let records = store.lock();
+        assert!(records.open.is_empty());
+        assert_eq!(records.closed.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reopened_key_is_open_again() {
+        let (key, mut record) = contract::record("reopen");
+        let store = MemoryStore::new();
+        record.stage = Stage::Answered {
+            response: Arc::new(Response::failed(&record.request, "pid", "no")),
+            delivered: true,
+        };
+        store.put(&key, &record).await.expect("put");
+        record.stage = Stage::Running;
+        store.put(&key, &record).await.expect("put");
+        assert_eq!(store.get(&key).await.expect("get"), Some(record));
+        let open = store.open_records().await.expect("open");
+        assert_eq!(open.len(), 1);
+        assert_eq!(store.lock().closed.len(), 0);
     }
 }
