@@ -242,10 +242,7 @@ mod tests {
     async fn a_reopened_key_is_open_again() {
         let (key, mut record) = contract::record("reopen");
         let store = MemoryStore::new();
-        record.stage = Stage::Answered {
-            response: Arc::new(Response::failed(&record.request, "pid", "no")),
-            delivered: true,
-        };
+        record.stage = contract::answered(&record, true);
         store.put(&key, &record).await.expect("put");
         record.stage = Stage::Running;
         store.put(&key, &record).await.expect("put");

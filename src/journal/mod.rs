@@ -296,6 +296,24 @@ pub(crate) mod contract {
         )
     }
 
+    /// A FAILED answer to `record`'s request, delivered or not.
+    pub(crate) fn answered(record: &Record, delivered: bool) -> Stage {
+        Stage::Answered {
+            response: Arc::new(Response::failed(&record.request, "pid", "x")),
+            delivered,
+        }
+    }
+
+    /// Whether `key` is among the store's open records.
+    pub(crate) async fn is_open(store: &dyn Store, key: &RequestKey) -> bool {
+        store
+            .open_records()
+            .await
+            .expect("open")
+            .iter()
+            .any(|(k, _)| k == key)
+    }
+
     pub(crate) async fn accept_inserts_once(store: &dyn Store) {
         let (key, rec) = record("r1");
         assert_eq!(store.accept(&key, &rec).await.expect("accept"), None);
@@ -332,14 +350,7 @@ pub(crate) mod contract {
     pub(crate) async fn open_records_track_the_outbox(store: &dyn Store) {
         let (key, mut rec) = record("r2");
         store.accept(&key, &rec).await.expect("accept");
-        assert!(
-            store
-                .open_records()
-                .await
-                .expect("open")
-                .iter()
-                .any(|(k, _)| k == &key)
-        );
+        assert!(is_open(store, &key).await);
         let response = Arc::new(Response::failed(&rec.request, "pid", "x"));
         rec.stage = Stage::Answered {
             response: Arc::clone(&response),
@@ -353,14 +364,7 @@ pub(crate) mod contract {
             delivered: true,
         };
         store.put(&key, &rec).await.expect("put");
-        assert!(
-            !store
-                .open_records()
-                .await
-                .expect("open")
-                .iter()
-                .any(|(k, _)| k == &key)
-        );
+        assert!(!is_open(store, &key).await);
         let stored = store.get(&key).await.expect("get").expect("present");
         assert!(
             matches!(stored.stage, Stage::Answered { ref response, delivered: true } if response.status == Status::Failed)
@@ -370,10 +374,7 @@ pub(crate) mod contract {
     pub(crate) async fn eventual_writes_are_read_back(store: &dyn Store) {
         let (key, mut rec) = record("eventual");
         store.accept(&key, &rec).await.expect("accept");
-        rec.stage = Stage::Answered {
-            response: Arc::new(Response::failed(&rec.request, "pid", "x")),
-            delivered: true,
-        };
+        rec.stage = answered(&rec, true);
         store.put_eventually(&key, &rec).await.expect("queued");
         // A later accept, as a redelivered request makes, sees it at once.
         let seen = store.accept(&key, &rec).await.expect("accept");
@@ -381,23 +382,13 @@ pub(crate) mod contract {
         store.flush().await.expect("flush");
         let read = store.get(&key).await.expect("get").expect("present");
         assert_eq!(read.stage, rec.stage);
-        assert!(
-            !store
-                .open_records()
-                .await
-                .expect("open")
-                .iter()
-                .any(|(k, _)| k == &key)
-        );
+        assert!(!is_open(store, &key).await);
     }
 
     pub(crate) async fn purge_removes_only_old_closed_records(store: &dyn Store) {
         let (old_key, mut old) = record("old");
         old.accepted_at_ms = 1_000;
-        old.stage = Stage::Answered {
-            response: Arc::new(Response::failed(&old.request, "p", "x")),
-            delivered: true,
-        };
+        old.stage = answered(&old, true);
         store.put(&old_key, &old).await.expect("put");
         let (open_key, mut open) = record("old-open");
         open.accepted_at_ms = 1_000;
@@ -408,10 +399,7 @@ pub(crate) mod contract {
         assert!(store.get(&old_key).await.expect("get").is_none());
         assert!(store.get(&open_key).await.expect("get").is_some());
         assert!(store.get(&new_key).await.expect("get").is_some());
-        open.stage = Stage::Answered {
-            response: Arc::new(Response::failed(&open.request, "p", "x")),
-            delivered: true,
-        };
+        open.stage = answered(&open, true);
         store.put(&open_key, &open).await.expect("put");
         assert_eq!(store.purge(2_000).await.expect("purge"), 1);
     }

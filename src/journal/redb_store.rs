@@ -644,6 +644,18 @@ mod tests {
         contract::purge_removes_only_old_closed_records(&store).await;
     }
 
+    /// Open the store in `dir` again, once the writer thread of the last
+    /// one (which exits when its sender is dropped) has released the file.
+    async fn reopen(dir: &std::path::Path) -> RedbStore {
+        for _ in 0..100 {
+            match RedbStore::open(dir) {
+                Ok(store) => return store,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+        panic!("the journal could not be reopened");
+    }
+
     #[tokio::test]
     async fn records_survive_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -652,18 +664,7 @@ mod tests {
             let store = RedbStore::open(dir.path()).expect("open");
             store.accept(&key, &record).await.expect("accept");
         }
-        // The writer thread exits when its sender is dropped; give it a moment to release the file.
-        let mut reopened = None;
-        for _ in 0..100 {
-            match RedbStore::open(dir.path()) {
-                Ok(store) => {
-                    reopened = Some(store);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-            }
-        }
-        let store = reopened.expect("reopen");
+        let store = reopen(dir.path()).await;
         let open = store.open_records().await.expect("open");
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].1.stage, Stage::Running);
@@ -676,27 +677,10 @@ mod tests {
         {
             let store = RedbStore::open(dir.path()).expect("open");
             store.accept(&key, &record).await.expect("accept");
-            record.stage = Stage::Answered {
-                response: Arc::new(crate::response::Response::failed(
-                    &record.request,
-                    "pid",
-                    "x",
-                )),
-                delivered: true,
-            };
+            record.stage = contract::answered(&record, true);
             store.put_eventually(&key, &record).await.expect("queued");
         }
-        let mut reopened = None;
-        for _ in 0..100 {
-            match RedbStore::open(dir.path()) {
-                Ok(store) => {
-                    reopened = Some(store);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-            }
-        }
-        let store = reopened.expect("reopen");
+        let store = reopen(dir.path()).await;
         assert!(store.open_records().await.expect("open").is_empty());
         let stored = store.get(&key).await.expect("get").expect("present");
         assert_eq!(stored.stage, record.stage);
