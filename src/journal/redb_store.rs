@@ -13,10 +13,12 @@
 //! only after its group is on disk, so "recorded before acknowledged" holds,
 //! while concurrent requests share fsyncs instead of queuing for one each.
 //!
-//! [`Store::accept_early`] is answered twice: the decision (new or not) as
-//! soon as the writer has applied the operation, durability once its group
-//! has committed. Operations apply in order, so a later accept of the same key
-//! finds the record even before that commit.
+//! Every queued write is also kept in memory, newest per key, until its
+//! group has committed ([`Queued`]). An accept is decided by the caller from
+//! that and a read transaction, without waiting for the writer thread, so
+//! the decision never waits behind an fsync under way: a request whose rerun
+//! is harmless ([`Store::accept_early`]) starts, and its callback goes out,
+//! while its record is being made durable. Reads see queued writes too.
 //!
 //! [`Store::put_eventually`] writes are queued in the same order but not
 //! waited for. A group made only of them waits up to [`LINGER`] for a
@@ -32,11 +34,11 @@
 //! - `by_time`: (accepted at, key), so purging old records is a range scan.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
@@ -57,32 +59,12 @@ const MAX_GROUP: usize = 512;
 /// share its commit with.
 const LINGER: Duration = Duration::from_millis(20);
 
-/// The answer to an accept: the existing record's bytes, or `None` when inserted.
-type AcceptResult = Result<Option<Vec<u8>>>;
-
-/// Who hears about an accept, and when.
-enum AcceptReply {
-    /// The decision, once the group has committed.
-    Committed(oneshot::Sender<AcceptResult>),
-    /// The decision as soon as it is made; durability once the group has
-    /// committed ([`Store::accept_early`]).
-    Early {
-        decided: oneshot::Sender<AcceptResult>,
-        durable: oneshot::Sender<Result<()>>,
-    },
-}
-
 enum Op {
-    Accept {
-        key: String,
-        record: Vec<u8>,
-        accepted_at: u64,
-        open: bool,
-        reply: AcceptReply,
-    },
     Put {
         key: String,
-        record: Vec<u8>,
+        record: Bytes,
+        /// Which queued write this is, in [`Queued`].
+        seq: u64,
         accepted_at: u64,
         open: bool,
         /// `None` for [`Store::put_eventually`]: nobody waits, nothing forces an fsync.
@@ -97,6 +79,27 @@ enum Op {
     },
 }
 
+/// Writes queued for the writer thread and not committed yet: the newest
+/// record per key, with the number of the write that queued it.
+///
+/// Accepts and reads look here first and then in the database. The writer
+/// drops an entry once the write that queued it has committed (or failed),
+/// unless a newer write of the key was queued since, so every key is always
+/// either here or readable from the database at its newest version.
+#[derive(Debug, Default)]
+struct Queued {
+    records: foldhash::HashMap<String, (u64, Bytes)>,
+    next_seq: u64,
+}
+
+type SharedQueued = Arc<Mutex<Queued>>;
+
+fn lock(queued: &Mutex<Queued>) -> MutexGuard<'_, Queued> {
+    queued
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Op {
     /// Whether someone waits for this operation to be on disk.
     fn is_durable(&self) -> bool {
@@ -109,6 +112,7 @@ impl Op {
 pub struct RedbStore {
     db: Arc<Database>,
     writer: mpsc::Sender<Op>,
+    queued: SharedQueued,
     /// Cleared when the writer thread exits.
     writer_alive: Arc<AtomicBool>,
     path: PathBuf,
@@ -147,16 +151,19 @@ impl RedbStore {
         let writer_db = Arc::clone(&db);
         let writer_alive = Arc::new(AtomicBool::new(true));
         let alive = Arc::clone(&writer_alive);
+        let queued = SharedQueued::default();
+        let writer_queued = Arc::clone(&queued);
         std::thread::Builder::new()
             .name("stackhook-journal".into())
             .spawn(move || {
-                write_loop(&writer_db, &ops);
+                write_loop(&writer_db, &ops, &writer_queued);
                 alive.store(false, Ordering::Release);
             })
             .map_err(|e| Error::io("starting the journal writer thread", e))?;
         Ok(RedbStore {
             db,
             writer,
+            queued,
             writer_alive,
             path,
         })
@@ -180,7 +187,36 @@ impl RedbStore {
             .map_err(|_| Error::Journal("the journal writer dropped a request".into()))?
     }
 
-    fn read_record(&self, key: &str) -> Result<Option<Record>> {
+    /// Queue a write of `record` under `key`, with `queued` locked.
+    fn queue_put(
+        &self,
+        queued: &mut Queued,
+        key: String,
+        record: &Record,
+        reply: Option<oneshot::Sender<Result<()>>>,
+    ) -> Result<()> {
+        let bytes = Bytes::from(encode(record)?);
+        let seq = queued.next_seq;
+        queued.next_seq += 1;
+        // Queued first, then noted: the writer settles entries only with
+        // `queued` locked, so it cannot settle this one before it is noted.
+        self.enqueue(Op::Put {
+            key: key.clone(),
+            record: bytes.clone(),
+            seq,
+            accepted_at: record.accepted_at_ms,
+            open: record.is_open(),
+            reply,
+        })?;
+        queued.records.insert(key, (seq, bytes));
+        Ok(())
+    }
+
+    /// The newest record for `key`, queued or committed, with `queued` locked.
+    fn newest(&self, queued: &Queued, key: &str) -> Result<Option<Record>> {
+        if let Some((_, bytes)) = queued.records.get(key) {
+            return decode(bytes).map(Some);
+        }
         let txn = self
             .db
             .begin_read()
@@ -220,7 +256,7 @@ fn encode(record: &Record) -> Result<Vec<u8>> {
 /// The writer thread: take every waiting operation, apply them in one
 /// transaction, commit once, answer each. On exit (every sender dropped),
 /// make the last non-durable groups durable.
-fn write_loop(db: &Database, ops: &mpsc::Receiver<Op>) {
+fn write_loop(db: &Database, ops: &mpsc::Receiver<Op>, queued: &Mutex<Queued>) {
     let mut not_yet_durable = false;
     while let Ok(first) = ops.recv() {
         let mut group = vec![first];
@@ -234,13 +270,13 @@ fn write_loop(db: &Database, ops: &mpsc::Receiver<Op>) {
             linger(ops, &mut group);
         }
         let durable = group.iter().any(Op::is_durable);
-        if commit_group(db, group, durable) {
+        if commit_group(db, group, durable, queued) {
             not_yet_durable = !durable;
         }
     }
     if not_yet_durable {
         let (reply, _) = oneshot::channel();
-        commit_group(db, vec![Op::Flush { reply }], true);
+        commit_group(db, vec![Op::Flush { reply }], true, queued);
     }
 }
 
@@ -267,7 +303,6 @@ fn linger(ops: &mpsc::Receiver<Op>, group: &mut Vec<Op>) {
 
 /// What one operation will answer once its group commits.
 enum Outcome {
-    Accepted(oneshot::Sender<AcceptResult>, AcceptResult),
     Put(Option<oneshot::Sender<Result<()>>>, Result<()>),
     Purged(oneshot::Sender<Result<usize>>, Result<usize>),
 }
@@ -293,9 +328,9 @@ impl<'t> Tables<'t> {
     }
 }
 
-/// Apply `group` in one transaction and answer each operation. Returns
-/// whether the transaction committed.
-fn commit_group(db: &Database, group: Vec<Op>, durable: bool) -> bool {
+/// Apply `group` in one transaction, settle its writes in `queued` and
+/// answer each operation. Returns whether the transaction committed.
+fn commit_group(db: &Database, group: Vec<Op>, durable: bool, queued: &Mutex<Queued>) -> bool {
     let txn = match db.begin_write() {
         Ok(mut txn) => {
             txn.set_durability(if durable {
@@ -307,47 +342,34 @@ fn commit_group(db: &Database, group: Vec<Op>, durable: bool) -> bool {
         }
         Err(e) => {
             let message = format!("starting a journal transaction: {}", redb::Error::from(e));
-            fail_all(group, &message);
+            fail_all(group, &message, queued);
             return false;
         }
     };
+    let mut settled = Vec::with_capacity(group.len());
     let mut outcomes = Vec::with_capacity(group.len());
     {
         let mut tables = match Tables::open(&txn) {
             Ok(tables) => tables,
             Err(e) => {
-                fail_all(group, &e.to_string());
+                fail_all(group, &e.to_string(), queued);
                 return false;
             }
         };
         for op in group {
             outcomes.push(match op {
-                Op::Accept {
+                Op::Put {
                     key,
                     record,
+                    seq,
                     accepted_at,
                     open,
                     reply,
                 } => {
-                    let result = accept_in(&mut tables, &key, &record, accepted_at, open);
-                    match reply {
-                        AcceptReply::Committed(reply) => Outcome::Accepted(reply, result),
-                        AcceptReply::Early { decided, durable } => {
-                            // Later operations in this group and later groups
-                            // see the insert, so the decision holds even
-                            // before the commit.
-                            drop(decided.send(result));
-                            Outcome::Put(Some(durable), Ok(()))
-                        }
-                    }
+                    let result = put_in(&mut tables, &key, &record, accepted_at, open);
+                    settled.push((key, seq));
+                    Outcome::Put(reply, result)
                 }
-                Op::Put {
-                    key,
-                    record,
-                    accepted_at,
-                    open,
-                    reply,
-                } => Outcome::Put(reply, put_in(&mut tables, &key, &record, accepted_at, open)),
                 Op::Purge { before_ms, reply } => {
                     Outcome::Purged(reply, purge_in(&mut tables, before_ms))
                 }
@@ -356,14 +378,14 @@ fn commit_group(db: &Database, group: Vec<Op>, durable: bool) -> bool {
         }
     }
     let committed = txn.commit().map_err(|e| journal_error("committing", e));
+    // Committed, readers see these writes now; failed, they are not there,
+    // and their writers hear so below. Either way the database has the
+    // truth about them.
+    settle(queued, settled);
     for outcome in outcomes {
         match (outcome, &committed) {
-            (Outcome::Accepted(reply, result), Ok(())) => drop(reply.send(result)),
             (Outcome::Put(reply, result), Ok(())) => answer_put(reply, result),
             (Outcome::Purged(reply, result), Ok(())) => drop(reply.send(result)),
-            (Outcome::Accepted(reply, _), Err(e)) => {
-                drop(reply.send(Err(Error::Journal(e.to_string()))))
-            }
             (Outcome::Put(reply, _), Err(e)) => {
                 answer_put(reply, Err(Error::Journal(e.to_string())))
             }
@@ -386,43 +408,39 @@ fn answer_put(reply: Option<oneshot::Sender<Result<()>>>, result: Result<()>) {
     }
 }
 
-fn fail_all(group: Vec<Op>, message: &str) {
-    for op in group {
-        let error = || Error::Journal(message.to_string());
-        match op {
-            Op::Accept {
-                reply: AcceptReply::Committed(reply),
-                ..
-            } => drop(reply.send(Err(error()))),
-            Op::Accept {
-                reply: AcceptReply::Early { decided, durable },
-                ..
-            } => {
-                drop(decided.send(Err(error())));
-                drop(durable.send(Err(error())));
-            }
-            Op::Put { reply, .. } => answer_put(reply, Err(error())),
-            Op::Purge { reply, .. } => drop(reply.send(Err(error()))),
-            Op::Flush { reply } => drop(reply.send(Err(error()))),
+/// Forget the queued copies of `writes` that no newer write has replaced.
+fn settle(queued: &Mutex<Queued>, writes: Vec<(String, u64)>) {
+    if writes.is_empty() {
+        return;
+    }
+    let mut queued = lock(queued);
+    for (key, seq) in writes {
+        if queued
+            .records
+            .get(&key)
+            .is_some_and(|(newest, _)| *newest == seq)
+        {
+            queued.records.remove(&key);
         }
     }
 }
 
-fn accept_in(
-    tables: &mut Tables<'_>,
-    key: &str,
-    record: &[u8],
-    accepted_at: u64,
-    open: bool,
-) -> Result<Option<Vec<u8>>> {
-    if let Some(existing) = tables
-        .records
-        .get(key)
-        .map_err(|e| journal_error("accepting", e))?
-    {
-        return Ok(Some(existing.value().to_vec()));
+fn fail_all(group: Vec<Op>, message: &str, queued: &Mutex<Queued>) {
+    let mut settled = Vec::new();
+    for op in group {
+        let error = || Error::Journal(message.to_string());
+        match op {
+            Op::Put {
+                key, seq, reply, ..
+            } => {
+                settled.push((key, seq));
+                answer_put(reply, Err(error()));
+            }
+            Op::Purge { reply, .. } => drop(reply.send(Err(error()))),
+            Op::Flush { reply } => drop(reply.send(Err(error()))),
+        }
     }
-    put_in(tables, key, record, accepted_at, open).map(|()| None)
+    settle(queued, settled);
 }
 
 fn put_in(
@@ -485,58 +503,46 @@ impl Store for RedbStore {
         record: &'a Record,
     ) -> StoreFuture<'a, Option<Record>> {
         Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            let op = Op::Accept {
-                key: key.encode(),
-                record: encode(record)?,
-                accepted_at: record.accepted_at_ms,
-                open: record.is_open(),
-                reply: AcceptReply::Committed(reply),
-            };
-            match self.send(op, answer).await? {
-                Some(bytes) => decode(&bytes).map(Some),
-                None => Ok(None),
+            match self.accept_early(key, record).await? {
+                Acceptance::Existing(existing) => Ok(Some(existing)),
+                Acceptance::Inserted(durable) => durable.await.map(|()| None),
             }
         })
     }
 
+    /// Decided here, from the queued writes and a read transaction, with
+    /// [`Queued`] locked so that of two accepts of one key exactly one
+    /// inserts; the writer thread only makes the insert durable.
     fn accept_early<'a>(
         &'a self,
         key: &'a RequestKey,
         record: &'a Record,
     ) -> StoreFuture<'a, Acceptance> {
-        Box::pin(async move {
-            let (decided, decision) = oneshot::channel();
-            let (durable, on_disk) = oneshot::channel();
-            let op = Op::Accept {
-                key: key.encode(),
-                record: encode(record)?,
-                accepted_at: record.accepted_at_ms,
-                open: record.is_open(),
-                reply: AcceptReply::Early { decided, durable },
-            };
-            match self.send(op, decision).await? {
-                Some(bytes) => decode(&bytes).map(Acceptance::Existing),
-                None => Ok(Acceptance::Inserted(Durable::when(async move {
-                    on_disk.await.map_err(|_| {
-                        Error::Journal("the journal writer dropped a request".into())
-                    })?
-                }))),
+        let decide = || -> Result<Acceptance> {
+            let key = key.encode();
+            let mut queued = lock(&self.queued);
+            if let Some(existing) = self.newest(&queued, &key)? {
+                return Ok(Acceptance::Existing(existing));
             }
-        })
+            let (durable, on_disk) = oneshot::channel();
+            self.queue_put(&mut queued, key, record, Some(durable))?;
+            Ok(Acceptance::Inserted(Durable::when(async move {
+                on_disk
+                    .await
+                    .map_err(|_| Error::Journal("the journal writer dropped a request".into()))?
+            })))
+        };
+        Box::pin(std::future::ready(decide()))
     }
 
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
+        let (reply, answer) = oneshot::channel();
+        let queued = self.queue_put(&mut lock(&self.queued), key.encode(), record, Some(reply));
         Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            let op = Op::Put {
-                key: key.encode(),
-                record: encode(record)?,
-                accepted_at: record.accepted_at_ms,
-                open: record.is_open(),
-                reply: Some(reply),
-            };
-            self.send(op, answer).await
+            queued?;
+            answer
+                .await
+                .map_err(|_| Error::Journal("the journal writer dropped a request".into()))?
         })
     }
 
@@ -545,15 +551,7 @@ impl Store for RedbStore {
         key: &'a RequestKey,
         record: &'a Record,
     ) -> StoreFuture<'a, ()> {
-        let queued = encode(record).and_then(|bytes| {
-            self.enqueue(Op::Put {
-                key: key.encode(),
-                record: bytes,
-                accepted_at: record.accepted_at_ms,
-                open: record.is_open(),
-                reply: None,
-            })
-        });
+        let queued = self.queue_put(&mut lock(&self.queued), key.encode(), record, None);
         Box::pin(std::future::ready(queued))
     }
 
@@ -565,7 +563,8 @@ impl Store for RedbStore {
     }
 
     fn get<'a>(&'a self, key: &'a RequestKey) -> StoreFuture<'a, Option<Record>> {
-        Box::pin(std::future::ready(self.read_record(&key.encode())))
+        let key = key.encode();
+        Box::pin(std::future::ready(self.newest(&lock(&self.queued), &key)))
     }
 
     fn open_records(&self) -> StoreFuture<'_, Vec<(RequestKey, Record)>> {
@@ -684,6 +683,57 @@ mod tests {
         assert!(store.open_records().await.expect("open").is_empty());
         let stored = store.get(&key).await.expect("get").expect("present");
         assert_eq!(stored.stage, record.stage);
+    }
+
+    #[tokio::test]
+    async fn accepts_are_decided_while_the_writer_is_busy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path()).expect("open");
+        // An open write transaction holds the writer thread at its next
+        // `begin_write`, as a long fsync would.
+        let busy = store.db.begin_write().expect("write transaction");
+        let (key, record) = contract::record("busy-writer");
+        let Acceptance::Inserted(durable) =
+            store.accept_early(&key, &record).await.expect("decided")
+        else {
+            panic!("a new key must be inserted");
+        };
+        // The second arrival is told at once that the key exists, and reads
+        // see the queued record, though nothing has committed.
+        let again = store.accept_early(&key, &record).await.expect("decided");
+        assert!(matches!(again, Acceptance::Existing(ref r) if r.stage == Stage::Running));
+        assert!(store.get(&key).await.expect("get").is_some());
+        let mut durable = std::pin::pin!(durable);
+        assert!(poll_once(durable.as_mut()).is_none(), "not durable yet");
+        drop(busy);
+        durable.await.expect("durable once the writer commits");
+        assert!(
+            lock(&store.queued).records.is_empty(),
+            "a committed write leaves the queue"
+        );
+        assert!(store.get(&key).await.expect("get").is_some());
+    }
+
+    /// Poll `future` once with a waker that does nothing.
+    fn poll_once<F: Future + Unpin>(future: F) -> Option<F::Output> {
+        let mut future = future;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(&mut future).poll(&mut cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn a_settled_write_leaves_a_newer_one_queued() {
+        let queued = Mutex::new(Queued::default());
+        lock(&queued)
+            .records
+            .insert("k".into(), (2, Bytes::from_static(b"newer")));
+        settle(&queued, vec![("k".into(), 1)]);
+        assert!(lock(&queued).records.contains_key("k"));
+        settle(&queued, vec![("k".into(), 2)]);
+        assert!(lock(&queued).records.is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
