@@ -198,9 +198,8 @@ fn handler_for<'r>(
 
 /// What to ask of the handler; refuses an Update that names no resource.
 fn operation_for(request: &Request) -> Result<Operation, String> {
-    let properties = request.resource_properties.clone();
     match request.request_type {
-        RequestType::Create => Ok(Operation::Create { properties }),
+        RequestType::Create => Ok(Operation::Create),
         RequestType::Update => {
             let id = request.physical_resource_id.as_deref();
             if physical_id::is_placeholder(id) {
@@ -213,13 +212,10 @@ fn operation_for(request: &Request) -> Result<Operation, String> {
             }
             Ok(Operation::Update {
                 physical_resource_id: id.unwrap_or_default().to_string(),
-                properties,
-                old_properties: request.old_resource_properties.clone().unwrap_or_default(),
             })
         }
         RequestType::Delete => Ok(Operation::Delete {
             physical_resource_id: request.physical_resource_id.clone().unwrap_or_default(),
-            properties,
         }),
     }
 }
@@ -231,13 +227,6 @@ fn poll_input(request: &Request, waiting: &Waiting) -> PollInput {
     };
     PollInput {
         physical_resource_id,
-        properties: request.resource_properties.clone(),
-        old_properties: match request.request_type {
-            RequestType::Update => {
-                Some(request.old_resource_properties.clone().unwrap_or_default())
-            }
-            _ => None,
-        },
         state: waiting.state.clone(),
         attempt: waiting.attempt + 1,
     }

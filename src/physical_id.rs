@@ -73,7 +73,14 @@ pub fn validate(id: &str) -> Result<(), String> {
             id.len()
         ));
     }
-    if id.chars().any(char::is_control) {
+    // ASCII ids (nearly all) are checked byte by byte; others by char, for
+    // the C1 controls (U+0080 to U+009F).
+    let has_control = if id.is_ascii() {
+        id.bytes().any(|b| b.is_ascii_control())
+    } else {
+        id.chars().any(char::is_control)
+    };
+    if has_control {
         return Err("the physical id contains control characters".into());
     }
     if id.starts_with(FAILED_CREATE_PREFIX) {
@@ -92,11 +99,16 @@ fn clean(text: &str, max: usize) -> String {
 }
 
 /// Append at most `max` of `text`'s characters that an id may contain.
+///
+/// Every character an id may contain is ASCII, and no byte of a multi-byte
+/// UTF-8 character is, so filtering bytes keeps exactly the same characters
+/// as filtering chars, without decoding.
 fn push_clean(out: &mut String, text: &str, max: usize) {
     out.extend(
-        text.chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            .take(max),
+        text.bytes()
+            .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            .take(max)
+            .map(char::from),
     );
 }
 
@@ -123,6 +135,37 @@ mod tests {
         assert_eq!(no_logical.len(), 4 + RANDOM_PART_LEN);
         let exact = generate(&"s".repeat(64), &"L".repeat(500));
         assert_eq!(exact.len(), MAX_PHYSICAL_ID_BYTES);
+    }
+
+    #[test]
+    fn cleaning_bytes_keeps_what_cleaning_chars_kept() {
+        let by_chars = |text: &str, max: usize| -> String {
+            text.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .take(max)
+                .collect()
+        };
+        for text in [
+            "",
+            "Plain-id_1.2",
+            "ünïcødé-ß-Ω",
+            "a\u{0085}b\u{200b}c",
+            "日本-stack-1",
+            "x/y z:1",
+        ] {
+            for max in [0, 3, 64] {
+                assert_eq!(clean(text, max), by_chars(text, max), "{text:?} {max}");
+            }
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_ascii_and_unicode_ids() {
+        assert!(validate("ok-id").is_ok());
+        assert!(validate("ünïcødé-id").is_ok());
+        for bad in ["a\tb", "a\u{7f}b", "ünï\u{85}", "a\u{9f}"] {
+            assert!(validate(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -94,11 +94,37 @@ pub(crate) enum Admission {
     Overloaded,
 }
 
-/// Requests running or waiting in this process, each with a channel for its
-/// answer. Hashed with foldhash: a request's key is hashed several times per
-/// round trip, and SipHash was a visible share of its CPU time; foldhash's
-/// per-process random seed still keeps crafted keys from colliding at will.
-type RunningMap = foldhash::HashMap<RequestKey, watch::Sender<Option<Arc<Response>>>>;
+/// Requests running or waiting in this process. Hashed with foldhash: a
+/// request's key is hashed several times per round trip, and SipHash was a
+/// visible share of its CPU time; foldhash's per-process random seed still
+/// keeps crafted keys from colliding at will.
+type RunningMap = foldhash::HashMap<RequestKey, Running>;
+
+/// A request in the running map: its answer once there is one, and a
+/// channel to it for redeliveries that wait. The channel is made only when
+/// a redelivery arrives, which most requests never see.
+#[derive(Debug, Default)]
+struct Running {
+    answer: Option<Arc<Response>>,
+    watchers: Option<watch::Sender<Option<Arc<Response>>>>,
+}
+
+impl Running {
+    /// A receiver that sees the answer, now or when it comes.
+    fn subscribe(&mut self) -> watch::Receiver<Option<Arc<Response>>> {
+        let answer = &self.answer;
+        self.watchers
+            .get_or_insert_with(|| watch::channel(answer.clone()).0)
+            .subscribe()
+    }
+
+    fn answer(&mut self, response: &Arc<Response>) {
+        self.answer = Some(Arc::clone(response));
+        if let Some(watchers) = &self.watchers {
+            watchers.send_replace(Some(Arc::clone(response)));
+        }
+    }
+}
 
 /// Concurrency slots, global and per type.
 #[derive(Debug)]
@@ -224,7 +250,7 @@ impl Runtime {
         let key = RequestKey::of(request);
         {
             let mut running = self.running();
-            if let Some(answer) = running.get(&key) {
+            if let Some(answer) = running.get_mut(&key) {
                 self.metrics
                     .of(&request.resource_type)
                     .request(request.request_type, Outcome::Duplicate);
@@ -233,7 +259,7 @@ impl Runtime {
             if self.metrics.queue_depth.get() >= self.limiter.max_queue as i64 {
                 return Ok(Admission::Overloaded);
             }
-            running.insert(key.clone(), watch::channel(None).0);
+            running.insert(key.clone(), Running::default());
         }
         let record = Record::accepted(Arc::clone(request), channel);
         // An async request whose rerun after a crash is harmless may start
@@ -420,8 +446,8 @@ impl Runtime {
         self.metrics
             .of(&record.request.resource_type)
             .request(record.request.request_type, outcome);
-        if let Some(answer) = self.running().get(key) {
-            answer.send_replace(Some(Arc::clone(&response)));
+        if let Some(running) = self.running().get_mut(key) {
+            running.answer(&response);
         }
         record.stage = Stage::Answered {
             response: Arc::clone(&response),
@@ -690,13 +716,13 @@ impl Runtime {
                 Stage::Polling {
                     next_poll_at_ms, ..
                 } => {
-                    self.running().insert(key.clone(), watch::channel(None).0);
+                    self.running().insert(key.clone(), Running::default());
                     self.metrics.waiting.inc();
                     let _ = self.schedule.send((wall_to_instant(*next_poll_at_ms), key));
                 }
                 Stage::Running => {
                     let policy = self.restart_policy(&record.request);
-                    self.running().insert(key.clone(), watch::channel(None).0);
+                    self.running().insert(key.clone(), Running::default());
                     let total = self.total(&record.request);
                     self.tasks.spawn(
                         async move {
@@ -1049,6 +1075,29 @@ mod tests {
         async fn delete(&self, _: DeleteRequest<Self::Properties>) -> std::io::Result<Deleted> {
             Ok(Deleted::new())
         }
+    }
+
+    #[test]
+    fn redeliveries_see_the_answer_whenever_they_arrive() {
+        let request = Request::new(RequestType::Create, "Custom::Done", "Res", "stack", "r1");
+        let response = Arc::new(Response::failed(&request, "id", "the answer"));
+        let mut running = Running::default();
+        let early = running.subscribe();
+        assert!(early.borrow().is_none(), "no answer yet");
+        running.answer(&response);
+        let late = running.subscribe();
+        for receiver in [early, late] {
+            let seen = receiver.borrow().clone().expect("the answer");
+            assert!(Arc::ptr_eq(&seen, &response));
+        }
+    }
+
+    #[test]
+    fn a_request_nobody_redelivers_gets_no_channel() {
+        let request = Request::new(RequestType::Create, "Custom::Done", "Res", "stack", "r1");
+        let mut running = Running::default();
+        running.answer(&Arc::new(Response::failed(&request, "id", "the answer")));
+        assert!(running.watchers.is_none());
     }
 
     /// Runs one async Create of `resource_type` to its delivered answer and

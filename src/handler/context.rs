@@ -47,6 +47,11 @@ impl RequestContext {
         self.fc_credentials.as_deref()
     }
 
+    /// The whole request, shared with the runtime.
+    pub(crate) fn request(&self) -> &Request {
+        &self.request
+    }
+
     /// Create, Update or Delete.
     pub fn request_type(&self) -> RequestType {
         self.request.request_type

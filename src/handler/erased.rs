@@ -14,37 +14,43 @@ use super::{
     CreateRequest, DeleteRequest, Handler, PollRequest, Progress, RequestContext, UpdateRequest,
 };
 use crate::error::{BoxError, Error};
+use crate::request::RequestType;
 use crate::response::Data;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What the runtime asks of a handler, with the properties still as JSON.
+/// What the runtime asks of a handler. The properties are decoded into the
+/// handler's type straight from the request the context shares, without an
+/// intermediate copy.
 #[derive(Debug, Clone)]
 pub(crate) enum Operation {
-    Create {
-        properties: Map<String, Value>,
-    },
-    Update {
-        physical_resource_id: String,
-        properties: Map<String, Value>,
-        old_properties: Map<String, Value>,
-    },
-    Delete {
-        physical_resource_id: String,
-        properties: Map<String, Value>,
-    },
+    Create,
+    Update { physical_resource_id: String },
+    Delete { physical_resource_id: String },
 }
 
-/// A poll of long-running work, with the properties still as JSON.
+/// A poll of long-running work; the properties come from the context's
+/// request, as for [`Operation`].
 #[derive(Debug, Clone)]
 pub(crate) struct PollInput {
     pub(crate) physical_resource_id: Option<String>,
-    pub(crate) properties: Map<String, Value>,
-    pub(crate) old_properties: Option<Map<String, Value>>,
     pub(crate) state: Value,
     pub(crate) attempt: u32,
 }
 
+/// The request's properties, decoded for a handler.
+fn properties_of<P: DeserializeOwned>(context: &RequestContext) -> Result<P, Failure> {
+    decode(&context.request().resource_properties, "ResourceProperties")
+}
+
+/// The request's old properties (an Update's), decoded for a handler; empty
+/// when ROS sent none.
+fn old_properties_of<P: DeserializeOwned>(context: &RequestContext) -> Result<P, Failure> {
+    match &context.request().old_resource_properties {
+        Some(old) => decode(old, "OldResourceProperties"),
+        None => decode(&Map::new(), "OldResourceProperties"),
+    }
+}
 /// A handler's success, whatever the operation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Outcome {
@@ -88,10 +94,10 @@ fn poll_request<P: DeserializeOwned>(
     poll: PollInput,
     context: RequestContext,
 ) -> Result<PollRequest<P>, Failure> {
-    let properties = decode(poll.properties, "ResourceProperties")?;
-    let old_properties = match poll.old_properties {
-        Some(old) => Some(decode(old, "OldResourceProperties")?),
-        None => None,
+    let properties = properties_of(&context)?;
+    let old_properties = match context.request_type() {
+        RequestType::Update => Some(old_properties_of(&context)?),
+        _ => None,
     };
     Ok(PollRequest::new(
         poll.physical_resource_id,
@@ -111,8 +117,8 @@ impl<H: Handler> DynHandler for H {
     ) -> BoxFuture<'_, Result<Outcome, Failure>> {
         Box::pin(async move {
             match operation {
-                Operation::Create { properties } => {
-                    let properties = decode(properties, "ResourceProperties")?;
+                Operation::Create => {
+                    let properties = properties_of(&context)?;
                     let created = self
                         .create(CreateRequest::new(properties, context))
                         .await
@@ -125,11 +131,9 @@ impl<H: Handler> DynHandler for H {
                 }
                 Operation::Update {
                     physical_resource_id,
-                    properties,
-                    old_properties,
                 } => {
-                    let properties = decode(properties, "ResourceProperties")?;
-                    let old_properties = decode(old_properties, "OldResourceProperties")?;
+                    let properties = properties_of(&context)?;
+                    let old_properties = old_properties_of(&context)?;
                     let updated = self
                         .update(UpdateRequest::new(
                             physical_resource_id,
@@ -147,9 +151,8 @@ impl<H: Handler> DynHandler for H {
                 }
                 Operation::Delete {
                     physical_resource_id,
-                    properties,
                 } => {
-                    let properties = decode(properties, "ResourceProperties")?;
+                    let properties = properties_of(&context)?;
                     let deleted = self
                         .delete(DeleteRequest::new(
                             physical_resource_id,
@@ -204,10 +207,10 @@ impl<H: Handler> DynHandler for H {
 
 /// Decode a property map into `P`, naming the JSON path on failure.
 pub(crate) fn decode<P: DeserializeOwned>(
-    properties: Map<String, Value>,
+    properties: &Map<String, Value>,
     field: &'static str,
 ) -> Result<P, Failure> {
-    serde_path_to_error::deserialize(Value::Object(properties)).map_err(|e| {
+    serde_path_to_error::deserialize(properties).map_err(|e| {
         let path = e.path().to_string();
         Failure::Properties(Error::Properties {
             field,
@@ -248,7 +251,7 @@ mod tests {
         let Value::Object(map) = map else {
             unreachable!()
         };
-        let Err(Failure::Properties(err)) = decode::<Props>(map, "ResourceProperties") else {
+        let Err(Failure::Properties(err)) = decode::<Props>(&map, "ResourceProperties") else {
             panic!("expected a properties failure");
         };
         let text = err.to_string();
@@ -258,7 +261,7 @@ mod tests {
 
     #[test]
     fn decode_missing_field_names_it() {
-        let Err(Failure::Properties(err)) = decode::<Props>(Map::new(), "ResourceProperties")
+        let Err(Failure::Properties(err)) = decode::<Props>(&Map::new(), "ResourceProperties")
         else {
             panic!("expected a properties failure");
         };

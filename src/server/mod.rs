@@ -120,7 +120,7 @@ pub async fn serve(
                     continue;
                 }
                 let stream = crate::security::limits::FirstByteDeadline::new(stream, read_timeout);
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection.into_owned());
                 tokio::spawn(async move {
                     let _permit = permit;
@@ -158,23 +158,26 @@ async fn route(
         Ok(slot) => slot,
         Err(refusal) => return refusal.into_reply(),
     };
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    match (method, path.as_str()) {
-        (Method::POST, "/") => async_mode(runtime, req).await,
-        (Method::POST, "/sync") => sync_mode(runtime, req).await,
-        (Method::POST, "/invoke") => fc::invoke(runtime, req).await,
-        (Method::POST, "/initialize") => fc::initialize(&req),
-        (Method::GET, "/pre-stop") => fc::pre_stop(&req),
-        (Method::GET | Method::HEAD, "/healthz") => health(runtime).await,
-        (Method::GET, "/metrics") => metrics(runtime),
-        (_, "/" | "/sync" | "/invoke" | "/initialize" | "/pre-stop" | "/healthz" | "/metrics") => {
-            json_reply(
-                StatusCode::METHOD_NOT_ALLOWED,
-                json!({"error": format!("{} is not allowed on {path}", req.method())}),
-            )
-        }
-        _ => {
+    // The async route is the hot one: its future is kept inline, and the
+    // others are boxed, so that each request's future (moved into hyper's
+    // connection per request) is only as large as the async route's.
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/") => async_mode(runtime, req).await,
+        (&Method::POST, "/sync") => Box::pin(sync_mode(runtime, req)).await,
+        (&Method::POST, "/invoke") => Box::pin(fc::invoke(runtime, req)).await,
+        (&Method::POST, "/initialize") => fc::initialize(&req),
+        (&Method::GET, "/pre-stop") => fc::pre_stop(&req),
+        (&Method::GET | &Method::HEAD, "/healthz") => Box::pin(health(runtime)).await,
+        (&Method::GET, "/metrics") => metrics(runtime),
+        (
+            method,
+            path @ ("/" | "/sync" | "/invoke" | "/initialize" | "/pre-stop" | "/healthz"
+            | "/metrics"),
+        ) => json_reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"error": format!("{method} is not allowed on {path}")}),
+        ),
+        (_, path) => {
             tracing::debug!(%peer, %path, "unknown path");
             json_reply(
                 StatusCode::NOT_FOUND,
@@ -194,7 +197,8 @@ pub(crate) async fn read_body(
         .security
         .check_head(&req)
         .map_err(|refusal| refusal.into_reply())?;
-    let path = req.uri().path().to_string();
+    let (head, body) = req.into_parts();
+    let path = head.uri.path();
     let limit = runtime.config.body_limit;
     let too_large = || {
         json_reply(
@@ -202,8 +206,8 @@ pub(crate) async fn read_body(
             json!({"error": format!("the request body is over the limit of {limit} bytes")}),
         )
     };
-    let declared = req
-        .headers()
+    let declared = head
+        .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -211,8 +215,7 @@ pub(crate) async fn read_body(
         return Err(too_large());
     }
     let read_timeout = runtime.security.body_read_timeout();
-    let collected =
-        tokio::time::timeout(read_timeout, Limited::new(req.into_body(), limit).collect()).await;
+    let collected = tokio::time::timeout(read_timeout, Limited::new(body, limit).collect()).await;
     let body = match collected {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
@@ -234,7 +237,7 @@ pub(crate) async fn read_body(
     };
     runtime
         .security
-        .check_body(&path, &body)
+        .check_body(path, &body)
         .map_err(|refusal| refusal.into_reply())?;
     Ok(body)
 }
@@ -262,7 +265,9 @@ async fn async_mode(
             let span = Runtime::span(&request);
             accept_async(runtime, request).instrument(span).await
         }
-        intake => reject(runtime, intake, true).await,
+        // Boxed: bad input is rare, and its future would make every
+        // request's larger (see `route`).
+        intake => Box::pin(reject(runtime, intake, true)).await,
     }
 }
 
@@ -304,7 +309,8 @@ async fn accept_async(
         }
         Ok(Admission::Overloaded) => {
             tracing::warn!("queue full; answering FAILED");
-            let response = runtime.answer_overloaded(&request, Channel::Async).await;
+            // Boxed, as the failure below: rare paths, large futures.
+            let response = Box::pin(runtime.answer_overloaded(&request, Channel::Async)).await;
             json_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": response.reason, "requestId": request.request_id}),
@@ -319,7 +325,7 @@ async fn accept_async(
                 format!("the provider could not record the request: {error}"),
             );
             let until = Instant::now() + Duration::from_secs(10);
-            let delivered = runtime.delivery.deliver(&request, &response, until).await;
+            let delivered = Box::pin(runtime.delivery.deliver(&request, &response, until)).await;
             json_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": error.to_string(), "callback": delivery_note(&delivered)}),
@@ -354,7 +360,7 @@ async fn sync_mode(
                 &crate::runtime::broken_response(&salvage, &problem),
             )
         }
-        intake @ Intake::Unanswerable { .. } => reject(runtime, intake, false).await,
+        intake @ Intake::Unanswerable { .. } => Box::pin(reject(runtime, intake, false)).await,
     }
 }
 

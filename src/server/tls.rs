@@ -96,7 +96,7 @@ pub(super) async fn serve_connection<S>(
         }
     };
     let stream = crate::security::limits::FirstByteDeadline::new(stream, handshake_timeout);
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
     if let Err(error) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%error, %peer, "connection ended with an error");
     }
