@@ -521,14 +521,14 @@ impl Runtime {
         let runtime = Arc::clone(self);
         let total = self.total(&record.request);
         let span = Self::span(&record.request);
-        self.tasks.spawn(
-            async move {
-                runtime
-                    .drive(key, record, None, total, false, Extras::default())
-                    .await;
-            }
-            .instrument(span),
-        );
+        // Boxed once here: the task's wrappers (span, tracker, tokio's task
+        // cell) would otherwise each move the 2 KB future.
+        let drive = Box::pin(async move {
+            runtime
+                .drive(key, record, None, total, false, Extras::default())
+                .await;
+        });
+        self.tasks.spawn(drive.instrument(span));
     }
 
     /// Deliver an earlier answer again to a redelivered request's callback.
