@@ -28,6 +28,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const CONCURRENCY: usize = 64;
 /// Each load run stops after this long, whatever is left.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
+/// The least traffic a half-load run sends, at its paced rate.
+const HALF_LOAD_RUN: Duration = Duration::from_secs(3);
 
 /// The same allocator as the `stackhook` binary, so the floor and stackhook
 /// differ only in what stackhook does.
@@ -345,7 +347,7 @@ fn orchestrate(quick: bool) -> Result<(), String> {
     let (n, waits, startups, rounds) = if quick {
         (200, 200, 3, 1)
     } else {
-        (5000, 10_000, 7, 3)
+        (20_000, 10_000, 7, 3)
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -380,7 +382,9 @@ fn orchestrate(quick: bool) -> Result<(), String> {
     let (floor_async, disk_async, memory_async, floor_sync, sync_report) =
         (next()?, next()?, next()?, next()?, next()?);
 
-    eprintln!("half load: each server at 50% of its own maximum");
+    eprintln!(
+        "half load: each server at 50% of its own maximum, at least {HALF_LOAD_RUN:?} per run"
+    );
     let half_servers = [
         (&floor, floor_async.throughput),
         (&disk, disk_async.throughput),
@@ -389,7 +393,16 @@ fn orchestrate(quick: bool) -> Result<(), String> {
     let mut half: Vec<Vec<LoadReport>> = vec![Vec::new(); half_servers.len()];
     for _ in 0..rounds {
         for (i, (server, max)) in half_servers.iter().enumerate() {
-            half[i].push(load(&rt, server, "/", n / 2, Some(max * 0.5))?);
+            let rate = max * 0.5;
+            // At least HALF_LOAD_RUN of traffic: over a fraction of a
+            // second, p99 is a handful of requests and one stall of the
+            // shared machine decides it.
+            let count = if quick {
+                n / 2
+            } else {
+                (n / 2).max((rate * HALF_LOAD_RUN.as_secs_f64()) as usize)
+            };
+            half[i].push(load(&rt, server, "/", count, Some(rate))?);
         }
     }
     let mut half = half.into_iter().map(|r| median_by(r, |r| r.p99_ms));

@@ -5,6 +5,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Channel, Record, RequestKey, Stage, Store, StoreFuture};
+use crate::error::{Error, Result};
 use crate::request::{Request, RequestType};
 use crate::response::Response;
 
@@ -12,7 +13,7 @@ use crate::response::Response;
 /// survives a restart, so outbox and polling recovery do not apply.
 ///
 /// A closed record (answered, and delivered or replied) keeps only what
-/// deduplication needs until it is purged: its key, its answer, its request
+/// deduplication needs until it is purged: its key, its answer (as JSON), its request
 /// and resource types, its channel and when it arrived. The request's
 /// properties and callback URLs are dropped, so retained records cost a
 /// fraction of the memory and no presigned URL outlives its delivery.
@@ -52,7 +53,11 @@ struct Records {
 /// A closed record, compact.
 #[derive(Debug)]
 struct Closed {
-    response: Arc<Response>,
+    /// The answer as JSON: one allocation where the answer itself is a
+    /// dozen (its strings, and a B-tree for its Data). Retained records
+    /// accumulate until purged, and the heap they fill makes every request
+    /// slower (40 to 52 µs of CPU per round trip over 120,000 of them).
+    answer: Box<[u8]>,
     request_type: RequestType,
     resource_type: Box<str>,
     channel: Channel,
@@ -62,22 +67,28 @@ struct Closed {
 impl Closed {
     /// The compact form of `record`, when it is closed.
     fn of(record: &Record) -> Option<Closed> {
-        match &record.stage {
-            Stage::Answered {
-                response,
-                delivered: true,
-            } => Some(Closed {
-                response: Arc::clone(response),
-                request_type: record.request.request_type,
-                resource_type: record.request.resource_type.as_str().into(),
-                channel: record.channel,
-                accepted_at_ms: record.accepted_at_ms,
-            }),
-            _ => None,
-        }
+        let Stage::Answered {
+            response,
+            delivered: true,
+        } = &record.stage
+        else {
+            return None;
+        };
+        // Only strings and JSON values inside: encoding cannot fail, and if
+        // it did the record would stay whole, in the open map.
+        let answer = serde_json::to_vec(response.as_ref()).ok()?;
+        Some(Closed {
+            answer: answer.into_boxed_slice(),
+            request_type: record.request.request_type,
+            resource_type: record.request.resource_type.as_str().into(),
+            channel: record.channel,
+            accepted_at_ms: record.accepted_at_ms,
+        })
     }
 
-    fn record(&self, key: &RequestKey) -> Record {
+    fn record(&self, key: &RequestKey) -> Result<Record> {
+        let response: Response = serde_json::from_slice(&self.answer)
+            .map_err(|e| Error::Journal(format!("a kept answer does not decode: {e}")))?;
         let request = Request::new(
             self.request_type,
             &*self.resource_type,
@@ -85,23 +96,27 @@ impl Closed {
             key.stack_id.as_str(),
             key.request_id.as_str(),
         );
-        Record {
+        Ok(Record {
             request: Arc::new(request),
             channel: self.channel,
             accepted_at_ms: self.accepted_at_ms,
             stage: Stage::Answered {
-                response: Arc::clone(&self.response),
+                response: Arc::new(response),
                 delivered: true,
             },
-        }
+        })
     }
 }
 
 impl Records {
-    fn get(&self, key: &RequestKey) -> Option<Record> {
+    fn get(&self, key: &RequestKey) -> Result<Option<Record>> {
         match self.open.get(key) {
-            Some(record) => Some(record.clone()),
-            None => self.closed.get(key).map(|closed| closed.record(key)),
+            Some(record) => Ok(Some(record.clone())),
+            None => self
+                .closed
+                .get(key)
+                .map(|closed| closed.record(key))
+                .transpose(),
         }
     }
 }
@@ -138,16 +153,16 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'a, Option<Record>> {
         let mut records = self.lock(key);
         let existing = match records.closed.get(key) {
-            Some(closed) => Some(closed.record(key)),
+            Some(closed) => closed.record(key).map(Some),
             None => match records.open.entry(key.clone()) {
-                Entry::Occupied(existing) => Some(existing.get().clone()),
+                Entry::Occupied(existing) => Ok(Some(existing.get().clone())),
                 Entry::Vacant(slot) => {
                     slot.insert(record.clone());
-                    None
+                    Ok(None)
                 }
             },
         };
-        Box::pin(std::future::ready(Ok(existing)))
+        Box::pin(std::future::ready(existing))
     }
 
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
@@ -178,7 +193,7 @@ impl Store for MemoryStore {
 
     fn get<'a>(&'a self, key: &'a RequestKey) -> StoreFuture<'a, Option<Record>> {
         let record = self.lock(key).get(key);
-        Box::pin(std::future::ready(Ok(record)))
+        Box::pin(std::future::ready(record))
     }
 
     fn open_records(&self) -> StoreFuture<'_, Vec<(RequestKey, Record)>> {
@@ -188,6 +203,7 @@ impl Store for MemoryStore {
                 records
                     .open
                     .iter()
+                    .filter(|(_, r)| r.is_open())
                     .map(|(k, r)| (k.clone(), r.clone()))
                     .collect::<Vec<_>>()
             })
@@ -298,6 +314,28 @@ mod tests {
         assert_eq!(store.open_records().await.expect("open").len(), 250);
         assert_eq!(store.purge(2_000).await.expect("purge"), 250);
         assert_eq!(store.open_records().await.expect("open").len(), 250);
+    }
+
+    #[tokio::test]
+    async fn a_kept_answer_comes_back_exactly() {
+        let (key, mut record) = contract::record("exact");
+        let serde_json::Value::Object(data) = serde_json::json!({
+            "Text": "ünïcødé \"quoted\"\n", "Int": -7, "Big": 18446744073709551615u64,
+            "Float": 0.1, "List": [1, null, {"Nested": true}], "Empty": {}
+        }) else {
+            unreachable!()
+        };
+        let mut response = Response::success(&record.request, "pid-1", data);
+        response.reason = Some("done".into());
+        record.stage = Stage::Answered {
+            response: Arc::new(response),
+            delivered: true,
+        };
+        let store = MemoryStore::new();
+        store.put(&key, &record).await.expect("put");
+        assert_eq!(store.lock(&key).closed.len(), 1, "kept compact");
+        let kept = store.get(&key).await.expect("get").expect("present");
+        assert_eq!(kept.stage, record.stage);
     }
 
     #[tokio::test]
