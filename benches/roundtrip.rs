@@ -347,7 +347,7 @@ fn orchestrate(quick: bool) -> Result<(), String> {
     let (n, waits, startups, rounds) = if quick {
         (200, 200, 3, 1)
     } else {
-        (20_000, 10_000, 7, 3)
+        (5000, 10_000, 7, 3)
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
