@@ -141,14 +141,15 @@ impl Delivery {
         response: &Response,
         until: Instant,
     ) -> Result<Delivered> {
-        self.deliver_body(request, response.to_body(), until).await
+        self.deliver_body(request, bytes::Bytes::from(response.to_body()), until)
+            .await
     }
 
-    /// Deliver an already-encoded body.
+    /// Deliver an already-encoded body ([`Response::to_body`]).
     pub(crate) async fn deliver_body(
         &self,
         request: &Request,
-        body: Vec<u8>,
+        body: bytes::Bytes,
         until: Instant,
     ) -> Result<Delivered> {
         let targets = self.guard.filter_targets(self.targets(request))?;
@@ -158,7 +159,6 @@ impl Delivery {
                 self.endpoint
             )));
         }
-        let body = bytes::Bytes::from(body);
         let kinds: Vec<Target> = targets.iter().map(|(t, _, _)| *t).collect();
         deliver_with_retries(&kinds, until, |target, timeout| {
             let url = targets.iter().find(|(t, _, _)| *t == target);

@@ -491,8 +491,11 @@ impl Runtime {
         };
         let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
         let until = end.max(Instant::now() + MIN_DELIVERY_WINDOW);
+        // Encoded here rather than by the delivery, so that the journal can
+        // keep the bytes that were sent.
+        let body = bytes::Bytes::from(response.to_body());
         let delivered = tokio::select! {
-            delivered = self.delivery.deliver(&record.request, response, until) => delivered,
+            delivered = self.delivery.deliver_body(&record.request, body.clone(), until) => delivered,
             () = hard_stop(&self.cancel) => Err(Error::Delivery("the provider stopped; the answer stays in the outbox".into())),
         };
         self.metrics.delivery(delivered.is_ok());
@@ -502,7 +505,7 @@ impl Runtime {
                 if let Stage::Answered { delivered, .. } = &mut record.stage {
                     *delivered = true;
                 }
-                if let Err(error) = self.store.put_eventually(key, record).await {
+                if let Err(error) = self.store.put_delivered(key, record, &body).await {
                     tracing::warn!(%error, "delivered, but could not mark it in the journal");
                 }
             }

@@ -65,8 +65,9 @@ struct Closed {
 }
 
 impl Closed {
-    /// The compact form of `record`, when it is closed.
-    fn of(record: &Record) -> Option<Closed> {
+    /// The compact form of `record`, when it is closed, keeping `answer`
+    /// (the answer's JSON) if given, or else encoding it.
+    fn of(record: &Record, answer: Option<&[u8]>) -> Option<Closed> {
         let Stage::Answered {
             response,
             delivered: true,
@@ -74,11 +75,16 @@ impl Closed {
         else {
             return None;
         };
-        // Only strings and JSON values inside: encoding cannot fail, and if
-        // it did the record would stay whole, in the open map.
-        let answer = serde_json::to_vec(response.as_ref()).ok()?;
+        let answer = match answer {
+            Some(answer) => Box::from(answer),
+            // Only strings and JSON values inside: encoding cannot fail, and
+            // if it did the record would stay whole, in the open map.
+            None => serde_json::to_vec(response.as_ref())
+                .ok()?
+                .into_boxed_slice(),
+        };
         Some(Closed {
-            answer: answer.into_boxed_slice(),
+            answer,
             request_type: record.request.request_type,
             resource_type: record.request.resource_type.as_str().into(),
             channel: record.channel,
@@ -133,6 +139,35 @@ impl MemoryStore {
         lock(&self.shards[shard])
     }
 
+    /// Store `record` under `key`; a closed one compactly, with `answer` as
+    /// its answer's JSON when given.
+    fn write(&self, key: &RequestKey, record: &Record, answer: Option<&[u8]>) {
+        // Made before the lock is taken: encoding is the slow part.
+        let closed = Closed::of(record, answer);
+        let mut records = self.lock(key);
+        match closed {
+            Some(closed) => {
+                // The open record's key moves over: no key copy, and the
+                // request it held is freed.
+                let key = match records.open.remove_entry(key) {
+                    Some((key, _)) => key,
+                    None => key.clone(),
+                };
+                records.closed.insert(key, closed);
+            }
+            None => {
+                records.closed.remove(key);
+                // In place when the key is there (it is, after `accept`).
+                match records.open.get_mut(key) {
+                    Some(stored) => stored.clone_from(record),
+                    None => {
+                        records.open.insert(key.clone(), record.clone());
+                    }
+                }
+            }
+        }
+    }
+
     /// Every shard, one after the other.
     fn each_shard(&self) -> impl Iterator<Item = MutexGuard<'_, Records>> {
         self.shards.iter().map(lock)
@@ -166,28 +201,17 @@ impl Store for MemoryStore {
     }
 
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
-        let mut records = self.lock(key);
-        match Closed::of(record) {
-            Some(closed) => {
-                // The open record's key moves over: no key copy, and the
-                // request it held is freed.
-                let key = match records.open.remove_entry(key) {
-                    Some((key, _)) => key,
-                    None => key.clone(),
-                };
-                records.closed.insert(key, closed);
-            }
-            None => {
-                records.closed.remove(key);
-                // In place when the key is there (it is, after `accept`).
-                match records.open.get_mut(key) {
-                    Some(stored) => stored.clone_from(record),
-                    None => {
-                        records.open.insert(key.clone(), record.clone());
-                    }
-                }
-            }
-        }
+        self.write(key, record, None);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn put_delivered<'a>(
+        &'a self,
+        key: &'a RequestKey,
+        record: &'a Record,
+        body: &'a [u8],
+    ) -> StoreFuture<'a, ()> {
+        self.write(key, record, Some(body));
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -336,6 +360,28 @@ mod tests {
         assert_eq!(store.lock(&key).closed.len(), 1, "kept compact");
         let kept = store.get(&key).await.expect("get").expect("present");
         assert_eq!(kept.stage, record.stage);
+    }
+
+    #[tokio::test]
+    async fn a_delivered_answer_is_kept_as_the_bytes_sent() {
+        let (key, mut record) = contract::record("sent");
+        let response = Response::failed(&record.request, "pid", "as the handler said it");
+        let mut sent = response.clone();
+        sent.reason = Some("as ROS received it".into());
+        record.stage = Stage::Answered {
+            response: Arc::new(response),
+            delivered: true,
+        };
+        let store = MemoryStore::new();
+        store
+            .put_delivered(&key, &record, &sent.to_body())
+            .await
+            .expect("put");
+        let kept = store.get(&key).await.expect("get").expect("present");
+        let Stage::Answered { response, .. } = kept.stage else {
+            panic!("answered");
+        };
+        assert_eq!(*response, sent);
     }
 
     #[tokio::test]

@@ -254,6 +254,23 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> StoreFuture<'a, ()> {
         self.put(key, record)
     }
+    /// [`Store::put_eventually`] for a record whose answer has just been
+    /// delivered, with `body`, the bytes that were sent
+    /// ([`Response::to_body`](crate::response::Response::to_body)). A store
+    /// that keeps closed records compactly may keep these bytes rather than
+    /// encode the answer again; what it gives back is then the answer as ROS
+    /// received it (a reason over ROS's limits arrives shortened).
+    ///
+    /// The default is [`Store::put_eventually`].
+    fn put_delivered<'a>(
+        &'a self,
+        key: &'a RequestKey,
+        record: &'a Record,
+        body: &'a [u8],
+    ) -> StoreFuture<'a, ()> {
+        let _ = body;
+        self.put_eventually(key, record)
+    }
     /// Make every earlier write durable. Called at shutdown.
     ///
     /// The default does nothing: for stores whose every write is durable.
