@@ -187,15 +187,17 @@ impl RedbStore {
             .map_err(|_| Error::Journal("the journal writer dropped a request".into()))?
     }
 
-    /// Queue a write of `record` under `key`, with `queued` locked.
+    /// Queue a write of `record`, encoded as `bytes`, under `key`, with
+    /// `queued` locked. (Encoded before the lock is taken: it is the slow
+    /// part.)
     fn queue_put(
         &self,
         queued: &mut Queued,
         key: String,
         record: &Record,
+        bytes: Bytes,
         reply: Option<oneshot::Sender<Result<()>>>,
     ) -> Result<()> {
-        let bytes = Bytes::from(encode(record)?);
         let seq = queued.next_seq;
         queued.next_seq += 1;
         // Queued first, then noted: the writer settles entries only with
@@ -520,12 +522,13 @@ impl Store for RedbStore {
     ) -> StoreFuture<'a, Acceptance> {
         let decide = || -> Result<Acceptance> {
             let key = key.encode();
+            let bytes = Bytes::from(encode(record)?);
             let mut queued = lock(&self.queued);
             if let Some(existing) = self.newest(&queued, &key)? {
                 return Ok(Acceptance::Existing(existing));
             }
             let (durable, on_disk) = oneshot::channel();
-            self.queue_put(&mut queued, key, record, Some(durable))?;
+            self.queue_put(&mut queued, key, record, bytes, Some(durable))?;
             Ok(Acceptance::Inserted(Durable::when(async move {
                 on_disk
                     .await
@@ -537,7 +540,16 @@ impl Store for RedbStore {
 
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
         let (reply, answer) = oneshot::channel();
-        let queued = self.queue_put(&mut lock(&self.queued), key.encode(), record, Some(reply));
+        let queued = encode(record).and_then(|bytes| {
+            let key = key.encode();
+            self.queue_put(
+                &mut lock(&self.queued),
+                key,
+                record,
+                bytes.into(),
+                Some(reply),
+            )
+        });
         Box::pin(async move {
             queued?;
             answer
@@ -551,7 +563,10 @@ impl Store for RedbStore {
         key: &'a RequestKey,
         record: &'a Record,
     ) -> StoreFuture<'a, ()> {
-        let queued = self.queue_put(&mut lock(&self.queued), key.encode(), record, None);
+        let queued = encode(record).and_then(|bytes| {
+            let key = key.encode();
+            self.queue_put(&mut lock(&self.queued), key, record, bytes.into(), None)
+        });
         Box::pin(std::future::ready(queued))
     }
 
