@@ -1,130 +1,122 @@
 //! A journal in memory: fast, and gone with the process.
 
-use std::collections::hash_map::Entry;
+mod closed_log;
+
+use std::borrow::Cow;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Channel, Record, RequestKey, Stage, Store, StoreFuture};
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+
+use self::closed_log::{Closed, ClosedLog};
+use super::{Record, RequestKey, Stage, Store, StoreFuture};
 use crate::error::{Error, Result};
-use crate::request::{Request, RequestType};
+use crate::request::Request;
 use crate::response::Response;
 
 /// Keeps records in memory. Dedupe works within one process; nothing
 /// survives a restart, so outbox and polling recovery do not apply.
 ///
 /// A closed record (answered, and delivered or replied) keeps only what
-/// deduplication needs until it is purged: its key, its answer (as JSON), its request
-/// and resource types, its channel and when it arrived. The request's
-/// properties and callback URLs are dropped, so retained records cost a
-/// fraction of the memory and no presigned URL outlives its delivery.
-/// [`Store::get`] gives such a record's request with its identifiers only.
+/// deduplication needs until it is purged: its key, its answer (as JSON), its
+/// request and resource types, its channel and when it arrived, packed into
+/// one entry of a log (see `closed_log.rs`). The request's properties and
+/// callback URLs are dropped, so retained records cost a fraction of the
+/// memory and no presigned URL outlives its delivery. [`Store::get`] gives
+/// such a record's request with its identifiers only.
 ///
-/// Records are spread over [`SHARDS`] maps, each behind its own lock. A hash
-/// map that grows rehashes and moves every entry at once, under its lock:
-/// with one map of tens of thousands of records that stalled every request
+/// Records are spread over [`SHARDS`] shards, each behind its own lock. A
+/// table that grows rehashes and moves every entry at once, under its lock:
+/// with one table of tens of thousands of records that stalled every request
 /// for milliseconds (at 9,000 req/s the slowest round trip took 14 ms, twice
-/// the floor's); a shard holds a sixty-fourth of them.
+/// the floor's); a shard holds a sixty-fourth of them. A key is hashed once
+/// per operation: the hash picks the shard and finds the key in it.
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: Box<[Mutex<Records>]>,
-    /// Picks a key's shard. foldhash rather than SipHash: see `RunningMap`
-    /// in the runtime.
-    shard_of: foldhash::fast::RandomState,
+    /// Hashes keys. foldhash rather than SipHash: see `RunningMap` in the
+    /// runtime.
+    hasher: foldhash::fast::RandomState,
 }
 
-/// How many maps the records are spread over.
+/// How many shards the records are spread over.
 const SHARDS: usize = 64;
 
 impl Default for MemoryStore {
     fn default() -> Self {
         MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            shard_of: foldhash::fast::RandomState::default(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 }
 
+/// One shard.
 #[derive(Debug, Default)]
 struct Records {
-    open: foldhash::HashMap<RequestKey, Record>,
-    closed: foldhash::HashMap<RequestKey, Closed>,
+    /// Records not closed yet, whole.
+    open: HashTable<Open>,
+    closed: ClosedLog,
 }
 
-/// A closed record, compact.
 #[derive(Debug)]
-struct Closed {
-    /// The answer as JSON: one allocation where the answer itself is a
-    /// dozen (its strings, and a B-tree for its Data). Retained records
-    /// accumulate until purged, and the heap they fill makes every request
-    /// slower (40 to 52 µs of CPU per round trip over 120,000 of them).
-    answer: Box<[u8]>,
-    request_type: RequestType,
-    resource_type: Box<str>,
-    channel: Channel,
-    accepted_at_ms: u64,
-}
-
-impl Closed {
-    /// The compact form of `record`, when it is closed, keeping `answer`
-    /// (the answer's JSON) if given, or else encoding it.
-    fn of(record: &Record, answer: Option<&[u8]>) -> Option<Closed> {
-        let Stage::Answered {
-            response,
-            delivered: true,
-        } = &record.stage
-        else {
-            return None;
-        };
-        let answer = match answer {
-            Some(answer) => Box::from(answer),
-            // Only strings and JSON values inside: encoding cannot fail, and
-            // if it did the record would stay whole, in the open map.
-            None => serde_json::to_vec(response.as_ref())
-                .ok()?
-                .into_boxed_slice(),
-        };
-        Some(Closed {
-            answer,
-            request_type: record.request.request_type,
-            resource_type: record.request.resource_type.as_str().into(),
-            channel: record.channel,
-            accepted_at_ms: record.accepted_at_ms,
-        })
-    }
-
-    fn record(&self, key: &RequestKey) -> Result<Record> {
-        let response: Response = serde_json::from_slice(&self.answer)
-            .map_err(|e| Error::Journal(format!("a kept answer does not decode: {e}")))?;
-        let request = Request::new(
-            self.request_type,
-            &*self.resource_type,
-            key.logical_resource_id.as_str(),
-            key.stack_id.as_str(),
-            key.request_id.as_str(),
-        );
-        Ok(Record {
-            request: Arc::new(request),
-            channel: self.channel,
-            accepted_at_ms: self.accepted_at_ms,
-            stage: Stage::Answered {
-                response: Arc::new(response),
-                delivered: true,
-            },
-        })
-    }
+struct Open {
+    hash: u64,
+    key: RequestKey,
+    record: Record,
 }
 
 impl Records {
-    fn get(&self, key: &RequestKey) -> Result<Option<Record>> {
-        match self.open.get(key) {
-            Some(record) => Ok(Some(record.clone())),
-            None => self
-                .closed
-                .get(key)
-                .map(|closed| closed.record(key))
-                .transpose(),
+    fn get(&self, hash: u64, key: &RequestKey) -> Result<Option<Record>> {
+        if let Some(open) = self.open.find(hash, |open| open.key == *key) {
+            return Ok(Some(open.record.clone()));
         }
+        self.closed
+            .get(hash, key)?
+            .map(|closed| closed_record(key, &closed))
+            .transpose()
     }
+}
+
+/// The answer's JSON if `record` is closed: `sent` when given (the bytes the
+/// delivery sent), or else encoded.
+fn closed_answer<'a>(record: &Record, sent: Option<&'a [u8]>) -> Option<Cow<'a, [u8]>> {
+    let Stage::Answered {
+        response,
+        delivered: true,
+    } = &record.stage
+    else {
+        return None;
+    };
+    match sent {
+        Some(sent) => Some(Cow::Borrowed(sent)),
+        // Only strings and JSON values inside: encoding cannot fail, and if
+        // it did the record would stay whole, open.
+        None => serde_json::to_vec(response.as_ref()).ok().map(Cow::Owned),
+    }
+}
+
+/// The record a closed one stands for: its request with identifiers only.
+fn closed_record(key: &RequestKey, closed: &Closed<'_>) -> Result<Record> {
+    let response: Response = serde_json::from_slice(closed.answer)
+        .map_err(|e| Error::Journal(format!("a kept answer does not decode: {e}")))?;
+    let request = Request::new(
+        closed.request_type,
+        closed.resource_type,
+        key.logical_resource_id.as_str(),
+        key.stack_id.as_str(),
+        key.request_id.as_str(),
+    );
+    Ok(Record {
+        request: Arc::new(request),
+        channel: closed.channel,
+        accepted_at_ms: closed.accepted_at_ms,
+        stage: Stage::Answered {
+            response: Arc::new(response),
+            delivered: true,
+        },
+    })
 }
 
 impl MemoryStore {
@@ -133,37 +125,55 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    /// The shard that holds `key`, locked.
-    fn lock(&self, key: &RequestKey) -> MutexGuard<'_, Records> {
-        let shard = self.shard_of.hash_one(key) as usize % SHARDS;
-        lock(&self.shards[shard])
+    /// `key`'s hash, and its shard, locked.
+    fn lock(&self, key: &RequestKey) -> (u64, MutexGuard<'_, Records>) {
+        let hash = self.hasher.hash_one(key);
+        // Picked by bits that the table uses neither for a slot's place (the
+        // low ones) nor for its tag (the top seven), so keys of one shard
+        // still spread over its table.
+        let shard = (hash >> 32) as usize % SHARDS;
+        (hash, lock(&self.shards[shard]))
     }
 
-    /// Store `record` under `key`; a closed one compactly, with `answer` as
-    /// its answer's JSON when given.
-    fn write(&self, key: &RequestKey, record: &Record, answer: Option<&[u8]>) {
+    /// Store `record` under `key`; a closed one compactly, with `sent` as its
+    /// answer's JSON when given.
+    fn write(&self, key: &RequestKey, record: &Record, sent: Option<&[u8]>) {
         // Made before the lock is taken: encoding is the slow part.
-        let closed = Closed::of(record, answer);
-        let mut records = self.lock(key);
-        match closed {
-            Some(closed) => {
-                // The open record's key moves over: no key copy, and the
-                // request it held is freed.
-                let key = match records.open.remove_entry(key) {
-                    Some((key, _)) => key,
-                    None => key.clone(),
-                };
-                records.closed.insert(key, closed);
+        let answer = closed_answer(record, sent);
+        let (hash, mut shard) = self.lock(key);
+        let records = &mut *shard;
+        if let Some(answer) = answer {
+            let closed = Closed {
+                accepted_at_ms: record.accepted_at_ms,
+                request_type: record.request.request_type,
+                channel: record.channel,
+                resource_type: &record.request.resource_type,
+                answer: &answer,
+            };
+            if records.closed.insert(hash, key, &closed) {
+                let open = records
+                    .open
+                    .find_entry(hash, |open| open.key == *key)
+                    .ok()
+                    .map(|open| open.remove().0);
+                // The open record (its request, properties and all) is freed
+                // after the lock is released.
+                drop(shard);
+                drop(open);
+                return;
             }
+        }
+        records.closed.remove(hash, key);
+        match records.open.find_mut(hash, |open| open.key == *key) {
+            // In place (the key is there after `accept`).
+            Some(open) => open.record.clone_from(record),
             None => {
-                records.closed.remove(key);
-                // In place when the key is there (it is, after `accept`).
-                match records.open.get_mut(key) {
-                    Some(stored) => stored.clone_from(record),
-                    None => {
-                        records.open.insert(key.clone(), record.clone());
-                    }
-                }
+                let open = Open {
+                    hash,
+                    key: key.clone(),
+                    record: record.clone(),
+                };
+                records.open.insert_unique(hash, open, |open| open.hash);
             }
         }
     }
@@ -186,13 +196,22 @@ impl Store for MemoryStore {
         key: &'a RequestKey,
         record: &'a Record,
     ) -> StoreFuture<'a, Option<Record>> {
-        let mut records = self.lock(key);
-        let existing = match records.closed.get(key) {
-            Some(closed) => closed.record(key).map(Some),
-            None => match records.open.entry(key.clone()) {
-                Entry::Occupied(existing) => Ok(Some(existing.get().clone())),
+        let (hash, mut shard) = self.lock(key);
+        let records = &mut *shard;
+        let existing = match records.closed.get(hash, key) {
+            Ok(Some(closed)) => closed_record(key, &closed).map(Some),
+            Err(error) => Err(error),
+            Ok(None) => match records
+                .open
+                .entry(hash, |open| open.key == *key, |open| open.hash)
+            {
+                Entry::Occupied(open) => Ok(Some(open.get().record.clone())),
                 Entry::Vacant(slot) => {
-                    slot.insert(record.clone());
+                    slot.insert(Open {
+                        hash,
+                        key: key.clone(),
+                        record: record.clone(),
+                    });
                     Ok(None)
                 }
             },
@@ -216,7 +235,8 @@ impl Store for MemoryStore {
     }
 
     fn get<'a>(&'a self, key: &'a RequestKey) -> StoreFuture<'a, Option<Record>> {
-        let record = self.lock(key).get(key);
+        let (hash, records) = self.lock(key);
+        let record = records.get(hash, key);
         Box::pin(std::future::ready(record))
     }
 
@@ -227,8 +247,8 @@ impl Store for MemoryStore {
                 records
                     .open
                     .iter()
-                    .filter(|(_, r)| r.is_open())
-                    .map(|(k, r)| (k.clone(), r.clone()))
+                    .filter(|open| open.record.is_open())
+                    .map(|open| (open.key.clone(), open.record.clone()))
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -238,9 +258,7 @@ impl Store for MemoryStore {
     fn purge(&self, before_ms: u64) -> StoreFuture<'_, usize> {
         let mut removed = 0;
         for mut records in self.each_shard() {
-            let before = records.closed.len();
-            records.closed.retain(|_, r| r.accepted_at_ms >= before_ms);
-            removed += before - records.closed.len();
+            removed += records.closed.purge(before_ms);
         }
         Box::pin(std::future::ready(Ok(removed)))
     }
@@ -311,7 +329,7 @@ mod tests {
 
         let again = store.accept(&key, &record).await.expect("accept");
         assert_eq!(again.map(|r| r.stage), Some(record.stage.clone()));
-        let records = store.lock(&key);
+        let (_, records) = store.lock(&key);
         assert!(records.open.is_empty());
         assert_eq!(records.closed.len(), 1);
     }
@@ -357,7 +375,7 @@ mod tests {
         };
         let store = MemoryStore::new();
         store.put(&key, &record).await.expect("put");
-        assert_eq!(store.lock(&key).closed.len(), 1, "kept compact");
+        assert_eq!(store.lock(&key).1.closed.len(), 1, "kept compact");
         let kept = store.get(&key).await.expect("get").expect("present");
         assert_eq!(kept.stage, record.stage);
     }
@@ -395,6 +413,6 @@ mod tests {
         assert_eq!(store.get(&key).await.expect("get"), Some(record));
         let open = store.open_records().await.expect("open");
         assert_eq!(open.len(), 1);
-        assert_eq!(store.lock(&key).closed.len(), 0);
+        assert_eq!(store.lock(&key).1.closed.len(), 0);
     }
 }
