@@ -28,10 +28,17 @@
 //! puts them on disk.
 //!
 //! # Tables
-//! - `records`: key → the [`Record`] as JSON.
-//! - `open`: keys of records that are running, polling or undelivered, so
+//! - `records.v2`: key → the [`Record`] as JSON.
+//! - `open.v2`: keys of records that are running, polling or undelivered, so
 //!   recovery reads only those.
-//! - `by_time`: (accepted at, key), so purging old records is a range scan.
+//! - `by_time.v2`: (accepted at, key), so purging old records is a range scan.
+//!
+//! Keys ([`RequestKey::encode`]) are stored as bytes. The first journals
+//! stored them as `&str`, whose comparison in redb checks both sides are
+//! UTF-8 at every step of every B-tree search: a hundred checks and 11,000
+//! instructions per round trip. UTF-8 orders by bytes as it orders by code
+//! points, so the order is the same. A journal with the old tables
+//! (`records`, `open`, `by_time`) is migrated when it is opened.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,15 +46,25 @@ use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition, TableHandle};
 use tokio::sync::oneshot;
 
 use super::{Acceptance, Durable, Record, RequestKey, Store, StoreFuture};
 use crate::error::{Error, Result};
 
-const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("records");
-const OPEN: TableDefinition<'_, &str, u64> = TableDefinition::new("open");
-const BY_TIME: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("by_time");
+const RECORDS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("records.v2");
+const OPEN: TableDefinition<'_, &[u8], u64> = TableDefinition::new("open.v2");
+const BY_TIME: TableDefinition<'_, (u64, &[u8]), ()> = TableDefinition::new("by_time.v2");
+
+/// The first journals' tables, keyed by `&str`; migrated on opening.
+mod v1 {
+    use redb::TableDefinition;
+
+    pub(super) const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("records");
+    pub(super) const OPEN: TableDefinition<'_, &str, u64> = TableDefinition::new("open");
+    pub(super) const BY_TIME: TableDefinition<'_, (u64, &str), ()> =
+        TableDefinition::new("by_time");
+}
 
 /// The journal file's name inside the state directory.
 pub const JOURNAL_FILE: &str = "journal.redb";
@@ -136,14 +153,8 @@ impl RedbStore {
         let txn = db
             .begin_write()
             .map_err(|e| journal_error("creating tables", e))?;
-        {
-            txn.open_table(RECORDS)
-                .map_err(|e| journal_error("creating tables", e))?;
-            txn.open_table(OPEN)
-                .map_err(|e| journal_error("creating tables", e))?;
-            txn.open_table(BY_TIME)
-                .map_err(|e| journal_error("creating tables", e))?;
-        }
+        Tables::open(&txn)?;
+        migrate_v1(&txn)?;
         txn.commit()
             .map_err(|e| journal_error("creating tables", e))?;
         let db = Arc::new(db);
@@ -226,7 +237,10 @@ impl RedbStore {
         let table = txn
             .open_table(RECORDS)
             .map_err(|e| journal_error("reading", e))?;
-        let Some(bytes) = table.get(key).map_err(|e| journal_error("reading", e))? else {
+        let Some(bytes) = table
+            .get(key.as_bytes())
+            .map_err(|e| journal_error("reading", e))?
+        else {
             return Ok(None);
         };
         decode(bytes.value()).map(Some)
@@ -314,9 +328,9 @@ enum Outcome {
 /// tables, so opening them per operation cost three B-tree updates per
 /// operation on the writer thread, which every request waits for.
 struct Tables<'t> {
-    records: redb::Table<'t, &'static str, &'static [u8]>,
-    open: redb::Table<'t, &'static str, u64>,
-    by_time: redb::Table<'t, (u64, &'static str), ()>,
+    records: redb::Table<'t, &'static [u8], &'static [u8]>,
+    open: redb::Table<'t, &'static [u8], u64>,
+    by_time: redb::Table<'t, (u64, &'static [u8]), ()>,
 }
 
 impl<'t> Tables<'t> {
@@ -328,6 +342,53 @@ impl<'t> Tables<'t> {
             by_time: txn.open_table(BY_TIME).map_err(fail)?,
         })
     }
+}
+
+/// Move the records of a journal made with `&str` keys (see Tables in the
+/// module's documentation) into the current tables, within `txn`, and drop
+/// the old tables. Nothing to do for a journal without them.
+fn migrate_v1(txn: &redb::WriteTransaction) -> Result<()> {
+    let fail = |e: redb::Error| journal_error("migrating the journal's tables", e);
+    let has_v1 = txn
+        .list_tables()
+        .map_err(|e| fail(e.into()))?
+        .any(|table| table.name() == v1::RECORDS.name());
+    if !has_v1 {
+        return Ok(());
+    }
+    {
+        let mut tables = Tables::open(txn)?;
+        let records = txn.open_table(v1::RECORDS).map_err(|e| fail(e.into()))?;
+        for entry in records.iter().map_err(|e| fail(e.into()))? {
+            let (key, record) = entry.map_err(|e| fail(e.into()))?;
+            tables
+                .records
+                .insert(key.value().as_bytes(), record.value())
+                .map_err(|e| fail(e.into()))?;
+        }
+        let open = txn.open_table(v1::OPEN).map_err(|e| fail(e.into()))?;
+        for entry in open.iter().map_err(|e| fail(e.into()))? {
+            let (key, at) = entry.map_err(|e| fail(e.into()))?;
+            tables
+                .open
+                .insert(key.value().as_bytes(), at.value())
+                .map_err(|e| fail(e.into()))?;
+        }
+        let by_time = txn.open_table(v1::BY_TIME).map_err(|e| fail(e.into()))?;
+        for entry in by_time.iter().map_err(|e| fail(e.into()))? {
+            let (time_key, _) = entry.map_err(|e| fail(e.into()))?;
+            let (at, key) = time_key.value();
+            tables
+                .by_time
+                .insert((at, key.as_bytes()), ())
+                .map_err(|e| fail(e.into()))?;
+        }
+    }
+    txn.delete_table(v1::RECORDS).map_err(|e| fail(e.into()))?;
+    txn.delete_table(v1::OPEN).map_err(|e| fail(e.into()))?;
+    txn.delete_table(v1::BY_TIME).map_err(|e| fail(e.into()))?;
+    tracing::info!("journal migrated to byte-string keys");
+    Ok(())
 }
 
 /// Apply `group` in one transaction, settle its writes in `queued` and
@@ -453,6 +514,7 @@ fn put_in(
     open: bool,
 ) -> Result<()> {
     let fail = |e: redb::StorageError| Error::Journal(format!("writing: {e}"));
+    let key = key.as_bytes();
     let replaced = tables.records.insert(key, record).map_err(fail)?.is_some();
     // Each B-tree write copies a page, so only the index entries that change
     // are written: the time index once per key (`accepted_at` never changes),
@@ -478,20 +540,25 @@ fn purge_in(tables: &mut Tables<'_>, before_ms: u64) -> Result<usize> {
     let mut expired = Vec::new();
     for entry in tables
         .by_time
-        .range::<(u64, &str)>(..(before_ms, ""))
+        .range::<(u64, &[u8])>(..(before_ms, &[][..]))
         .map_err(fail)?
     {
         let (time_key, _) = entry.map_err(fail)?;
         let (at, key) = time_key.value();
-        expired.push((at, key.to_string()));
+        expired.push((at, key.to_vec()));
     }
     let mut removed = 0;
     for (at, key) in expired {
-        if tables.open.get(key.as_str()).map_err(fail)?.is_some() {
+        if tables.open.get(key.as_slice()).map_err(fail)?.is_some() {
             continue;
         }
-        tables.by_time.remove((at, key.as_str())).map_err(fail)?;
-        if tables.records.remove(key.as_str()).map_err(fail)?.is_some() {
+        tables.by_time.remove((at, key.as_slice())).map_err(fail)?;
+        if tables
+            .records
+            .remove(key.as_slice())
+            .map_err(fail)?
+            .is_some()
+        {
             removed += 1;
         }
     }
@@ -682,6 +749,86 @@ mod tests {
         let open = store.open_records().await.expect("open");
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].1.stage, Stage::Running);
+    }
+
+    /// A journal as the first builds wrote it: `&str` keys in the v1 tables.
+    fn write_v1_journal(dir: &std::path::Path, records: &[(RequestKey, Record)]) {
+        let db = Database::create(dir.join(JOURNAL_FILE)).expect("create");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut table = txn.open_table(v1::RECORDS).expect("records");
+            let mut open = txn.open_table(v1::OPEN).expect("open");
+            let mut by_time = txn.open_table(v1::BY_TIME).expect("by_time");
+            for (key, record) in records {
+                let key = key.encode();
+                let bytes = encode(record).expect("encode");
+                table
+                    .insert(key.as_str(), bytes.as_slice())
+                    .expect("insert");
+                if record.is_open() {
+                    open.insert(key.as_str(), record.accepted_at_ms)
+                        .expect("insert");
+                }
+                by_time
+                    .insert((record.accepted_at_ms, key.as_str()), ())
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+
+    #[tokio::test]
+    async fn a_journal_with_str_keys_is_migrated_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (running_key, mut running) = contract::record("v1-running");
+        running.accepted_at_ms = 1_000;
+        let (closed_key, mut closed) = contract::record("v1-closed");
+        closed.accepted_at_ms = 2_000;
+        closed.stage = contract::answered(&closed, true);
+        let (recent_key, mut recent) = contract::record("v1-recent");
+        recent.accepted_at_ms = 9_000;
+        recent.stage = contract::answered(&recent, true);
+        write_v1_journal(
+            dir.path(),
+            &[
+                (running_key.clone(), running.clone()),
+                (closed_key.clone(), closed.clone()),
+                (recent_key.clone(), recent.clone()),
+            ],
+        );
+
+        let store = RedbStore::open(dir.path()).expect("open migrates");
+        assert_eq!(
+            store.get(&running_key).await.expect("get"),
+            Some(running.clone())
+        );
+        assert_eq!(
+            store.get(&closed_key).await.expect("get"),
+            Some(closed.clone())
+        );
+        let open = store.open_records().await.expect("open");
+        assert_eq!(open, vec![(running_key.clone(), running.clone())]);
+        // A migrated key is recognised as a redelivery.
+        let again = store.accept(&closed_key, &closed).await.expect("accept");
+        assert_eq!(again.map(|r| r.stage), Some(closed.stage.clone()));
+        // The time index came over: only the old closed record is purged.
+        assert_eq!(store.purge(5_000).await.expect("purge"), 1);
+        assert_eq!(store.get(&closed_key).await.expect("get"), None);
+        assert_eq!(store.get(&recent_key).await.expect("get"), Some(recent));
+        drop(store);
+
+        let store = reopen(dir.path()).await;
+        let txn = store.db.begin_read().expect("read");
+        let names: Vec<String> = txn
+            .list_tables()
+            .expect("list")
+            .map(|table| table.name().to_string())
+            .collect();
+        assert!(
+            !names.iter().any(|name| name == "records"),
+            "v1 dropped: {names:?}"
+        );
+        assert_eq!(store.open_records().await.expect("open").len(), 1);
     }
 
     #[tokio::test]
