@@ -49,8 +49,9 @@ use bytes::Bytes;
 use redb::{Database, Durability, ReadableTable, TableDefinition, TableHandle};
 use tokio::sync::oneshot;
 
-use super::{Acceptance, Durable, Record, RequestKey, Store, StoreFuture};
+use super::{Acceptance, Durable, Record, RequestKey, Stage, Store, StoreFuture};
 use crate::error::{Error, Result};
+use crate::request::Request;
 
 const RECORDS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("records.v2");
 const OPEN: TableDefinition<'_, &[u8], u64> = TableDefinition::new("open.v2");
@@ -111,8 +112,8 @@ struct Queued {
 
 type SharedQueued = Arc<Mutex<Queued>>;
 
-fn lock(queued: &Mutex<Queued>) -> MutexGuard<'_, Queued> {
-    queued
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -130,6 +131,10 @@ pub struct RedbStore {
     db: Arc<Database>,
     writer: mpsc::Sender<Op>,
     queued: SharedQueued,
+    /// The request of each open record, as JSON, with the request it
+    /// encodes: a later write of the record reuses it if it is of the very
+    /// same request (the same `Arc`). See [`encode_from_parts`].
+    requests: Mutex<foldhash::HashMap<String, (Arc<Request>, Bytes)>>,
     /// Cleared when the writer thread exits.
     writer_alive: Arc<AtomicBool>,
     path: PathBuf,
@@ -175,6 +180,7 @@ impl RedbStore {
             db,
             writer,
             queued,
+            requests: Mutex::default(),
             writer_alive,
             path,
         })
@@ -225,6 +231,36 @@ impl RedbStore {
         Ok(())
     }
 
+    /// `record` encoded for a write under `key`, from its request's cached
+    /// encoding when there is one; the cache keeps the encoding while the
+    /// record is open.
+    fn encode_for_put(&self, key: &str, record: &Record, sent: Option<&[u8]>) -> Result<Vec<u8>> {
+        let cached = lock(&self.requests)
+            .get(key)
+            .filter(|(request, _)| Arc::ptr_eq(request, &record.request))
+            .map(|(_, json)| json.clone());
+        let hit = cached.is_some();
+        let request = match cached {
+            Some(json) => json,
+            None => encode_request(&record.request)?,
+        };
+        let bytes = encode_from_parts(record, &request, sent)?;
+        if !record.is_open() {
+            lock(&self.requests).remove(key);
+        } else if !hit {
+            lock(&self.requests).insert(key.to_owned(), (Arc::clone(&record.request), request));
+        }
+        Ok(bytes)
+    }
+
+    /// Queue a write nobody waits for: [`Store::put_eventually`], and
+    /// [`Store::put_delivered`] with the answer as `sent`.
+    fn put_unwaited(&self, key: &RequestKey, record: &Record, sent: Option<&[u8]>) -> Result<()> {
+        let key = key.encode();
+        let bytes = self.encode_for_put(&key, record, sent)?;
+        self.queue_put(&mut lock(&self.queued), key, record, bytes.into(), None)
+    }
+
     /// The newest record for `key`, queued or committed, with `queued` locked.
     fn newest(&self, queued: &Queued, key: &str) -> Result<Option<Record>> {
         if let Some((_, bytes)) = queued.records.get(key) {
@@ -265,8 +301,41 @@ fn decode(bytes: &[u8]) -> Result<Record> {
         .map_err(|e| Error::Journal(format!("a journal record is corrupt: {e}")))
 }
 
-fn encode(record: &Record) -> Result<Vec<u8>> {
-    serde_json::to_vec(record).map_err(|e| Error::Journal(format!("cannot encode a record: {e}")))
+fn encode_request(request: &Request) -> Result<Bytes> {
+    serde_json::to_vec(request)
+        .map(Bytes::from)
+        .map_err(encoding_error)
+}
+
+fn encoding_error(e: serde_json::Error) -> Error {
+    Error::Journal(format!("cannot encode a record: {e}"))
+}
+
+/// `record` as [`encode`] writes it, byte for byte, from its request already
+/// encoded (`request`) and, for an answered record, the answer as sent
+/// (`sent`). A round trip writes its record two or three times; this
+/// encodes its request once and its answer once (for the delivery).
+fn encode_from_parts(record: &Record, request: &[u8], sent: Option<&[u8]>) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(request.len() + sent.map_or(256, <[u8]>::len) + 128);
+    out.extend_from_slice(b"{\"request\":");
+    out.extend_from_slice(request);
+    out.extend_from_slice(b",\"channel\":");
+    serde_json::to_writer(&mut out, &record.channel).map_err(encoding_error)?;
+    out.extend_from_slice(b",\"accepted_at_ms\":");
+    out.extend_from_slice(record.accepted_at_ms.to_string().as_bytes());
+    out.extend_from_slice(b",\"stage\":");
+    match (&record.stage, sent) {
+        (Stage::Answered { delivered, .. }, Some(sent)) => {
+            out.extend_from_slice(b"{\"stage\":\"Answered\",\"response\":");
+            out.extend_from_slice(sent);
+            out.extend_from_slice(b",\"delivered\":");
+            out.extend_from_slice(if *delivered { b"true" } else { b"false" });
+            out.push(b'}');
+        }
+        (stage, _) => serde_json::to_writer(&mut out, stage).map_err(encoding_error)?,
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 /// The writer thread: take every waiting operation, apply them in one
@@ -589,10 +658,14 @@ impl Store for RedbStore {
     ) -> StoreFuture<'a, Acceptance> {
         let decide = || -> Result<Acceptance> {
             let key = key.encode();
-            let bytes = Bytes::from(encode(record)?);
+            let request = encode_request(&record.request)?;
+            let bytes = Bytes::from(encode_from_parts(record, &request, None)?);
             let mut queued = lock(&self.queued);
             if let Some(existing) = self.newest(&queued, &key)? {
                 return Ok(Acceptance::Existing(existing));
+            }
+            if record.is_open() {
+                lock(&self.requests).insert(key.clone(), (Arc::clone(&record.request), request));
             }
             let (durable, on_disk) = oneshot::channel();
             self.queue_put(&mut queued, key, record, bytes, Some(durable))?;
@@ -607,8 +680,8 @@ impl Store for RedbStore {
 
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
         let (reply, answer) = oneshot::channel();
-        let queued = encode(record).and_then(|bytes| {
-            let key = key.encode();
+        let key = key.encode();
+        let queued = self.encode_for_put(&key, record, None).and_then(|bytes| {
             self.queue_put(
                 &mut lock(&self.queued),
                 key,
@@ -630,11 +703,20 @@ impl Store for RedbStore {
         key: &'a RequestKey,
         record: &'a Record,
     ) -> StoreFuture<'a, ()> {
-        let queued = encode(record).and_then(|bytes| {
-            let key = key.encode();
-            self.queue_put(&mut lock(&self.queued), key, record, bytes.into(), None)
-        });
-        Box::pin(std::future::ready(queued))
+        Box::pin(std::future::ready(self.put_unwaited(key, record, None)))
+    }
+
+    fn put_delivered<'a>(
+        &'a self,
+        key: &'a RequestKey,
+        record: &'a Record,
+        body: &'a [u8],
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(self.put_unwaited(
+            key,
+            record,
+            Some(body),
+        )))
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {
@@ -710,9 +792,9 @@ impl Store for RedbStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Stage;
     use super::super::contract;
     use super::*;
+    use crate::response::Response;
 
     #[tokio::test]
     async fn contract() {
@@ -751,6 +833,108 @@ mod tests {
         assert_eq!(open[0].1.stage, Stage::Running);
     }
 
+    fn encode(record: &Record) -> Vec<u8> {
+        serde_json::to_vec(record).expect("encodes")
+    }
+
+    #[test]
+    fn a_record_from_parts_is_the_record_encoded_whole() {
+        let (_, running) = contract::record("parts");
+        let mut request = (*running.request).clone();
+        request.response_url = Some(crate::request::CallbackUrl::new(
+            "https://ros.example/cb?S=1",
+        ));
+        request
+            .resource_properties
+            .insert("Text".into(), serde_json::json!("ünï \"q\"\n"));
+        let running = Record {
+            request: Arc::new(request),
+            ..running
+        };
+        let polling = Record {
+            stage: Stage::Polling {
+                state: serde_json::json!({"step": 2}),
+                next_poll_at_ms: 77,
+                attempt: 3,
+                data: serde_json::Map::new(),
+                physical_resource_id: Some("pid".into()),
+            },
+            ..running.clone()
+        };
+        let answered = |delivered| Record {
+            stage: contract::answered(&running, delivered),
+            channel: super::super::Channel::FunctionCompute,
+            ..running.clone()
+        };
+        for record in [running.clone(), polling, answered(false), answered(true)] {
+            let request = encode_request(&record.request).expect("request");
+            let whole = encode(&record);
+            let parts = encode_from_parts(&record, &request, None).expect("parts");
+            assert_eq!(
+                String::from_utf8_lossy(&parts),
+                String::from_utf8_lossy(&whole)
+            );
+            if let Stage::Answered { response, .. } = &record.stage {
+                let sent = serde_json::to_vec(response.as_ref()).expect("answer");
+                let spliced = encode_from_parts(&record, &request, Some(&sent)).expect("parts");
+                assert_eq!(spliced, whole);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_later_write_with_another_request_is_not_given_the_cached_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path()).expect("open");
+        let (key, record) = contract::record("cached");
+        assert_eq!(store.accept(&key, &record).await.expect("accept"), None);
+        assert!(lock(&store.requests).contains_key(&key.encode()));
+
+        let mut redelivered = (*record.request).clone();
+        redelivered.response_url =
+            Some(crate::request::CallbackUrl::new("https://ros.example/new"));
+        let moved = Record {
+            request: Arc::new(redelivered),
+            ..record.clone()
+        };
+        store.put(&key, &moved).await.expect("put");
+        assert_eq!(store.get(&key).await.expect("get"), Some(moved.clone()));
+        store.flush().await.expect("flush");
+        assert_eq!(store.get(&key).await.expect("get"), Some(moved.clone()));
+    }
+
+    #[tokio::test]
+    async fn a_delivered_record_keeps_the_answer_sent_and_leaves_the_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path()).expect("open");
+        let (key, mut record) = contract::record("sent");
+        assert_eq!(store.accept(&key, &record).await.expect("accept"), None);
+        let response = Response::failed(&record.request, "pid", "as the handler said it");
+        let mut sent = response.clone();
+        sent.reason = Some("as ROS received it".into());
+        record.stage = Stage::Answered {
+            response: Arc::new(response),
+            delivered: true,
+        };
+        store
+            .put_delivered(&key, &record, &sent.to_body())
+            .await
+            .expect("put");
+        assert!(lock(&store.requests).is_empty(), "closed: no longer cached");
+        store.flush().await.expect("flush");
+        let kept = store.get(&key).await.expect("get").expect("present");
+        assert_eq!(kept.request, record.request);
+        let Stage::Answered {
+            response,
+            delivered,
+        } = kept.stage
+        else {
+            panic!("answered");
+        };
+        assert!(delivered);
+        assert_eq!(*response, sent);
+    }
+
     /// A journal as the first builds wrote it: `&str` keys in the v1 tables.
     fn write_v1_journal(dir: &std::path::Path, records: &[(RequestKey, Record)]) {
         let db = Database::create(dir.join(JOURNAL_FILE)).expect("create");
@@ -761,7 +945,7 @@ mod tests {
             let mut by_time = txn.open_table(v1::BY_TIME).expect("by_time");
             for (key, record) in records {
                 let key = key.encode();
-                let bytes = encode(record).expect("encode");
+                let bytes = encode(record);
                 table
                     .insert(key.as_str(), bytes.as_slice())
                     .expect("insert");
