@@ -35,8 +35,13 @@ pub fn generate(stack_id: &str, logical_resource_id: &str) -> String {
     if id.len() > before_logical {
         id.push('-');
     }
-    let mut rng = rand::rng();
-    id.extend((0..RANDOM_PART_LEN).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char));
+    // One draw for the whole random part: its RANDOM_PART_LEN base-36
+    // digits (36^10 < 2^64), uniformly.
+    let mut random = rand::rng().random_range(0..36u64.pow(RANDOM_PART_LEN as u32));
+    for _ in 0..RANDOM_PART_LEN {
+        id.push(char::from(ALPHABET[(random % 36) as usize]));
+        random /= 36;
+    }
     id
 }
 
@@ -135,6 +140,25 @@ mod tests {
         assert_eq!(no_logical.len(), 4 + RANDOM_PART_LEN);
         let exact = generate(&"s".repeat(64), &"L".repeat(500));
         assert_eq!(exact.len(), MAX_PHYSICAL_ID_BYTES);
+    }
+
+    #[test]
+    fn every_random_digit_spans_the_alphabet() {
+        let ids: Vec<String> = (0..3000).map(|_| generate("", "")).collect();
+        for position in 0..RANDOM_PART_LEN {
+            let mut seen = std::collections::HashSet::new();
+            for id in &ids {
+                let digit = id.as_bytes()[position];
+                assert!(digit.is_ascii_lowercase() || digit.is_ascii_digit(), "{id}");
+                seen.insert(digit);
+            }
+            assert_eq!(
+                seen.len(),
+                36,
+                "position {position} takes {} values",
+                seen.len()
+            );
+        }
     }
 
     #[test]
