@@ -75,6 +75,7 @@ pub mod handler;
 pub mod handlers;
 pub mod invoke;
 pub mod journal;
+mod json_text;
 pub mod lenient;
 pub mod loadgen;
 mod metrics;

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::Full;
 
+use crate::json_text::push_string;
 use crate::response::Response;
 
 /// A JSON reply with `status`.
@@ -16,23 +17,18 @@ pub(crate) fn json_reply(
 
 /// The acknowledgement of an async request: `{"accepted":true,...}`.
 ///
-/// Written with a derived serializer rather than `json!`, which would build
-/// a map for every request on the hot path.
+/// Written directly, not with `json!` (a map per request) or a derived
+/// serializer (which escapes every field name).
 pub(crate) fn acknowledgement(request_id: &str, duplicate: bool) -> hyper::Response<Full<Bytes>> {
-    #[derive(serde::Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Ack<'a> {
-        accepted: bool,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        duplicate: bool,
-        request_id: &'a str,
-    }
-    let body = serde_json::to_vec(&Ack {
-        accepted: true,
-        duplicate,
-        request_id,
-    })
-    .unwrap_or_default();
+    let head: &[u8] = if duplicate {
+        br#"{"accepted":true,"duplicate":true,"requestId":"#
+    } else {
+        br#"{"accepted":true,"requestId":"#
+    };
+    let mut body = Vec::with_capacity(head.len() + request_id.len() + 3);
+    body.extend_from_slice(head);
+    push_string(&mut body, request_id);
+    body.push(b'}');
     bytes_reply(StatusCode::OK, Bytes::from(body))
 }
 
