@@ -174,10 +174,13 @@ impl Request {
             .iter()
             .find(|b| !b.is_ascii_whitespace())
             .is_some_and(|b| *b == b'{');
-        if object {
-            if let Ok(request) = serde_json::from_slice::<Request>(body) {
-                return request.finish();
-            }
+        // Parsed from text checked as UTF-8 once, whole and a vector at a
+        // time, rather than from bytes, where each string is checked apart.
+        if object
+            && let Ok(text) = std::str::from_utf8(body)
+            && let Ok(request) = serde_json::from_str::<Request>(text)
+        {
+            return request.finish();
         }
         // Through `Value`: a derived struct would also accept a JSON array
         // (field by position) and say "unknown variant" about it, and a type
@@ -399,6 +402,20 @@ mod tests {
         assert_eq!(r.resource_properties["Length"], "16");
         assert!(r.physical_resource_id.is_none());
         assert!(r.has_callback());
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_as_invalid_json() {
+        let mut body = CREATE.as_bytes().to_vec();
+        let at = CREATE.find("demo").expect("stack name");
+        body[at] = 0xff;
+        let Err(Error::InvalidRequest(message)) = Request::from_slice(&body) else {
+            panic!("a body with a byte that is not UTF-8 must be refused");
+        };
+        assert!(message.contains("not valid JSON"), "{message}");
+        let unicode = CREATE.replace("demo", "démo-😀");
+        let r = Request::from_slice(unicode.as_bytes()).expect("valid");
+        assert_eq!(r.stack_name, "démo-😀");
     }
 
     #[test]
