@@ -210,6 +210,10 @@ pub enum Acceptance {
 ///
 /// Implementations must make [`Store::accept`] atomic: of two concurrent
 /// accepts for one key, exactly one inserts.
+///
+/// A record is always written under its request's key
+/// (`RequestKey::of(&record.request)`); stores may rely on it, and give that
+/// key back from [`Store::open_records`].
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Insert `record` unless `key` exists; return the existing record if so.
     fn accept<'a>(

@@ -60,16 +60,31 @@ struct Records {
     closed: ClosedLog,
 }
 
+/// An open record. Its key is its request's identifiers, compared in place
+/// rather than copied (three allocations per request).
 #[derive(Debug)]
 struct Open {
     hash: u64,
-    key: RequestKey,
     record: Record,
+}
+
+impl Open {
+    fn is_for(&self, key: &RequestKey) -> bool {
+        is_key_of(key, &self.record)
+    }
+}
+
+/// Whether `key` is the key of `record`'s request.
+fn is_key_of(key: &RequestKey, record: &Record) -> bool {
+    let request = &record.request;
+    request.request_id == key.request_id
+        && request.logical_resource_id == key.logical_resource_id
+        && request.stack_id == key.stack_id
 }
 
 impl Records {
     fn get(&self, hash: u64, key: &RequestKey) -> Result<Option<Record>> {
-        if let Some(open) = self.open.find(hash, |open| open.key == *key) {
+        if let Some(open) = self.open.find(hash, |open| open.is_for(key)) {
             return Ok(Some(open.record.clone()));
         }
         self.closed
@@ -138,6 +153,7 @@ impl MemoryStore {
     /// Store `record` under `key`; a closed one compactly, with `sent` as its
     /// answer's JSON when given.
     fn write(&self, key: &RequestKey, record: &Record, sent: Option<&[u8]>) {
+        debug_assert!(is_key_of(key, record), "stored under another key");
         // Made before the lock is taken: encoding is the slow part.
         let answer = closed_answer(record, sent);
         let (hash, mut shard) = self.lock(key);
@@ -153,7 +169,7 @@ impl MemoryStore {
             if records.closed.insert(hash, key, &closed) {
                 let open = records
                     .open
-                    .find_entry(hash, |open| open.key == *key)
+                    .find_entry(hash, |open| open.is_for(key))
                     .ok()
                     .map(|open| open.remove().0);
                 // The open record (its request, properties and all) is freed
@@ -164,13 +180,12 @@ impl MemoryStore {
             }
         }
         records.closed.remove(hash, key);
-        match records.open.find_mut(hash, |open| open.key == *key) {
+        match records.open.find_mut(hash, |open| open.is_for(key)) {
             // In place (the key is there after `accept`).
             Some(open) => open.record.clone_from(record),
             None => {
                 let open = Open {
                     hash,
-                    key: key.clone(),
                     record: record.clone(),
                 };
                 records.open.insert_unique(hash, open, |open| open.hash);
@@ -196,6 +211,7 @@ impl Store for MemoryStore {
         key: &'a RequestKey,
         record: &'a Record,
     ) -> StoreFuture<'a, Option<Record>> {
+        debug_assert!(is_key_of(key, record), "stored under another key");
         let (hash, mut shard) = self.lock(key);
         let records = &mut *shard;
         let existing = match records.closed.get(hash, key) {
@@ -203,13 +219,12 @@ impl Store for MemoryStore {
             Err(error) => Err(error),
             Ok(None) => match records
                 .open
-                .entry(hash, |open| open.key == *key, |open| open.hash)
+                .entry(hash, |open| open.is_for(key), |open| open.hash)
             {
                 Entry::Occupied(open) => Ok(Some(open.get().record.clone())),
                 Entry::Vacant(slot) => {
                     slot.insert(Open {
                         hash,
-                        key: key.clone(),
                         record: record.clone(),
                     });
                     Ok(None)
@@ -248,7 +263,7 @@ impl Store for MemoryStore {
                     .open
                     .iter()
                     .filter(|open| open.record.is_open())
-                    .map(|open| (open.key.clone(), open.record.clone()))
+                    .map(|open| (RequestKey::of(&open.record.request), open.record.clone()))
                     .collect::<Vec<_>>()
             })
             .collect();
