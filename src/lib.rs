@@ -88,6 +88,7 @@ pub mod secret_key;
 pub mod security;
 pub mod server;
 pub mod sink;
+mod sync;
 #[cfg(feature = "test-util")]
 pub mod testing;
 

@@ -30,6 +30,7 @@ use crate::metrics::{Metrics, Outcome};
 use crate::request::{CallbackUrl, Request, Salvage};
 use crate::response::Response;
 use crate::router::Router;
+use crate::sync::lock;
 
 /// Time kept back from ROS's 10 s sync wait for writing the reply.
 const SYNC_REPLY_MARGIN: Duration = Duration::from_secs(1);
@@ -227,9 +228,7 @@ impl Runtime {
     }
 
     fn running(&self) -> MutexGuard<'_, RunningMap> {
-        self.running
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.running)
     }
 
     /// The whole-request time for `request`.

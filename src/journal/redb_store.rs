@@ -42,7 +42,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -52,6 +52,7 @@ use tokio::sync::oneshot;
 use super::{Acceptance, Durable, Record, RequestKey, Stage, Store, StoreFuture};
 use crate::error::{Error, Result};
 use crate::request::Request;
+use crate::sync::lock;
 
 const RECORDS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("records.v2");
 const OPEN: TableDefinition<'_, &[u8], u64> = TableDefinition::new("open.v2");
@@ -155,12 +156,6 @@ impl RequestCache {
 }
 
 type SharedQueued = Arc<Mutex<Queued>>;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 impl Op {
     /// Whether someone waits for this operation to be on disk.

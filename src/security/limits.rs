@@ -14,6 +14,8 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::sync::lock;
+
 /// Deepest JSON nesting accepted. ROS property maps are a few levels deep;
 /// 64 leaves room for any real template and stays well below serde_json's
 /// own recursion limit (128), so the refusal is ours and says why.
@@ -174,12 +176,6 @@ impl Drop for IpSlot {
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A connection that must deliver its first byte within a time limit.

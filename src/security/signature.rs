@@ -376,10 +376,7 @@ impl Verifier {
         // Remember it until it can no longer pass the skew check.
         let forget_at =
             signed_at.saturating_add(i64::try_from(self.skew.as_secs()).unwrap_or(i64::MAX));
-        let mut seen = match self.seen.lock() {
-            Ok(seen) => seen,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut seen = crate::sync::lock(&self.seen);
         if seen.check_and_insert(given, now_s, forget_at) {
             Ok(())
         } else {

@@ -14,6 +14,7 @@ use super::{Record, RequestKey, Stage, Store, StoreFuture};
 use crate::error::{Error, Result};
 use crate::request::Request;
 use crate::response::Response;
+use crate::sync::lock;
 
 /// Keeps records in memory. Dedupe works within one process; nothing
 /// survives a restart, so outbox and polling recovery do not apply.
@@ -197,12 +198,6 @@ impl MemoryStore {
     fn each_shard(&self) -> impl Iterator<Item = MutexGuard<'_, Records>> {
         self.shards.iter().map(lock)
     }
-}
-
-fn lock(shard: &Mutex<Records>) -> MutexGuard<'_, Records> {
-    shard
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Store for MemoryStore {
