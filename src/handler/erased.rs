@@ -210,6 +210,11 @@ pub(crate) fn decode<P: DeserializeOwned>(
     properties: &Map<String, Value>,
     field: &'static str,
 ) -> Result<P, Failure> {
+    // Tracking the path costs on every field; it is needed only to explain
+    // a failure, so a map that decodes is decoded without it.
+    if let Ok(decoded) = P::deserialize(properties) {
+        return Ok(decoded);
+    }
     serde_path_to_error::deserialize(properties).map_err(|e| {
         let path = e.path().to_string();
         Failure::Properties(Error::Properties {
