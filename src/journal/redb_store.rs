@@ -451,45 +451,47 @@ impl<'t> Tables<'t> {
 /// module's documentation) into the current tables, within `txn`, and drop
 /// the old tables. Nothing to do for a journal without them.
 fn migrate_v1(txn: &redb::WriteTransaction) -> Result<()> {
-    let fail = |e: redb::Error| journal_error("migrating the journal's tables", e);
+    fn fail(e: impl Into<redb::Error>) -> Error {
+        journal_error("migrating the journal's tables", e)
+    }
     let has_v1 = txn
         .list_tables()
-        .map_err(|e| fail(e.into()))?
+        .map_err(fail)?
         .any(|table| table.name() == v1::RECORDS.name());
     if !has_v1 {
         return Ok(());
     }
     {
         let mut tables = Tables::open(txn)?;
-        let records = txn.open_table(v1::RECORDS).map_err(|e| fail(e.into()))?;
-        for entry in records.iter().map_err(|e| fail(e.into()))? {
-            let (key, record) = entry.map_err(|e| fail(e.into()))?;
+        let records = txn.open_table(v1::RECORDS).map_err(fail)?;
+        for entry in records.iter().map_err(fail)? {
+            let (key, record) = entry.map_err(fail)?;
             tables
                 .records
                 .insert(key.value().as_bytes(), record.value())
-                .map_err(|e| fail(e.into()))?;
+                .map_err(fail)?;
         }
-        let open = txn.open_table(v1::OPEN).map_err(|e| fail(e.into()))?;
-        for entry in open.iter().map_err(|e| fail(e.into()))? {
-            let (key, at) = entry.map_err(|e| fail(e.into()))?;
+        let open = txn.open_table(v1::OPEN).map_err(fail)?;
+        for entry in open.iter().map_err(fail)? {
+            let (key, at) = entry.map_err(fail)?;
             tables
                 .open
                 .insert(key.value().as_bytes(), at.value())
-                .map_err(|e| fail(e.into()))?;
+                .map_err(fail)?;
         }
-        let by_time = txn.open_table(v1::BY_TIME).map_err(|e| fail(e.into()))?;
-        for entry in by_time.iter().map_err(|e| fail(e.into()))? {
-            let (time_key, _) = entry.map_err(|e| fail(e.into()))?;
+        let by_time = txn.open_table(v1::BY_TIME).map_err(fail)?;
+        for entry in by_time.iter().map_err(fail)? {
+            let (time_key, _) = entry.map_err(fail)?;
             let (at, key) = time_key.value();
             tables
                 .by_time
                 .insert((at, key.as_bytes()), ())
-                .map_err(|e| fail(e.into()))?;
+                .map_err(fail)?;
         }
     }
-    txn.delete_table(v1::RECORDS).map_err(|e| fail(e.into()))?;
-    txn.delete_table(v1::OPEN).map_err(|e| fail(e.into()))?;
-    txn.delete_table(v1::BY_TIME).map_err(|e| fail(e.into()))?;
+    txn.delete_table(v1::RECORDS).map_err(fail)?;
+    txn.delete_table(v1::OPEN).map_err(fail)?;
+    txn.delete_table(v1::BY_TIME).map_err(fail)?;
     tracing::info!("journal migrated to byte-string keys");
     Ok(())
 }
