@@ -1,19 +1,20 @@
 //! The runtime: what happens to a request once it has been read, whatever
 //! transport brought it (async HTTP, sync HTTP, Function Compute).
 //!
-//! For every request it: journals it before it is acknowledged; recognises a
-//! redelivery (same StackId, LogicalResourceId and RequestId) and never runs
-//! the handler twice; waits for a concurrency slot; runs the handler with a
-//! deadline; persists long-running work between polls; records the answer
-//! before delivering it (the outbox), unless a rerun after a crash would
-//! reproduce it; and marks it delivered after a 2xx.
+//! For every request it: acknowledges it once it is journaled, or once its
+//! answer reached ROS if that comes first; recognises a redelivery (same
+//! StackId, LogicalResourceId and RequestId) and never runs the handler
+//! twice; waits for a concurrency slot; runs the handler with a deadline;
+//! persists long-running work between polls; records the answer before
+//! delivering it (the outbox), unless a rerun after a crash would reproduce
+//! it; and marks it delivered after a 2xx.
 //! On start it finishes what a previous process left open.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -82,8 +83,10 @@ impl Intake {
 #[derive(Debug)]
 pub(crate) enum Admission {
     /// New: this arrival runs it, from the record now in the journal.
-    /// [`Durable`] completes when that record is on disk: at once, unless
-    /// the request may start before (see [`Runtime::admit`]).
+    /// [`Durable`] completes when the request may be acknowledged: when its
+    /// record is on disk, or when its answer reached ROS, whichever comes
+    /// first. At once, unless the request may start before its record is
+    /// durable (see [`Runtime::admit`]).
     Owner(RequestKey, Record, Durable),
     /// The same request is running or waiting here: its answer will come.
     Joined(watch::Receiver<Option<Arc<Response>>>),
@@ -108,6 +111,9 @@ type RunningMap = foldhash::HashMap<RequestKey, Running>;
 struct Running {
     answer: Option<Arc<Response>>,
     watchers: Option<watch::Sender<Option<Arc<Response>>>>,
+    /// Told when the answer reaches ROS, for an acknowledgement that may
+    /// go out then rather than wait for the record's fsync.
+    delivered: Option<oneshot::Sender<()>>,
 }
 
 impl Running {
@@ -124,6 +130,15 @@ impl Running {
         if let Some(watchers) = &self.watchers {
             watchers.send_replace(Some(Arc::clone(response)));
         }
+    }
+}
+
+/// Completes when `durable` does, or sooner, once `delivered` says the
+/// answer reached ROS (see [`Runtime::admit`]).
+async fn durable_or_delivered(durable: Durable, delivered: oneshot::Receiver<()>) -> Result<()> {
+    tokio::select! {
+        result = durable => result,
+        Ok(()) = delivered => Ok(()),
     }
 }
 
@@ -247,6 +262,20 @@ impl Runtime {
         channel: Channel,
     ) -> Result<Admission> {
         let key = RequestKey::of(request);
+        // An async request whose rerun after a crash is harmless starts while
+        // its record is being fsynced, so its callback does not wait for the
+        // disk. It is acknowledged once the record is durable or once its
+        // answer reached ROS, whichever comes first: with the answer
+        // delivered, a record lost to a crash costs nothing. Anything else
+        // starts only after the fsync.
+        let early =
+            channel == Channel::Async && self.restart_policy(request) == RestartPolicy::Rerun;
+        let (delivered, on_delivery) = if early && self.store.is_durable() {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         {
             let mut running = self.running();
             if let Some(answer) = running.get_mut(&key) {
@@ -258,17 +287,19 @@ impl Runtime {
             if self.metrics.queue_depth.get() >= self.limiter.max_queue as i64 {
                 return Ok(Admission::Overloaded);
             }
-            running.insert(key.clone(), Running::default());
+            running.insert(
+                key.clone(),
+                Running {
+                    delivered,
+                    ..Running::default()
+                },
+            );
         }
         let record = Record::accepted(Arc::clone(request), channel);
-        // An async request whose rerun after a crash is harmless may start
-        // while its record is being fsynced: its callback then does not wait
-        // for the disk. It is still acknowledged only once the record is
-        // durable. Anything else starts only after the fsync.
-        let early =
-            channel == Channel::Async && self.restart_policy(request) == RestartPolicy::Rerun;
         let accepted = match self.store.accept_early(&key, &record).await {
-            Ok(Acceptance::Inserted(durable)) if early => Ok(Acceptance::Inserted(durable)),
+            Ok(Acceptance::Inserted(durable)) if let Some(delivered) = on_delivery => Ok(
+                Acceptance::Inserted(Durable::when(durable_or_delivered(durable, delivered))),
+            ),
             Ok(Acceptance::Inserted(durable)) => durable
                 .await
                 .map(|()| Acceptance::Inserted(Durable::done())),
@@ -506,6 +537,10 @@ impl Runtime {
                 }
                 if let Err(error) = self.store.put_delivered(key, record, &body).await {
                     tracing::warn!(%error, "delivered, but could not mark it in the journal");
+                }
+                let waiting = self.running().get_mut(key).and_then(|r| r.delivered.take());
+                if let Some(acknowledgement) = waiting {
+                    let _ = acknowledgement.send(());
                 }
             }
             Err(error) => {
@@ -1170,21 +1205,51 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_rerun_request_runs_and_answers_while_its_record_is_fsynced() {
+    async fn a_rerun_request_is_acknowledged_once_its_answer_is_delivered_before_the_fsync() {
         use futures_util::FutureExt;
-        let (runtime, request, sink, release) = gated("Custom::Again").await;
-        let Ok(Admission::Owner(key, record, mut durable)) =
+        let (runtime, request, sink, _release) = gated("Custom::Again").await;
+        let Ok(Admission::Owner(key, record, acknowledgeable)) =
             runtime.admit(&request, Channel::Async).await
         else {
             panic!("a new request is owned");
         };
-        assert!((&mut durable).now_or_never().is_none(), "not durable yet");
+        let mut acknowledgeable = acknowledgeable.boxed();
+        assert!(
+            (&mut acknowledgeable).now_or_never().is_none(),
+            "neither durable nor delivered yet"
+        );
         runtime.spawn_owned(key, record);
         let received = sink.wait_for(1, Duration::from_secs(10)).await;
         assert_eq!(received.len(), 1, "answered before the record was durable");
-        assert!((&mut durable).now_or_never().is_none(), "still not durable");
+        tokio::time::timeout(Duration::from_secs(10), acknowledgeable)
+            .await
+            .expect("acknowledgeable once delivered, the gate still closed")
+            .expect("no journal error");
+    }
+
+    #[tokio::test]
+    async fn a_rerun_request_whose_answer_is_refused_is_acknowledged_once_durable() {
+        use futures_util::FutureExt;
+        let (runtime, request, sink, release) = gated("Custom::Again").await;
+        sink.script([500; 50]);
+        let Ok(Admission::Owner(key, record, acknowledgeable)) =
+            runtime.admit(&request, Channel::Async).await
+        else {
+            panic!("a new request is owned");
+        };
+        let mut acknowledgeable = acknowledgeable.boxed();
+        runtime.spawn_owned(key, record);
+        let received = sink.wait_for(2, Duration::from_secs(10)).await;
+        assert!(received.len() >= 2, "the refused answer is retried");
+        assert!(
+            (&mut acknowledgeable).now_or_never().is_none(),
+            "a refused answer does not stand in for the fsync"
+        );
         release.send(()).expect("gate");
-        durable.await.expect("durable once released");
+        tokio::time::timeout(Duration::from_secs(10), acknowledgeable)
+            .await
+            .expect("acknowledgeable once durable")
+            .expect("no journal error");
     }
 
     #[tokio::test]

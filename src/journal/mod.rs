@@ -1,7 +1,8 @@
 //! The journal: every accepted request, its progress and its answer, so that
 //! no answer is lost to a crash, a restart or a redelivery.
 //!
-//! - A request is recorded ([`Stage::Running`]) before it is acknowledged.
+//! - A request is recorded ([`Stage::Running`]) before it is acknowledged
+//!   (the runtime may acknowledge sooner once the answer reached ROS).
 //!   [`Store::accept_early`] reports whether it is new before the record is
 //!   durable, so work that may safely run twice can start during the fsync.
 //! - A long-running request records its handler state ([`Stage::Polling`]).

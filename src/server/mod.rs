@@ -279,8 +279,9 @@ async fn accept_async(
     match runtime.admit(&request, Channel::Async).await {
         Ok(Admission::Owner(key, record, durable)) => {
             runtime.spawn_owned(key, record);
-            // Acknowledged only once the record is on disk. The handler may
-            // be running already (see `Runtime::admit`); if the journal
+            // Acknowledged only once the record is on disk, or once the
+            // answer reached ROS, which makes the record moot. The handler
+            // may be running already (see `Runtime::admit`); if the journal
             // failed, its answer is still coming, so no FAILED is sent: ROS
             // sees an error, and a retry joins the running request.
             match durable.await {
