@@ -659,9 +659,10 @@ fn put_in(
     let replaced = tables.records.insert(key, record).map_err(fail)?.is_some();
     // Each B-tree write copies a page, so only the index entries that change
     // are written: the time index once per key (`accepted_at` never changes),
-    // the open set on entering and leaving.
+    // the open set on entering and leaving. A new record cannot be in the
+    // open set (it holds only keys of records): no lookup there.
     if open {
-        if tables.open.get(key).map_err(fail)?.is_none() {
+        if !replaced || tables.open.get(key).map_err(fail)?.is_none() {
             tables.open.insert(key, accepted_at).map_err(fail)?;
         }
     } else {
