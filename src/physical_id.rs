@@ -109,12 +109,13 @@ fn clean(text: &str, max: usize) -> String {
 /// UTF-8 character is, so filtering bytes keeps exactly the same characters
 /// as filtering chars, without decoding.
 fn push_clean(out: &mut String, text: &str, max: usize) {
-    out.extend(
-        text.bytes()
-            .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            .take(max)
-            .map(char::from),
-    );
+    let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    // Stack ids and logical ids from ROS are clean: copied whole.
+    if text.len() <= max && text.bytes().all(|b| allowed(&b)) {
+        out.push_str(text);
+        return;
+    }
+    out.extend(text.bytes().filter(allowed).take(max).map(char::from));
 }
 
 #[cfg(test)]
