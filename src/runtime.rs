@@ -459,7 +459,9 @@ impl Runtime {
     ///   is marked delivered after.
     ///
     /// The request stays in the running map until its answer is queued for
-    /// the journal, so a redelivery always finds one or the other.
+    /// the journal, so a redelivery always finds one or the other. Leaving
+    /// it with the answer delivered releases an acknowledgement that waits
+    /// for the delivery (see [`Runtime::admit`]).
     async fn conclude(
         &self,
         key: &RequestKey,
@@ -500,7 +502,12 @@ impl Runtime {
                 .map(|_| ())
                 .map_err(|e| e.to_string());
         }
-        self.running().remove(key);
+        let running = self.running().remove(key);
+        if delivered.is_ok()
+            && let Some(acknowledgement) = running.and_then(|r| r.delivered)
+        {
+            let _ = acknowledgement.send(());
+        }
         (response, delivered)
     }
 
@@ -537,10 +544,6 @@ impl Runtime {
                 }
                 if let Err(error) = self.store.put_delivered(key, record, &body).await {
                     tracing::warn!(%error, "delivered, but could not mark it in the journal");
-                }
-                let waiting = self.running().get_mut(key).and_then(|r| r.delivered.take());
-                if let Some(acknowledgement) = waiting {
-                    let _ = acknowledgement.send(());
                 }
             }
             Err(error) => {
