@@ -270,13 +270,7 @@ impl Runtime {
         // starts only after the fsync.
         let early =
             channel == Channel::Async && self.restart_policy(request) == RestartPolicy::Rerun;
-        let (delivered, on_delivery) = if early && self.store.is_durable() {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        {
+        let on_delivery = {
             let mut running = self.running();
             if let Some(answer) = running.get_mut(&key) {
                 self.metrics
@@ -287,14 +281,15 @@ impl Runtime {
             if self.metrics.queue_depth.get() >= self.limiter.max_queue as i64 {
                 return Ok(Admission::Overloaded);
             }
-            running.insert(
-                key.clone(),
-                Running {
-                    delivered,
-                    ..Running::default()
-                },
-            );
-        }
+            let mut entry = Running::default();
+            let on_delivery = (early && self.store.is_durable()).then(|| {
+                let (delivered, on_delivery) = oneshot::channel();
+                entry.delivered = Some(delivered);
+                on_delivery
+            });
+            running.insert(key.clone(), entry);
+            on_delivery
+        };
         let record = Record::accepted(Arc::clone(request), channel);
         let accepted = match self.store.accept_early(&key, &record).await {
             Ok(Acceptance::Inserted(durable)) if let Some(delivered) = on_delivery => Ok(
@@ -1207,12 +1202,15 @@ mod tests {
         (runtime, Arc::new(request), sink, release)
     }
 
-    #[tokio::test]
-    async fn a_rerun_request_is_acknowledged_once_its_answer_is_delivered_before_the_fsync() {
+    /// Admit `request` as its owner and start it; the future says when it
+    /// may be acknowledged.
+    async fn own_and_start(
+        runtime: &Arc<Runtime>,
+        request: &Arc<Request>,
+    ) -> futures_util::future::BoxFuture<'static, Result<()>> {
         use futures_util::FutureExt;
-        let (runtime, request, sink, _release) = gated("Custom::Again").await;
         let Ok(Admission::Owner(key, record, acknowledgeable)) =
-            runtime.admit(&request, Channel::Async).await
+            runtime.admit(request, Channel::Async).await
         else {
             panic!("a new request is owned");
         };
@@ -1222,12 +1220,31 @@ mod tests {
             "neither durable nor delivered yet"
         );
         runtime.spawn_owned(key, record);
-        let received = sink.wait_for(1, Duration::from_secs(10)).await;
-        assert_eq!(received.len(), 1, "answered before the record was durable");
+        acknowledgeable
+    }
+
+    /// Wait for `acknowledgeable`, failing with `why` if it takes 10 s.
+    async fn acknowledged(
+        acknowledgeable: futures_util::future::BoxFuture<'static, Result<()>>,
+        why: &str,
+    ) {
         tokio::time::timeout(Duration::from_secs(10), acknowledgeable)
             .await
-            .expect("acknowledgeable once delivered, the gate still closed")
+            .expect(why)
             .expect("no journal error");
+    }
+
+    #[tokio::test]
+    async fn a_rerun_request_is_acknowledged_once_its_answer_is_delivered_before_the_fsync() {
+        let (runtime, request, sink, _release) = gated("Custom::Again").await;
+        let acknowledgeable = own_and_start(&runtime, &request).await;
+        let received = sink.wait_for(1, Duration::from_secs(10)).await;
+        assert_eq!(received.len(), 1, "answered before the record was durable");
+        acknowledged(
+            acknowledgeable,
+            "acknowledgeable once delivered, the gate still closed",
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -1235,13 +1252,7 @@ mod tests {
         use futures_util::FutureExt;
         let (runtime, request, sink, release) = gated("Custom::Again").await;
         sink.script([500; 50]);
-        let Ok(Admission::Owner(key, record, acknowledgeable)) =
-            runtime.admit(&request, Channel::Async).await
-        else {
-            panic!("a new request is owned");
-        };
-        let mut acknowledgeable = acknowledgeable.boxed();
-        runtime.spawn_owned(key, record);
+        let mut acknowledgeable = own_and_start(&runtime, &request).await;
         let received = sink.wait_for(2, Duration::from_secs(10)).await;
         assert!(received.len() >= 2, "the refused answer is retried");
         assert!(
@@ -1249,10 +1260,7 @@ mod tests {
             "a refused answer does not stand in for the fsync"
         );
         release.send(()).expect("gate");
-        tokio::time::timeout(Duration::from_secs(10), acknowledgeable)
-            .await
-            .expect("acknowledgeable once durable")
-            .expect("no journal error");
+        acknowledged(acknowledgeable, "acknowledgeable once durable").await;
     }
 
     #[tokio::test]
