@@ -9,6 +9,7 @@
 //! has its own timeout. Any other 4xx is final for that URL. Redirects are not
 //! followed: a presigned URL that redirects is not ROS's.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
@@ -159,8 +160,13 @@ impl Delivery {
                 self.endpoint
             )));
         }
-        let kinds: Vec<Target> = targets.iter().map(|(t, _, _)| *t).collect();
-        deliver_with_retries(&kinds, until, |target, timeout| {
+        // One of each kind at most: kept on the stack.
+        let mut kinds = [Target::Public; 2];
+        for (kind, (target, _, _)) in kinds.iter_mut().zip(&targets) {
+            *kind = *target;
+        }
+        let kinds = &kinds[..targets.len().min(kinds.len())];
+        deliver_with_retries(kinds, until, |target, timeout| {
             let url = targets.iter().find(|(t, _, _)| *t == target);
             let body = body.clone();
             async move {
@@ -278,13 +284,23 @@ where
     F: FnMut(Target, Duration) -> Fut,
     Fut: Future<Output = Attempt>,
 {
-    let mut live: Vec<Target> = targets.to_vec();
+    // The targets still worth trying, as a mask over `targets` (there are
+    // two kinds of target, so never more than a few): nothing to allocate
+    // on the way to the first attempt, which nearly always delivers.
+    let count = targets.len().min(u64::BITS as usize);
+    let mut live: u64 = if count == 0 {
+        0
+    } else {
+        u64::MAX >> (64 - count)
+    };
     let mut attempts = 0u32;
-    let mut last_error = String::from("no attempt was made");
+    let mut last_error = Cow::Borrowed("no attempt was made");
     for round in 0u32.. {
-        let mut index = 0;
-        while index < live.len() {
-            let target = live[index];
+        for (index, &target) in targets.iter().enumerate().take(count) {
+            let bit = 1u64 << index;
+            if live & bit == 0 {
+                continue;
+            }
             let left = until
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_secs(1));
@@ -298,20 +314,20 @@ where
                     });
                 }
                 Attempt::Refused(detail) => {
-                    last_error = format!("{} URL refused the answer: {detail}", target.as_str());
-                    live.remove(index);
+                    last_error =
+                        format!("{} URL refused the answer: {detail}", target.as_str()).into();
+                    live &= !bit;
                 }
                 Attempt::Retry { connect, detail } => {
-                    last_error = format!("{} URL: {detail}", target.as_str());
-                    if connect && live.len() > 1 {
-                        live.remove(index);
-                    } else {
-                        index += 1;
+                    last_error = format!("{} URL: {detail}", target.as_str()).into();
+                    // An unreachable URL gives way to another, if one is left.
+                    if connect && live.count_ones() > 1 {
+                        live &= !bit;
                     }
                 }
             }
         }
-        if live.is_empty() {
+        if live == 0 {
             break;
         }
         let step = BACKOFF_BASE
@@ -320,12 +336,12 @@ where
         let sleep = rand::rng()
             .random_range(Duration::from_millis(50)..=step.max(Duration::from_millis(50)));
         if Instant::now() + sleep >= until {
-            last_error = format!("gave up after {attempts} attempts: {last_error}");
+            last_error = format!("gave up after {attempts} attempts: {last_error}").into();
             break;
         }
         tokio::time::sleep(sleep).await;
     }
-    Err(Error::Delivery(last_error))
+    Err(Error::Delivery(last_error.into_owned()))
 }
 
 #[cfg(test)]
