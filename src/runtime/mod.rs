@@ -33,6 +33,10 @@ use crate::response::Response;
 use crate::router::Router;
 use crate::sync::lock;
 
+mod running;
+
+use self::running::{Running, RunningMap, Slot};
+
 /// Time kept back from ROS's 10 s sync wait for writing the reply.
 const SYNC_REPLY_MARGIN: Duration = Duration::from_secs(1);
 
@@ -96,41 +100,6 @@ pub(crate) enum Admission {
     Elsewhere,
     /// Too many requests are queued.
     Overloaded,
-}
-
-/// Requests running or waiting in this process. Hashed with foldhash: a
-/// request's key is hashed several times per round trip, and SipHash was a
-/// visible share of its CPU time; foldhash's per-process random seed still
-/// keeps crafted keys from colliding at will.
-type RunningMap = foldhash::HashMap<RequestKey, Running>;
-
-/// A request in the running map: its answer once there is one, and a
-/// channel to it for redeliveries that wait. The channel is made only when
-/// a redelivery arrives, which most requests never see.
-#[derive(Debug, Default)]
-struct Running {
-    answer: Option<Arc<Response>>,
-    watchers: Option<watch::Sender<Option<Arc<Response>>>>,
-    /// Told when the answer reaches ROS, for an acknowledgement that may
-    /// go out then rather than wait for the record's fsync.
-    delivered: Option<oneshot::Sender<()>>,
-}
-
-impl Running {
-    /// A receiver that sees the answer, now or when it comes.
-    fn subscribe(&mut self) -> watch::Receiver<Option<Arc<Response>>> {
-        let answer = &self.answer;
-        self.watchers
-            .get_or_insert_with(|| watch::channel(answer.clone()).0)
-            .subscribe()
-    }
-
-    fn answer(&mut self, response: &Arc<Response>) {
-        self.answer = Some(Arc::clone(response));
-        if let Some(watchers) = &self.watchers {
-            watchers.send_replace(Some(Arc::clone(response)));
-        }
-    }
 }
 
 /// Completes when `durable` does, or sooner, once `delivered` says the
@@ -272,12 +241,15 @@ impl Runtime {
             channel == Channel::Async && self.restart_policy(request) == RestartPolicy::Rerun;
         let on_delivery = {
             let mut running = self.running();
-            if let Some(answer) = running.get_mut(&key) {
-                self.metrics
-                    .of(&request.resource_type)
-                    .request(request.request_type, Outcome::Duplicate);
-                return Ok(Admission::Joined(answer.subscribe()));
-            }
+            let vacant = match running.entry(request) {
+                Slot::Taken(answer) => {
+                    self.metrics
+                        .of(&request.resource_type)
+                        .request(request.request_type, Outcome::Duplicate);
+                    return Ok(Admission::Joined(answer.subscribe()));
+                }
+                Slot::Vacant(vacant) => vacant,
+            };
             if self.metrics.queue_depth.get() >= self.limiter.max_queue as i64 {
                 return Ok(Admission::Overloaded);
             }
@@ -287,7 +259,7 @@ impl Runtime {
                 entry.delivered = Some(delivered);
                 on_delivery
             });
-            running.insert(key.clone(), entry);
+            vacant.insert(entry);
             on_delivery
         };
         let record = Record::accepted(Arc::clone(request), channel);
@@ -336,7 +308,11 @@ impl Runtime {
                 _typed: typed,
             })
         };
+        // Biased, the slot first: a free one is taken without registering
+        // with the shared cancellation token (a lock both workers contend
+        // for); the token is watched only while the request queues.
         let slots = tokio::select! {
+            biased;
             slots = acquire => slots,
             () = self.cancel.cancelled() => None,
         };
@@ -374,7 +350,10 @@ impl Runtime {
                 }
             }
         };
+        // Biased, the handler first: one that finishes on its first poll
+        // never registers with the cancellation token (see `slots`).
         let step = tokio::select! {
+            biased;
             step = run => step,
             () = self.cancel.cancelled() => shut_down(),
         };
@@ -751,13 +730,13 @@ impl Runtime {
                 Stage::Polling {
                     next_poll_at_ms, ..
                 } => {
-                    self.running().insert(key.clone(), Running::default());
+                    self.running().insert(&record.request, Running::default());
                     self.metrics.waiting.inc();
                     let _ = self.schedule.send((wall_to_instant(*next_poll_at_ms), key));
                 }
                 Stage::Running => {
                     let policy = self.restart_policy(&record.request);
-                    self.running().insert(key.clone(), Running::default());
+                    self.running().insert(&record.request, Running::default());
                     let total = self.total(&record.request);
                     self.tasks.spawn(
                         async move {
@@ -1110,29 +1089,6 @@ mod tests {
         async fn delete(&self, _: DeleteRequest<Self::Properties>) -> std::io::Result<Deleted> {
             Ok(Deleted::new())
         }
-    }
-
-    #[test]
-    fn redeliveries_see_the_answer_whenever_they_arrive() {
-        let request = Request::new(RequestType::Create, "Custom::Done", "Res", "stack", "r1");
-        let response = Arc::new(Response::failed(&request, "id", "the answer"));
-        let mut running = Running::default();
-        let early = running.subscribe();
-        assert!(early.borrow().is_none(), "no answer yet");
-        running.answer(&response);
-        let late = running.subscribe();
-        for receiver in [early, late] {
-            let seen = receiver.borrow().clone().expect("the answer");
-            assert!(Arc::ptr_eq(&seen, &response));
-        }
-    }
-
-    #[test]
-    fn a_request_nobody_redelivers_gets_no_channel() {
-        let request = Request::new(RequestType::Create, "Custom::Done", "Res", "stack", "r1");
-        let mut running = Running::default();
-        running.answer(&Arc::new(Response::failed(&request, "id", "the answer")));
-        assert!(running.watchers.is_none());
     }
 
     /// Runs one async Create of `resource_type` to its delivered answer and
