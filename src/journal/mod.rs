@@ -165,6 +165,23 @@ impl Record {
     }
 }
 
+/// A store future already complete with `Ok(())`, for writes that are
+/// done when the call returns. The future is zero-sized, so boxing it
+/// allocates nothing (a `std::future::ready` of the result would).
+pub(crate) fn done<'a>() -> StoreFuture<'a, ()> {
+    Box::pin(Done)
+}
+
+struct Done;
+
+impl Future for Done {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 /// Completes when an accepted record is durable: see [`Store::accept_early`].
 #[must_use = "the record may not be durable until this completes"]
 pub struct Durable(StoreFuture<'static, ()>);
@@ -172,7 +189,7 @@ pub struct Durable(StoreFuture<'static, ()>);
 impl Durable {
     /// Already durable (or never will be more so).
     pub fn done() -> Self {
-        Durable(Box::pin(std::future::ready(Ok(()))))
+        Durable(done())
     }
 
     /// Durable when `future` completes.
@@ -280,7 +297,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ///
     /// The default does nothing: for stores whose every write is durable.
     fn flush(&self) -> StoreFuture<'_, ()> {
-        Box::pin(std::future::ready(Ok(())))
+        done()
     }
     /// The record for `key`.
     fn get<'a>(&'a self, key: &'a RequestKey) -> StoreFuture<'a, Option<Record>>;

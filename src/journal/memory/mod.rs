@@ -10,7 +10,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
 use self::closed_log::{Closed, ClosedLog};
-use super::{Record, RequestKey, Stage, Store, StoreFuture};
+use super::{Acceptance, Durable, Record, RequestKey, Stage, Store, StoreFuture, done};
 use crate::error::{Error, Result};
 use crate::request::Request;
 use crate::response::Response;
@@ -194,22 +194,13 @@ impl MemoryStore {
         }
     }
 
-    /// Every shard, one after the other.
-    fn each_shard(&self) -> impl Iterator<Item = MutexGuard<'_, Records>> {
-        self.shards.iter().map(lock)
-    }
-}
-
-impl Store for MemoryStore {
-    fn accept<'a>(
-        &'a self,
-        key: &'a RequestKey,
-        record: &'a Record,
-    ) -> StoreFuture<'a, Option<Record>> {
+    /// [`Store::accept`], decided now: the record kept under `key`, or
+    /// `None` and `record` inserted.
+    fn insert_new(&self, key: &RequestKey, record: &Record) -> Result<Option<Record>> {
         debug_assert!(is_key_of(key, record), "stored under another key");
         let (hash, mut shard) = self.lock(key);
         let records = &mut *shard;
-        let existing = match records.closed.get(hash, key) {
+        match records.closed.get(hash, key) {
             Ok(Some(closed)) => closed_record(key, &closed).map(Some),
             Err(error) => Err(error),
             Ok(None) => match records
@@ -225,13 +216,41 @@ impl Store for MemoryStore {
                     Ok(None)
                 }
             },
-        };
-        Box::pin(std::future::ready(existing))
+        }
+    }
+
+    /// Every shard, one after the other.
+    fn each_shard(&self) -> impl Iterator<Item = MutexGuard<'_, Records>> {
+        self.shards.iter().map(lock)
+    }
+}
+
+impl Store for MemoryStore {
+    fn accept<'a>(
+        &'a self,
+        key: &'a RequestKey,
+        record: &'a Record,
+    ) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(std::future::ready(self.insert_new(key, record)))
+    }
+
+    /// Decided and durable (as durable as this store gets) at once: one
+    /// ready future, rather than the default's future around `accept`'s.
+    fn accept_early<'a>(
+        &'a self,
+        key: &'a RequestKey,
+        record: &'a Record,
+    ) -> StoreFuture<'a, Acceptance> {
+        let acceptance = self.insert_new(key, record).map(|existing| match existing {
+            Some(existing) => Acceptance::Existing(existing),
+            None => Acceptance::Inserted(Durable::done()),
+        });
+        Box::pin(std::future::ready(acceptance))
     }
 
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
         self.write(key, record, None);
-        Box::pin(std::future::ready(Ok(())))
+        done()
     }
 
     fn put_delivered<'a>(
@@ -241,7 +260,7 @@ impl Store for MemoryStore {
         body: &'a [u8],
     ) -> StoreFuture<'a, ()> {
         self.write(key, record, Some(body));
-        Box::pin(std::future::ready(Ok(())))
+        done()
     }
 
     fn get<'a>(&'a self, key: &'a RequestKey) -> StoreFuture<'a, Option<Record>> {
@@ -274,7 +293,7 @@ impl Store for MemoryStore {
     }
 
     fn check(&self) -> StoreFuture<'_, ()> {
-        Box::pin(std::future::ready(Ok(())))
+        done()
     }
 
     fn is_durable(&self) -> bool {
