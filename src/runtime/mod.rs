@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -114,14 +114,16 @@ async fn durable_or_delivered(durable: Durable, delivered: oneshot::Receiver<()>
 /// Concurrency slots, global and per type.
 #[derive(Debug)]
 struct Limiter {
-    global: Arc<Semaphore>,
-    per_type: HashMap<String, Arc<Semaphore>>,
+    global: Semaphore,
+    per_type: HashMap<String, Semaphore>,
     max_queue: usize,
 }
 
-struct Slots {
-    _global: OwnedSemaphorePermit,
-    _typed: Option<OwnedSemaphorePermit>,
+/// Permits borrowed from the runtime's semaphores for one step: no
+/// reference count to move on every request.
+struct Slots<'a> {
+    _global: SemaphorePermit<'a>,
+    _typed: Option<SemaphorePermit<'a>>,
 }
 
 /// The state shared by every request.
@@ -163,11 +165,11 @@ impl Runtime {
         let delivery = delivery::Delivery::new(&config)?;
         let security = crate::security::Gate::new(&config.security)?;
         let limiter = Limiter {
-            global: Arc::new(Semaphore::new(config.max_concurrency)),
+            global: Semaphore::new(config.max_concurrency),
             per_type: config
                 .type_concurrency
                 .iter()
-                .map(|(t, n)| (t.clone(), Arc::new(Semaphore::new(*n))))
+                .map(|(t, n)| (t.clone(), Semaphore::new(*n)))
                 .collect(),
             max_queue: config.max_queue,
         };
@@ -292,15 +294,12 @@ impl Runtime {
     }
 
     /// Wait for a concurrency slot (or for the hard stop).
-    async fn slots(&self, resource_type: &str) -> Option<Slots> {
+    async fn slots(&self, resource_type: &str) -> Option<Slots<'_>> {
         self.metrics.queue_depth.inc();
         let acquire = async {
-            let global = Arc::clone(&self.limiter.global)
-                .acquire_owned()
-                .await
-                .ok()?;
+            let global = self.limiter.global.acquire().await.ok()?;
             let typed = match self.limiter.per_type.get(resource_type) {
-                Some(semaphore) => Some(Arc::clone(semaphore).acquire_owned().await.ok()?),
+                Some(semaphore) => Some(semaphore.acquire().await.ok()?),
                 None => None,
             };
             Some(Slots {
