@@ -1,6 +1,7 @@
 //! Round-trip benchmark: stackhook against the physical floor, side by side.
 //!
-//! `cargo bench --bench roundtrip` (add `-- --quick` for a tiny smoke run).
+//! `cargo bench --bench roundtrip` (add `-- --quick` for a tiny smoke run,
+//! `-- --rounds N` for more interleaved rounds than the default).
 //!
 //! The **floor** is a minimal hyper server (a mode of this same executable,
 //! `roundtrip --floor`) that acknowledges each request, takes `ResponseURL`
@@ -30,6 +31,10 @@ const CONCURRENCY: usize = 64;
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 /// The least traffic a half-load run sends, at its paced rate.
 const HALF_LOAD_RUN: Duration = Duration::from_secs(3);
+/// Interleaved rounds per figure. On this shared 2-core machine one round's
+/// ratio to the floor ranges over 30 points for the same two binaries, and
+/// the median of five still moved by 15 from run to run; nine narrow that.
+const DEFAULT_ROUNDS: usize = 9;
 
 /// The same allocator as the `stackhook` binary, so the floor and stackhook
 /// differ only in what stackhook does.
@@ -56,7 +61,17 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    if let Err(error) = orchestrate(quick) {
+    let rounds = match args.iter().position(|a| a == "--rounds") {
+        None => None,
+        Some(at) => match args.get(at + 1).and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if n > 0 => Some(n),
+            _ => {
+                eprintln!("roundtrip: --rounds takes a number of rounds, at least 1");
+                std::process::exit(2);
+            }
+        },
+    };
+    if let Err(error) = orchestrate(quick, rounds) {
         eprintln!("roundtrip: {error}");
         std::process::exit(1);
     }
@@ -308,11 +323,23 @@ fn median_by(mut reports: Vec<LoadReport>, key: impl Fn(&LoadReport) -> f64) -> 
     reports.swap_remove(middle)
 }
 
+/// The median over rounds of `runs[i]`'s throughput over `floor[i]`'s.
+fn paired_ratio(runs: &[LoadReport], floor: &[LoadReport]) -> f64 {
+    let mut ratios: Vec<f64> = runs
+        .iter()
+        .zip(floor)
+        .map(|(run, floor)| run.throughput / floor.throughput.max(1e-9))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// One row of the table.
 struct Row {
     name: String,
     report: LoadReport,
-    floor_throughput: f64,
+    /// Throughput as a share of the floor's.
+    vs_floor: f64,
     floor_p99: f64,
 }
 
@@ -320,8 +347,16 @@ fn row(name: &str, report: &LoadReport, floor: &LoadReport) -> Row {
     Row {
         name: name.into(),
         report: report.clone(),
-        floor_throughput: floor.throughput,
+        vs_floor: report.throughput / floor.throughput.max(1e-9),
         floor_p99: floor.p99_ms,
+    }
+}
+
+/// A maximum-load row, its share of the floor's throughput paired by round.
+fn paired_row(name: &str, report: &LoadReport, vs_floor: f64, floor: &LoadReport) -> Row {
+    Row {
+        vs_floor,
+        ..row(name, report, floor)
     }
 }
 
@@ -343,12 +378,13 @@ fn median(mut values: Vec<Duration>) -> Duration {
     values.get(values.len() / 2).copied().unwrap_or_default()
 }
 
-fn orchestrate(quick: bool) -> Result<(), String> {
-    let (n, waits, startups, rounds) = if quick {
+fn orchestrate(quick: bool, rounds: Option<usize>) -> Result<(), String> {
+    let (n, waits, startups, default_rounds) = if quick {
         (200, 200, 3, 1)
     } else {
-        (5000, 10_000, 7, 5)
+        (5000, 10_000, 7, DEFAULT_ROUNDS)
     };
+    let rounds = rounds.unwrap_or(default_rounds);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -377,6 +413,10 @@ fn orchestrate(quick: bool) -> Result<(), String> {
             max[i].push(report);
         }
     }
+    // Each stackhook run against the floor run of its own round: a ratio
+    // within a round is spared the machine's slower and faster spells.
+    let paired = |i: usize, floor: usize| paired_ratio(&max[i], &max[floor]);
+    let (disk_ratio, memory_ratio, sync_ratio) = (paired(1, 0), paired(2, 0), paired(4, 3));
     let mut max = max.into_iter().map(|r| median_by(r, |r| r.throughput));
     let mut next = || max.next().ok_or("missing a run");
     let (floor_async, disk_async, memory_async, floor_sync, sync_report) =
@@ -391,10 +431,10 @@ fn orchestrate(quick: bool) -> Result<(), String> {
         (&memory, memory_async.throughput),
     ];
     let mut half: Vec<Vec<LoadReport>> = vec![Vec::new(); half_servers.len()];
-    // As many rounds as at maximum load: a single run here moves by ±20
-    // points with the shared machine's other load, and the median of five
-    // rides over two bad ones.
-    let half_rounds = rounds;
+    // Half as many rounds as at maximum load (each run here lasts at least
+    // HALF_LOAD_RUN): a single run moves by ±20 points with the shared
+    // machine's other load, and the median of five rides over two bad ones.
+    let half_rounds = rounds.div_ceil(2);
     for _ in 0..half_rounds {
         for (i, (server, max)) in half_servers.iter().enumerate() {
             let rate = max * 0.5;
@@ -417,20 +457,23 @@ fn orchestrate(quick: bool) -> Result<(), String> {
 
     let rows = [
         row("floor, async", &floor_async, &floor_async),
-        row(
+        paired_row(
             "stackhook async Echo, journal disk",
             &disk_async,
+            disk_ratio,
             &floor_async,
         ),
-        row(
+        paired_row(
             "stackhook async Echo, journal memory",
             &memory_async,
+            memory_ratio,
             &floor_async,
         ),
         row("floor, sync", &floor_sync, &floor_sync),
-        row(
+        paired_row(
             "stackhook sync Echo, journal disk",
             &sync_report,
+            sync_ratio,
             &floor_sync,
         ),
         row("floor, async at 50% of its max", &floor_half, &floor_half),
@@ -490,7 +533,7 @@ fn orchestrate(quick: bool) -> Result<(), String> {
             "| {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2}x | {} | {} | {} |",
             r.name,
             report.throughput,
-            100.0 * report.throughput / r.floor_throughput.max(1e-9),
+            100.0 * r.vs_floor,
             report.p50_ms,
             report.p99_ms,
             report.p99_ms / r.floor_p99.max(1e-9),
@@ -499,6 +542,12 @@ fn orchestrate(quick: bool) -> Result<(), String> {
             mib(report.peak_rss_kib),
         );
     }
+    println!();
+    println!(
+        "Figures are medians of {rounds} interleaved rounds at maximum load ({half_rounds} at half \
+         load); \"vs floor\" at maximum load is the median of each round's ratio to that round's \
+         floor run."
+    );
     println!();
     println!("| figure | stackhook | floor |");
     println!("|---|---:|---:|");
