@@ -407,6 +407,7 @@ impl Runtime {
             }
             if !inline {
                 self.metrics.waiting.inc();
+                self.running().park(&key);
                 let _ = self.schedule.send((due, key));
                 return None;
             }
@@ -729,7 +730,7 @@ impl Runtime {
                 Stage::Polling {
                     next_poll_at_ms, ..
                 } => {
-                    self.running().insert(&record.request, Running::default());
+                    self.running().insert_waiting(key.clone());
                     self.metrics.waiting.inc();
                     let _ = self.schedule.send((wall_to_instant(*next_poll_at_ms), key));
                 }

@@ -17,11 +17,14 @@ use crate::response::Response;
 
 /// Requests running or waiting in this process.
 ///
-/// An entry keeps its request and is found by comparing a key's three
-/// identifiers with the request's in place, so admitting a request copies no
-/// key (three allocations). Hashed with foldhash: a key is hashed on every
-/// lookup, and SipHash was a visible share of a round trip's CPU time;
-/// foldhash's per-process random seed still keeps crafted keys from
+/// A running request's entry keeps the request and is found by comparing a
+/// key's three identifiers with the request's in place, so admitting a
+/// request copies no key (three allocations). A request that waits for its
+/// next poll is [`RunningMap::park`]ed: its entry keeps a copy of its key
+/// and lets the request go, so ten thousand waiting resources do not hold
+/// their properties and callback URLs. Hashed with foldhash: a key is hashed
+/// on every lookup, and SipHash was a visible share of a round trip's CPU
+/// time; foldhash's per-process random seed still keeps crafted keys from
 /// colliding at will.
 #[derive(Debug, Default)]
 pub(super) struct RunningMap {
@@ -32,8 +35,26 @@ pub(super) struct RunningMap {
 #[derive(Debug)]
 struct Entry {
     hash: u64,
-    request: Arc<Request>,
+    held: Held,
     running: Running,
+}
+
+/// What an entry keeps to be found by.
+#[derive(Debug)]
+enum Held {
+    /// A running request.
+    Request(Arc<Request>),
+    /// The key of a request waiting for its next poll.
+    Key(RequestKey),
+}
+
+impl Held {
+    fn ids(&self) -> Ids<'_> {
+        match self {
+            Held::Request(request) => ids(request),
+            Held::Key(key) => key_ids(key),
+        }
+    }
 }
 
 /// A request in the running map: its answer once there is one, and a
@@ -86,7 +107,7 @@ impl Vacant<'_> {
     pub(super) fn insert(self, running: Running) {
         self.entry.insert(Entry {
             hash: self.hash,
-            request: Arc::clone(self.request),
+            held: Held::Request(Arc::clone(self.request)),
             running,
         });
     }
@@ -102,7 +123,7 @@ impl RunningMap {
         let hash = self.hash(ids(request));
         let found = self.entries.entry(
             hash,
-            |entry| ids(&entry.request) == ids(request),
+            |entry| entry.held.ids() == ids(request),
             |entry| entry.hash,
         );
         match found {
@@ -123,17 +144,51 @@ impl RunningMap {
         }
     }
 
+    /// Add a request waiting for its next poll, by its key.
+    pub(super) fn insert_waiting(&mut self, key: RequestKey) {
+        let hash = self.hash(key_ids(&key));
+        let found = self.entries.entry(
+            hash,
+            |entry| entry.held.ids() == key_ids(&key),
+            |entry| entry.hash,
+        );
+        let entry = Entry {
+            hash,
+            held: Held::Key(key),
+            running: Running::default(),
+        };
+        match found {
+            TableEntry::Occupied(mut occupied) => *occupied.get_mut() = entry,
+            TableEntry::Vacant(vacant) => {
+                vacant.insert(entry);
+            }
+        }
+    }
+
+    /// Let go of the request of `key`, which now waits for its next poll:
+    /// its entry keeps a copy of the key instead.
+    pub(super) fn park(&mut self, key: &RequestKey) {
+        let hash = self.hash(key_ids(key));
+        if let Some(entry) = self
+            .entries
+            .find_mut(hash, |entry| entry.held.ids() == key_ids(key))
+            && matches!(entry.held, Held::Request(_))
+        {
+            entry.held = Held::Key(key.clone());
+        }
+    }
+
     pub(super) fn get_mut(&mut self, key: &RequestKey) -> Option<&mut Running> {
         let hash = self.hash(key_ids(key));
         self.entries
-            .find_mut(hash, |entry| ids(&entry.request) == key_ids(key))
+            .find_mut(hash, |entry| entry.held.ids() == key_ids(key))
             .map(|entry| &mut entry.running)
     }
 
     pub(super) fn remove(&mut self, key: &RequestKey) -> Option<Running> {
         let hash = self.hash(key_ids(key));
         self.entries
-            .find_entry(hash, |entry| ids(&entry.request) == key_ids(key))
+            .find_entry(hash, |entry| entry.held.ids() == key_ids(key))
             .ok()
             .map(|entry| entry.remove().0.running)
     }
@@ -214,6 +269,33 @@ mod tests {
             let key = RequestKey::of(request);
             assert!(map.remove(&key).is_some(), "{key} was not kept apart");
         }
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn a_parked_request_is_let_go_and_still_found_by_its_key() {
+        let mut map = RunningMap::default();
+        let parked = request("s", "l", "r");
+        map.insert(&parked, Running::default());
+        let key = RequestKey::of(&parked);
+        map.park(&key);
+        assert_eq!(Arc::strong_count(&parked), 1, "the map let the request go");
+        assert!(matches!(map.entry(&request("s", "l", "r")), Slot::Taken(_)));
+        // Parking twice, or a key that is not there, changes nothing.
+        map.park(&key);
+        map.park(&RequestKey::of(&request("s", "l", "other")));
+        assert!(map.remove(&key).is_some());
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn a_waiting_request_from_the_journal_is_found_by_its_key() {
+        let mut map = RunningMap::default();
+        let waiting = request("s", "l", "r");
+        map.insert_waiting(RequestKey::of(&waiting));
+        map.insert_waiting(RequestKey::of(&waiting));
+        assert!(matches!(map.entry(&waiting), Slot::Taken(_)));
+        assert!(map.remove(&RequestKey::of(&waiting)).is_some());
         assert!(map.is_empty());
     }
 
