@@ -344,16 +344,70 @@ fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, 
 fn lenient_opt_string<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<String>, D::Error> {
-    use serde::de::Error as _;
-    match Value::deserialize(deserializer)? {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s)),
-        Value::Number(n) => Ok(Some(n.to_string())),
-        Value::Bool(b) => Ok(Some(b.to_string())),
-        other => Err(D::Error::custom(format!(
-            "expected a string, found {}",
-            json_kind(&other)
-        ))),
+    deserializer.deserialize_any(LenientString)
+}
+
+/// A string, or a number or boolean as its JSON text; `null` as none.
+/// Visited directly rather than through a `Value`: four of a request's
+/// fields are read this way.
+struct LenientString;
+
+impl LenientString {
+    fn refuse<E: serde::de::Error>(kind: &str) -> Result<Option<String>, E> {
+        Err(E::custom(format!("expected a string, found {kind}")))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for LenientString {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, a number or a boolean")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Some(text.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+        Ok(Some(text))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(Some(n.to_string()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(Some(n.to_string()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Self::Value, E> {
+        // As serde_json prints a number (`1.5e+20`), as the number's own
+        // text would be if it were kept as a `Value`. JSON has no NaN or
+        // infinity, so the fallback is never taken.
+        Ok(Some(
+            serde_json::Number::from_f64(n).map_or_else(|| n.to_string(), |n| n.to_string()),
+        ))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(Some(b.to_string()))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Self::refuse("an array")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Self::refuse("an object")
     }
 }
 
@@ -402,6 +456,36 @@ mod tests {
         assert_eq!(r.resource_properties["Length"], "16");
         assert!(r.physical_resource_id.is_none());
         assert!(r.has_callback());
+    }
+
+    #[test]
+    fn loosely_typed_fields_take_numbers_booleans_and_null() {
+        let body = CREATE
+            .replace(r#""CallerId": "123456789""#, r#""CallerId": -42"#)
+            .replace(r#""StackName": "demo""#, r#""StackName": true"#)
+            .replace(r#""RegionId": "cn-hangzhou""#, r#""RegionId": null"#)
+            .replace(
+                r#""ResourceOwnerId": 123456789"#,
+                r#""ResourceOwnerId": 1.5e20"#,
+            );
+        let r = Request::from_slice(body.as_bytes()).expect("valid");
+        assert_eq!(
+            (
+                r.caller_id.as_str(),
+                r.stack_name.as_str(),
+                r.region_id.as_str()
+            ),
+            ("-42", "true", "")
+        );
+        assert_eq!(r.resource_owner_id, "1.5e+20");
+        let object = CREATE.replace(r#""StackName": "demo""#, r#""StackName": {"a": 1}"#);
+        let err = Request::from_slice(object.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`StackName`") && err.contains("expected a string, found an object"),
+            "{err}"
+        );
     }
 
     #[test]
