@@ -96,6 +96,20 @@ pub fn validate(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Check an id from [`generate`]. It is non-empty, within the length limit
+/// and free of control characters by construction (its tests say so); only a
+/// stack id that starts with the failed-create marker can make it wrong.
+///
+/// # Errors
+/// The same sentence as [`validate`] for that case.
+pub(crate) fn validate_generated(id: &str) -> Result<(), String> {
+    if id.starts_with(FAILED_CREATE_PREFIX) {
+        return validate(id);
+    }
+    debug_assert!(validate(id).is_ok(), "generated an invalid id: {id}");
+    Ok(())
+}
+
 /// Keep the characters that are safe in an id, at most `max` bytes of them.
 fn clean(text: &str, max: usize) -> String {
     let mut kept = String::new();
@@ -121,6 +135,15 @@ fn push_clean(out: &mut String, text: &str, max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_id_that_would_read_as_a_failed_create_is_refused() {
+        let id = generate(FAILED_CREATE_PREFIX, "Res");
+        assert_eq!(validate_generated(&id), validate(&id));
+        assert!(validate_generated(&id).is_err());
+        let fine = generate("4a6c9851-3b0f-4f5f-b4ca-a14bf691ffff", "Res");
+        assert_eq!(validate_generated(&fine), Ok(()));
+    }
 
     #[test]
     fn generated_ids_are_unique_and_bounded() {
