@@ -299,16 +299,14 @@ fn success(request: &Request, outcome: Outcome) -> Response {
     if request.request_type != RequestType::Create {
         return Response::success(request, answer_id(request), outcome.data);
     }
-    let (id, checked) = match outcome.physical_resource_id {
-        Some(chosen) => {
-            let checked = physical_id::validate(&chosen);
-            (chosen, checked)
-        }
-        None => {
-            let generated = physical_id::generate(&request.stack_id, &request.logical_resource_id);
-            let checked = physical_id::validate_generated(&generated);
-            (generated, checked)
-        }
+    let chosen = outcome.physical_resource_id.is_some();
+    let id = outcome
+        .physical_resource_id
+        .unwrap_or_else(|| physical_id::generate(&request.stack_id, &request.logical_resource_id));
+    let checked = if chosen {
+        physical_id::validate(&id)
+    } else {
+        physical_id::validate_generated(&id)
     };
     match checked {
         Ok(()) => Response::success(request, id, outcome.data),

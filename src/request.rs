@@ -398,10 +398,6 @@ impl<'de> serde::de::Visitor<'de> for LenientString {
         Ok(None)
     }
 
-    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
         Self::refuse("an array")
     }

@@ -138,24 +138,25 @@ impl RunningMap {
 
     /// Add `request`, replacing any entry of its key.
     pub(super) fn insert(&mut self, request: &Arc<Request>, running: Running) {
-        match self.entry(request) {
-            Slot::Taken(taken) => *taken = running,
-            Slot::Vacant(vacant) => vacant.insert(running),
-        }
+        self.replace(Held::Request(Arc::clone(request)), running);
     }
 
     /// Add a request waiting for its next poll, by its key.
     pub(super) fn insert_waiting(&mut self, key: RequestKey) {
-        let hash = self.hash(key_ids(&key));
+        self.replace(Held::Key(key), Running::default());
+    }
+
+    fn replace(&mut self, held: Held, running: Running) {
+        let hash = self.hash(held.ids());
         let found = self.entries.entry(
             hash,
-            |entry| entry.held.ids() == key_ids(&key),
+            |entry| entry.held.ids() == held.ids(),
             |entry| entry.hash,
         );
         let entry = Entry {
             hash,
-            held: Held::Key(key),
-            running: Running::default(),
+            held,
+            running,
         };
         match found {
             TableEntry::Occupied(mut occupied) => *occupied.get_mut() = entry,
