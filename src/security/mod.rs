@@ -353,13 +353,13 @@ impl Gate {
     }
 
     /// Checks that need only the head: the token.
-    pub(crate) fn check_head<B>(&self, req: &hyper::Request<B>) -> Result<(), Refusal> {
-        let path = req.uri().path();
+    pub(crate) fn check_head(&self, head: &http::request::Parts) -> Result<(), Refusal> {
+        let path = head.uri.path();
         if !self.guards(path) {
             return Ok(());
         }
         if let Some(token) = &self.token {
-            if let Err(error) = token.check(req.headers(), req.uri().query()) {
+            if let Err(error) = token.check(&head.headers, head.uri.query()) {
                 return Err(unauthenticated(path, error.reason()));
             }
         }

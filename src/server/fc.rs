@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -37,8 +38,8 @@ const FC_FUNCTION_TIMEOUT: &str = "x-fc-function-timeout";
 /// FC's failure marker header.
 const FC_STATUS: &str = "x-fc-status";
 
-fn fc_request_id(req: &hyper::Request<Incoming>) -> String {
-    req.headers()
+fn fc_request_id(head: &Parts) -> String {
+    head.headers
         .get(FC_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
@@ -64,11 +65,12 @@ fn failed(mut reply: hyper::Response<Full<Bytes>>) -> hyper::Response<Full<Bytes
 /// `POST /invoke`: one event invocation.
 pub(super) async fn invoke(
     runtime: &Arc<Runtime>,
-    req: hyper::Request<Incoming>,
+    head: &Parts,
+    body: Incoming,
 ) -> hyper::Response<Full<Bytes>> {
-    let fc_id = fc_request_id(&req);
-    let fc_timeout = req
-        .headers()
+    let fc_id = fc_request_id(head);
+    let fc_timeout = head
+        .headers
         .get(FC_FUNCTION_TIMEOUT)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -77,12 +79,12 @@ pub(super) async fn invoke(
     // The function role's temporary credentials, for handlers that call
     // Alibaba Cloud APIs; held in memory for this invocation only.
     let extras = Extras {
-        fc_credentials: AlibabaCredentials::from_fc_header_map(req.headers())
+        fc_credentials: AlibabaCredentials::from_fc_header_map(&head.headers)
             .ok()
             .map(std::sync::Arc::new),
     };
     fc_log(&format!("FC Invoke Start RequestId: {fc_id}"));
-    let reply = match read_body(runtime, req).await {
+    let reply = match read_body(runtime, head, body).await {
         Err(reply) => failed(as_fc_error(reply).await),
         Ok(body) => match Intake::parse(&body) {
             Intake::Request(request) => {
@@ -138,16 +140,16 @@ async fn as_fc_error(reply: hyper::Response<Full<Bytes>>) -> hyper::Response<Ful
 }
 
 /// `POST /initialize`: FC's initializer hook. Nothing to prepare.
-pub(super) fn initialize(req: &hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
-    let fc_id = fc_request_id(req);
+pub(super) fn initialize(head: &Parts) -> hyper::Response<Full<Bytes>> {
+    let fc_id = fc_request_id(head);
     fc_log(&format!("FC Initialize Start RequestId: {fc_id}"));
     fc_log(&format!("FC Initialize End RequestId: {fc_id}"));
     json_reply(StatusCode::OK, json!({"initialized": true}))
 }
 
 /// `GET /pre-stop`: FC's pre-stop hook.
-pub(super) fn pre_stop(req: &hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
-    let fc_id = fc_request_id(req);
+pub(super) fn pre_stop(head: &Parts) -> hyper::Response<Full<Bytes>> {
+    let fc_id = fc_request_id(head);
     fc_log(&format!("FC PreStop Start RequestId: {fc_id}"));
     fc_log(&format!("FC PreStop End RequestId: {fc_id}"));
     json_reply(StatusCode::OK, json!({"stopping": true}))

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -110,9 +111,14 @@ pub async fn serve(
                 };
                 let read_timeout = runtime.config.security.header_read_timeout;
                 let runtime = Arc::clone(&runtime);
-                let service = service_fn(move |req| {
+                let service = service_fn(move |req: hyper::Request<Incoming>| {
                     let runtime = Arc::clone(&runtime);
-                    async move { Ok::<_, Infallible>(route(&runtime, req, peer).await) }
+                    // Split here, outside any future: every async fn keeps
+                    // its arguments for its whole life, and a whole request
+                    // (264 bytes) kept at each level made each request's
+                    // future, moved into hyper's connection, twice the size.
+                    let (head, body) = req.into_parts();
+                    async move { Ok::<_, Infallible>(route(&runtime, &head, body, peer).await) }
                 });
                 if let Some(tls) = &tls {
                     let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
@@ -151,7 +157,8 @@ pub async fn serve(
 /// Dispatch one HTTP request to its route.
 async fn route(
     runtime: &Arc<Runtime>,
-    req: hyper::Request<Incoming>,
+    head: &Parts,
+    body: Incoming,
     peer: SocketAddr,
 ) -> hyper::Response<Full<Bytes>> {
     let _slot = match runtime.security.enter(peer.ip()) {
@@ -161,12 +168,12 @@ async fn route(
     // The async route is the hot one: its future is kept inline, and the
     // others are boxed, so that each request's future (moved into hyper's
     // connection per request) is only as large as the async route's.
-    match (req.method(), req.uri().path()) {
-        (&Method::POST, "/") => async_mode(runtime, req).await,
-        (&Method::POST, "/sync") => Box::pin(sync_mode(runtime, req)).await,
-        (&Method::POST, "/invoke") => Box::pin(fc::invoke(runtime, req)).await,
-        (&Method::POST, "/initialize") => fc::initialize(&req),
-        (&Method::GET, "/pre-stop") => fc::pre_stop(&req),
+    match (&head.method, head.uri.path()) {
+        (&Method::POST, "/") => async_mode(runtime, head, body).await,
+        (&Method::POST, "/sync") => Box::pin(sync_mode(runtime, head, body)).await,
+        (&Method::POST, "/invoke") => Box::pin(fc::invoke(runtime, head, body)).await,
+        (&Method::POST, "/initialize") => fc::initialize(head),
+        (&Method::GET, "/pre-stop") => fc::pre_stop(head),
         (&Method::GET | &Method::HEAD, "/healthz") => Box::pin(health(runtime)).await,
         (&Method::GET, "/metrics") => metrics(runtime),
         (
@@ -191,13 +198,13 @@ async fn route(
 /// the token check and before the depth and signature checks.
 pub(crate) async fn read_body(
     runtime: &Runtime,
-    req: hyper::Request<Incoming>,
+    head: &Parts,
+    body: Incoming,
 ) -> Result<Bytes, hyper::Response<Full<Bytes>>> {
     runtime
         .security
-        .check_head(&req)
+        .check_head(head)
         .map_err(|refusal| refusal.into_reply())?;
-    let (head, body) = req.into_parts();
     let path = head.uri.path();
     let limit = runtime.config.body_limit;
     let too_large = || {
@@ -245,9 +252,10 @@ pub(crate) async fn read_body(
 /// `POST /`: acknowledge, then run and deliver in the background.
 async fn async_mode(
     runtime: &Arc<Runtime>,
-    req: hyper::Request<Incoming>,
+    head: &Parts,
+    body: Incoming,
 ) -> hyper::Response<Full<Bytes>> {
-    let body = match read_body(runtime, req).await {
+    let body = match read_body(runtime, head, body).await {
         Ok(body) => body,
         Err(reply) => return reply,
     };
@@ -338,9 +346,10 @@ async fn accept_async(
 /// `POST /sync`: the answer is the reply.
 async fn sync_mode(
     runtime: &Arc<Runtime>,
-    req: hyper::Request<Incoming>,
+    head: &Parts,
+    body: Incoming,
 ) -> hyper::Response<Full<Bytes>> {
-    let body = match read_body(runtime, req).await {
+    let body = match read_body(runtime, head, body).await {
         Ok(body) => body,
         Err(reply) => return reply,
     };
