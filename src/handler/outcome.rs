@@ -74,7 +74,7 @@ impl Created {
 
     /// Add every entry of a map to `Data`.
     pub fn with_data_map(mut self, data: Data) -> Self {
-        self.data.extend(data);
+        merge_data(&mut self.data, data);
         self
     }
 
@@ -83,7 +83,7 @@ impl Created {
     /// # Errors
     /// When `value` does not serialize to a JSON object.
     pub fn with_data_from<T: Serialize>(mut self, value: &T) -> Result<Self, crate::Error> {
-        self.data.extend(object_of(value)?);
+        merge_data(&mut self.data, object_of(value)?);
         Ok(self)
     }
 
@@ -128,7 +128,7 @@ impl Updated {
 
     /// Add every entry of a map to `Data`.
     pub fn with_data_map(mut self, data: Data) -> Self {
-        self.data.extend(data);
+        merge_data(&mut self.data, data);
         self
     }
 
@@ -137,7 +137,7 @@ impl Updated {
     /// # Errors
     /// When `value` does not serialize to a JSON object.
     pub fn with_data_from<T: Serialize>(mut self, value: &T) -> Result<Self, crate::Error> {
-        self.data.extend(object_of(value)?);
+        merge_data(&mut self.data, object_of(value)?);
         Ok(self)
     }
 
@@ -214,6 +214,16 @@ impl Polled {
     }
 }
 
+/// Add `more` to `data`. Into an empty map, `more` is moved whole rather
+/// than inserted entry by entry (a handler's Data is usually set once).
+fn merge_data(data: &mut Data, more: Data) {
+    if data.is_empty() {
+        *data = more;
+    } else {
+        data.extend(more);
+    }
+}
+
 fn object_of<T: Serialize>(value: &T) -> Result<Data, crate::Error> {
     match serde_json::to_value(value) {
         Ok(Value::Object(map)) => Ok(map),
@@ -247,6 +257,23 @@ mod tests {
             .with_data_from(&Out { arn: "a" })
             .expect("object");
         assert_eq!(c.data()["Arn"], "a");
+    }
+
+    #[test]
+    fn data_calls_add_up_and_a_later_value_wins() {
+        let first = serde_json::json!({"A": 1, "B": 2});
+        let Value::Object(first) = first else {
+            unreachable!()
+        };
+        let c = Created::new()
+            .with_data_map(first)
+            .with_data_from(&Out { arn: "a" })
+            .expect("object")
+            .with_data("B", 3);
+        assert_eq!(
+            Value::Object(c.data().clone()),
+            serde_json::json!({"A": 1, "B": 3, "Arn": "a"})
+        );
     }
 
     #[test]

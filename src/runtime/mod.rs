@@ -380,20 +380,21 @@ impl Runtime {
         let request = Arc::clone(&record.request);
         let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
         let handler_deadline = end - delivery_margin(total).min(total / 2);
-        loop {
+        // One place concludes, after the loop: every `.await` of a future
+        // keeps room for it in this task's state, and this state is moved
+        // into the task's box for every request.
+        let response = loop {
             let step = self
                 .step(&request, waiting.as_ref(), handler_deadline, total, &extras)
                 .await;
             let next = match step {
-                Step::Answer(response) => {
-                    return Some(self.conclude(&key, &mut record, response, total).await);
-                }
+                Step::Answer(response) => break response,
                 Step::Wait(next) => next,
             };
             let due = Instant::now() + next.after;
             if due >= handler_deadline || self.cancel.is_cancelled() {
-                let response = dispatch::give_up(&self.router, &request, &next, total).await;
-                return Some(self.conclude(&key, &mut record, response, total).await);
+                // Boxed: rare, and its future would enlarge every request's.
+                break Box::pin(dispatch::give_up(&self.router, &request, &next, total)).await;
             }
             record.stage = Stage::Polling {
                 state: next.state.clone(),
@@ -416,7 +417,8 @@ impl Runtime {
                 () = self.cancel.cancelled() => {}
             }
             waiting = Some(next);
-        }
+        };
+        Some(self.conclude(&key, &mut record, response, total).await)
     }
 
     /// Record the answer, wake anyone waiting for it, and deliver it when
