@@ -118,17 +118,19 @@ impl ConnectionLimit {
 }
 
 /// Caps requests in progress per client address.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PerIpLimit {
     max: usize,
-    active: Arc<Mutex<foldhash::HashMap<IpAddr, usize>>>,
+    active: Mutex<foldhash::HashMap<IpAddr, usize>>,
 }
 
-/// One request's slot; released on drop.
+/// One request's slot; released on drop. It borrows its limit rather than
+/// sharing it: a request never outlives the server that admitted it, and
+/// no reference count moves per request.
 #[derive(Debug)]
-pub struct IpSlot {
+pub struct IpSlot<'a> {
     ip: IpAddr,
-    active: Arc<Mutex<foldhash::HashMap<IpAddr, usize>>>,
+    active: &'a Mutex<foldhash::HashMap<IpAddr, usize>>,
 }
 
 impl PerIpLimit {
@@ -136,14 +138,14 @@ impl PerIpLimit {
     pub fn new(max: usize) -> Self {
         PerIpLimit {
             max: max.max(1),
-            active: Arc::new(Mutex::new(foldhash::HashMap::default())),
+            active: Mutex::new(foldhash::HashMap::default()),
         }
     }
 
     /// A slot for a request from `ip`; `None` when it has `max` in progress.
     /// The map only holds addresses with requests in progress, so its size
     /// is bounded by the connection limit.
-    pub fn try_enter(&self, ip: IpAddr) -> Option<IpSlot> {
+    pub fn try_enter(&self, ip: IpAddr) -> Option<IpSlot<'_>> {
         let ip = super::callback_guard::canonical_ip(ip);
         let mut active = lock(&self.active);
         let count = active.entry(ip).or_insert(0);
@@ -153,7 +155,7 @@ impl PerIpLimit {
         *count += 1;
         Some(IpSlot {
             ip,
-            active: Arc::clone(&self.active),
+            active: &self.active,
         })
     }
 
@@ -166,9 +168,9 @@ impl PerIpLimit {
     }
 }
 
-impl Drop for IpSlot {
+impl Drop for IpSlot<'_> {
     fn drop(&mut self) {
-        let mut active = lock(&self.active);
+        let mut active = lock(self.active);
         if let Some(count) = active.get_mut(&self.ip) {
             *count = count.saturating_sub(1);
             if *count == 0 {

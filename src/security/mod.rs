@@ -342,7 +342,7 @@ impl Gate {
     }
 
     /// A slot for a request from `ip`, or the 429 reply.
-    pub(crate) fn enter(&self, ip: std::net::IpAddr) -> Result<IpSlot, Refusal> {
+    pub(crate) fn enter(&self, ip: std::net::IpAddr) -> Result<IpSlot<'_>, Refusal> {
         self.per_ip.try_enter(ip).ok_or_else(|| {
             tracing::warn!(%ip, "too many concurrent requests from one address");
             Refusal::new(
