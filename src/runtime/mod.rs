@@ -380,9 +380,8 @@ impl Runtime {
         let request = Arc::clone(&record.request);
         let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
         let handler_deadline = end - delivery_margin(total).min(total / 2);
-        // One place concludes, after the loop: every `.await` of a future
-        // keeps room for it in this task's state, and this state is moved
-        // into the task's box for every request.
+        // Concluded in one place, after the loop: the task's state machine
+        // then holds one inlined `conclude`, not one per way out.
         let response = loop {
             let step = self
                 .step(&request, waiting.as_ref(), handler_deadline, total, &extras)
