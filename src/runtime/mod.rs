@@ -392,8 +392,7 @@ impl Runtime {
             };
             let due = Instant::now() + next.after;
             if due >= handler_deadline || self.cancel.is_cancelled() {
-                // Boxed: rare, and its future would enlarge every request's.
-                break Box::pin(dispatch::give_up(&self.router, &request, &next, total)).await;
+                break dispatch::give_up(&self.router, &request, &next, total).await;
             }
             record.stage = Stage::Polling {
                 state: next.state.clone(),
