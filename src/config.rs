@@ -32,9 +32,15 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// default 30 s termination grace period and FC's pre-stop budget.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
-/// How long finished requests are remembered for deduplication: a week
-/// covers ROS's retries and any stack operation's lifetime.
+/// How long the disk journal remembers finished requests for deduplication:
+/// a week covers ROS's retries and any stack operation's lifetime.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long the memory journal remembers finished requests. ROS waits for an
+/// answer at most a resource's `Timeout` (12 hours), so a redelivery later
+/// than a day could not be answered anyway; what the memory journal keeps
+/// is RAM (about 0.65 KB per request), so it keeps a day, not a week.
+pub const DEFAULT_MEMORY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Handlers that may run at once, across all types. Handlers mostly wait on
 /// other services, so this is about memory and downstream load, not cores.
@@ -149,7 +155,8 @@ pub struct Config {
     pub(crate) attempt_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
     pub(crate) journal: JournalMode,
-    pub(crate) retention: Duration,
+    /// Set by [`Config::retention`]; otherwise the journal's default.
+    pub(crate) retention: Option<Duration>,
     pub(crate) max_concurrency: usize,
     pub(crate) type_concurrency: HashMap<String, usize>,
     pub(crate) max_queue: usize,
@@ -170,7 +177,7 @@ impl Default for Config {
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             journal: JournalMode::Memory,
-            retention: DEFAULT_RETENTION,
+            retention: None,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             type_concurrency: HashMap::new(),
             max_queue: DEFAULT_MAX_QUEUE,
@@ -248,10 +255,20 @@ impl Config {
     }
 
     /// How long finished requests are remembered for deduplication.
+    /// Without it, the journal's default: [`DEFAULT_RETENTION`] on disk,
+    /// [`DEFAULT_MEMORY_RETENTION`] in memory.
     #[must_use]
     pub fn retention(mut self, retention: Duration) -> Self {
-        self.retention = retention;
+        self.retention = Some(retention);
         self
+    }
+
+    /// The retention in effect: the one set, or the journal's default.
+    pub(crate) fn retention_period(&self) -> Duration {
+        self.retention.unwrap_or(match self.journal {
+            JournalMode::Disk(_) => DEFAULT_RETENTION,
+            JournalMode::Memory => DEFAULT_MEMORY_RETENTION,
+        })
     }
 
     /// The most handlers running at once.
@@ -368,6 +385,21 @@ mod tests {
             delivery_margin(Duration::from_secs(43_200)),
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn retention_defaults_to_the_journals_and_a_set_one_wins() {
+        let memory = Config::default();
+        assert_eq!(memory.retention_period(), DEFAULT_MEMORY_RETENTION);
+        let disk = Config::default().journal(JournalMode::Disk("state".into()));
+        assert_eq!(disk.retention_period(), DEFAULT_RETENTION);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(disk.clone().retention(hour).retention_period(), hour);
+        // Set before the journal is chosen, it still holds.
+        let set_first = Config::default()
+            .retention(hour)
+            .journal(JournalMode::Disk("state".into()));
+        assert_eq!(set_first.retention_period(), hour);
     }
 
     #[test]

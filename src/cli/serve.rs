@@ -55,9 +55,9 @@ pub(crate) struct ServeArgs {
     /// Journal: disk (embedded, durable, under --state-dir) or memory (faster; dedupe within one process, nothing survives a restart)
     #[arg(long, env = "STACKHOOK_JOURNAL", value_enum, default_value = "disk")]
     journal: JournalKind,
-    /// Days finished requests are remembered, to recognise redeliveries
-    #[arg(long, env = "STACKHOOK_RETENTION_DAYS", default_value_t = 7)]
-    retention_days: u64,
+    /// Days finished requests are remembered, to recognise redeliveries [default: 7 with the disk journal, 1 with the memory journal]
+    #[arg(long, env = "STACKHOOK_RETENTION_DAYS")]
+    retention_days: Option<u64>,
     /// Most handlers running at once
     #[arg(long, env = "STACKHOOK_MAX_CONCURRENCY", default_value_t = stackhook::config::DEFAULT_MAX_CONCURRENCY)]
     max_concurrency: usize,
@@ -114,11 +114,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             JournalKind::Disk => JournalMode::Disk(args.state_dir.clone()),
             JournalKind::Memory => JournalMode::Memory,
         })
-        .retention(Duration::from_secs(
-            args.retention_days.saturating_mul(24 * 3600),
-        ))
         .max_concurrency(args.max_concurrency)
         .max_queue(args.max_queue);
+    if let Some(days) = args.retention_days {
+        config = config.retention(Duration::from_secs(days.saturating_mul(24 * 3600)));
+    }
     for (resource_type, limit) in args.type_concurrency {
         config = config.type_concurrency(resource_type, limit);
     }

@@ -932,7 +932,8 @@ async fn purger(runtime: Weak<Runtime>, stopping: CancellationToken) {
             let Some(runtime) = runtime.upgrade() else {
                 return;
             };
-            let before = now_ms().saturating_sub(runtime.config.retention.as_millis() as u64);
+            let before =
+                now_ms().saturating_sub(runtime.config.retention_period().as_millis() as u64);
             match runtime.store.purge(before).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "purged expired journal records"),
