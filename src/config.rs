@@ -39,7 +39,7 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long the memory journal remembers finished requests. ROS waits for an
 /// answer at most a resource's `Timeout` (12 hours), so a redelivery later
 /// than a day could not be answered anyway; what the memory journal keeps
-/// is RAM (about 0.65 KB per request), so it keeps a day, not a week.
+/// is RAM (about 0.5 KB per request), so it keeps a day, not a week.
 pub const DEFAULT_MEMORY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Handlers that may run at once, across all types. Handlers mostly wait on
