@@ -295,10 +295,24 @@ impl Runtime {
 
     /// Wait for a concurrency slot (or for the hard stop).
     async fn slots(&self, resource_type: &str) -> Option<Slots<'_>> {
+        let per_type = self.limiter.per_type.get(resource_type);
+        // Free slots are taken at once: the request never queued.
+        if let Ok(global) = self.limiter.global.try_acquire() {
+            match per_type.map(Semaphore::try_acquire).transpose() {
+                Ok(typed) => {
+                    return Some(Slots {
+                        _global: global,
+                        _typed: typed,
+                    });
+                }
+                // Queue for both, in order, as any other request does.
+                Err(_) => drop(global),
+            }
+        }
         self.metrics.queue_depth.inc();
         let acquire = async {
             let global = self.limiter.global.acquire().await.ok()?;
-            let typed = match self.limiter.per_type.get(resource_type) {
+            let typed = match per_type {
                 Some(semaphore) => Some(semaphore.acquire().await.ok()?),
                 None => None,
             };
@@ -307,9 +321,8 @@ impl Runtime {
                 _typed: typed,
             })
         };
-        // Biased, the slot first: a free one is taken without registering
-        // with the shared cancellation token (a lock both workers contend
-        // for); the token is watched only while the request queues.
+        // The token is watched only while the request queues: registering
+        // with it takes a lock both workers contend for.
         let slots = tokio::select! {
             biased;
             slots = acquire => slots,
