@@ -1,9 +1,9 @@
 //! Counters, gauges and histograms that threads update without sharing a
 //! cache line.
 //!
-//! Every request updates about ten series. With one atomic per series (and a
-//! lock per histogram, as `prometheus-client`'s are), each update by one
-//! worker thread takes the cache line away from the others. Here each series
+//! Every request updates six series, eight times in all. With one atomic per
+//! series (and a lock per histogram, as `prometheus-client`'s are), each
+//! update by one worker thread takes the cache line away from the others. Here each series
 //! keeps one slot per shard, on a cache line of its own; a thread adds to its
 //! shard's slot, and a scrape sums the slots. Threads are given shards
 //! round-robin on their first update, so each of the runtime's workers has
