@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -66,17 +66,34 @@ impl<T> Slots<T> {
     }
 }
 
+/// A sum that threads add to, each in its own slot. Additions wrap, so a
+/// gauge subtracts by adding the two's complement.
+#[derive(Debug, Clone, Default)]
+struct Tally(Arc<Slots<AtomicU64>>);
+
+impl Tally {
+    fn add(&self, n: u64) {
+        self.0.mine().fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.0
+            .iter()
+            .fold(0, |sum, n| sum.wrapping_add(n.load(Ordering::Relaxed)))
+    }
+}
+
 /// A monotonic counter.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Counter(Arc<Slots<AtomicU64>>);
+pub(crate) struct Counter(Tally);
 
 impl Counter {
     pub(crate) fn inc(&self) {
-        self.0.mine().fetch_add(1, Ordering::Relaxed);
+        self.0.add(1);
     }
 
     pub(crate) fn get(&self) -> u64 {
-        self.0.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+        self.0.sum()
     }
 }
 
@@ -97,19 +114,20 @@ impl EncodeMetric for Counter {
 /// A gauge moved up and down by the threads; its value is the sum of their
 /// moves.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Gauge(Arc<Slots<AtomicI64>>);
+pub(crate) struct Gauge(Tally);
 
 impl Gauge {
     pub(crate) fn inc(&self) {
-        self.0.mine().fetch_add(1, Ordering::Relaxed);
+        self.0.add(1);
     }
 
     pub(crate) fn dec(&self) {
-        self.0.mine().fetch_sub(1, Ordering::Relaxed);
+        self.0.add(1u64.wrapping_neg());
     }
 
     pub(crate) fn get(&self) -> i64 {
-        self.0.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+        // Two's complement: the wrapped sum read as signed is the net move.
+        self.0.sum() as i64
     }
 }
 
@@ -229,6 +247,19 @@ mod tests {
         assert_eq!(count, 8000);
         assert!((sum - 24.0).abs() < 1e-6, "sum {sum}");
         assert_eq!(buckets[0], (0.005, 8000));
+    }
+
+    #[test]
+    fn a_gauge_moved_down_by_one_thread_and_up_by_another_nets_out() {
+        let gauge = Gauge::default();
+        std::thread::scope(|scope| {
+            scope.spawn(|| (0..5).for_each(|_| gauge.dec()));
+        });
+        assert_eq!(gauge.get(), -5);
+        std::thread::scope(|scope| {
+            scope.spawn(|| (0..7).for_each(|_| gauge.inc()));
+        });
+        assert_eq!(gauge.get(), 2);
     }
 
     #[test]
