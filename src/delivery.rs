@@ -116,17 +116,21 @@ impl Delivery {
     ///
     /// `public` and `intranet` name the URL to use; when the request lacks
     /// it, the other one is used rather than leaving the stack unanswered.
-    pub fn targets<'a>(&self, request: &'a Request) -> Vec<(Target, &'a CallbackUrl)> {
+    pub fn targets<'a>(
+        &self,
+        request: &'a Request,
+    ) -> impl Iterator<Item = (Target, &'a CallbackUrl)> + use<'a> {
         let public = request.response_url.as_ref().map(|u| (Target::Public, u));
         let intranet = request
             .intranet_response_url
             .as_ref()
             .map(|u| (Target::Intranet, u));
-        match self.endpoint {
-            CallbackEndpoint::Public => public.or(intranet).into_iter().collect(),
-            CallbackEndpoint::Intranet => intranet.or(public).into_iter().collect(),
-            CallbackEndpoint::Auto => intranet.into_iter().chain(public).collect(),
-        }
+        let ordered = match self.endpoint {
+            CallbackEndpoint::Public => [public.or(intranet), None],
+            CallbackEndpoint::Intranet => [intranet.or(public), None],
+            CallbackEndpoint::Auto => [intranet, public],
+        };
+        ordered.into_iter().flatten()
     }
 
     /// Deliver `response` to `request`'s callback, retrying until `until`.
@@ -153,28 +157,48 @@ impl Delivery {
         body: bytes::Bytes,
         until: Instant,
     ) -> Result<Delivered> {
-        let targets = self.guard.filter_targets(self.targets(request))?;
-        if targets.is_empty() {
+        // One URL of each kind at most, kept on the stack. The first
+        // attempt to a URL takes its parsed form; a retry parses it again,
+        // so the way to an answer that delivers at once copies nothing.
+        let mut approved: [Option<(Target, &CallbackUrl, Option<reqwest::Url>)>; 2] = [None, None];
+        let mut slots = approved.iter_mut();
+        let kept = self
+            .guard
+            .approve_targets(self.targets(request), |target, url, parsed| {
+                if let Some(slot) = slots.next() {
+                    *slot = Some((target, url, Some(parsed)));
+                }
+            })?;
+        if kept == 0 {
             return Err(Error::Delivery(format!(
                 "the request has no callback URL for the `{}` endpoint policy",
                 self.endpoint
             )));
         }
-        // One of each kind at most: kept on the stack.
         let mut kinds = [Target::Public; 2];
-        for (kind, (target, _, _)) in kinds.iter_mut().zip(&targets) {
+        for (kind, (target, _, _)) in kinds.iter_mut().zip(approved.iter().flatten()) {
             *kind = *target;
         }
-        let kinds = &kinds[..targets.len().min(kinds.len())];
+        let kinds = &kinds[..kept.min(kinds.len())];
         deliver_with_retries(kinds, until, |target, timeout| {
-            let url = targets.iter().find(|(t, _, _)| *t == target);
+            let chosen = approved
+                .iter_mut()
+                .flatten()
+                .find(|(t, _, _)| *t == target)
+                .map(|(_, url, parsed)| {
+                    let url: &CallbackUrl = url;
+                    let parsed = parsed
+                        .take()
+                        .map_or_else(|| self.guard.approve_target(target, url), Ok);
+                    (url, parsed)
+                });
             let body = body.clone();
             async move {
-                match url {
-                    Some((_, url, parsed)) => {
-                        self.attempt(target, url, parsed.clone(), body, timeout)
-                            .await
+                match chosen {
+                    Some((url, Ok(parsed))) => {
+                        self.attempt(target, url, parsed, body, timeout).await
                     }
+                    Some((_, Err(refusal))) => Attempt::Refused(refusal),
                     None => Attempt::Refused("no such URL".into()),
                 }
             }
@@ -457,6 +481,49 @@ mod tests {
         assert!(Instant::now() - start <= Duration::from_secs(30));
         assert!(err.to_string().contains("gave up"), "{err}");
         assert!(log.lock().expect("lock").len() > 3);
+    }
+
+    #[test]
+    fn targets_follow_the_endpoint_policy_and_fall_back_to_the_url_there_is() {
+        let mut both = Request::new(
+            crate::RequestType::Create,
+            "Custom::Echo",
+            "Echo",
+            "stack",
+            "req",
+        );
+        both.response_url = Some(CallbackUrl::new("https://public.example.com/cb"));
+        both.intranet_response_url = Some(CallbackUrl::new("https://intranet.example.com/cb"));
+        let mut public_only = both.clone();
+        public_only.intranet_response_url = None;
+        let mut neither = both.clone();
+        neither.response_url = None;
+        neither.intranet_response_url = None;
+        let kinds = |endpoint, request: &Request| {
+            let config = Config::for_local_testing().callback_endpoint(endpoint);
+            let delivery = Delivery::new(&config).expect("delivery");
+            delivery
+                .targets(request)
+                .map(|(target, url)| (target, url.expose().to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let public = (Target::Public, "https://public.example.com/cb".to_owned());
+        let intranet = (
+            Target::Intranet,
+            "https://intranet.example.com/cb".to_owned(),
+        );
+        assert_eq!(kinds(CallbackEndpoint::Public, &both), [public.clone()]);
+        assert_eq!(kinds(CallbackEndpoint::Intranet, &both), [intranet.clone()]);
+        assert_eq!(
+            kinds(CallbackEndpoint::Auto, &both),
+            [intranet, public.clone()]
+        );
+        assert_eq!(
+            kinds(CallbackEndpoint::Intranet, &public_only),
+            [public.clone()]
+        );
+        assert_eq!(kinds(CallbackEndpoint::Auto, &public_only), [public]);
+        assert!(kinds(CallbackEndpoint::Auto, &neither).is_empty());
     }
 
     #[test]

@@ -261,32 +261,59 @@ impl CallbackGuard {
     /// [`Error::CallbackRefused`] when there were targets and none passes.
     pub fn filter_targets<'a>(
         &self,
-        targets: Vec<(Target, &'a CallbackUrl)>,
+        targets: impl IntoIterator<Item = (Target, &'a CallbackUrl)>,
     ) -> Result<Vec<(Target, &'a CallbackUrl, reqwest::Url)>> {
-        if targets.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut refusals = Vec::new();
         let mut kept = Vec::new();
+        self.approve_targets(targets, |target, url, parsed| {
+            kept.push((target, url, parsed));
+        })?;
+        Ok(kept)
+    }
+
+    /// Hand each target whose URL passes to `keep`, with its URL parsed, and
+    /// log each refusal with its host only. Returns how many were kept.
+    ///
+    /// # Errors
+    /// [`Error::CallbackRefused`] when there were targets and none passes.
+    pub(crate) fn approve_targets<'a>(
+        &self,
+        targets: impl IntoIterator<Item = (Target, &'a CallbackUrl)>,
+        mut keep: impl FnMut(Target, &'a CallbackUrl, reqwest::Url),
+    ) -> Result<usize> {
+        let mut refusals = Vec::new();
+        let mut kept = 0;
         for (target, url) in targets {
-            match self.approve(url.expose()) {
-                Ok(parsed) => kept.push((target, url, parsed)),
-                Err(error) => {
-                    tracing::warn!(
-                        target = target.as_str(),
-                        host = host_of(url.expose()).as_deref().unwrap_or("-"),
-                        reason = %error,
-                        "callback refused by the callback guard"
-                    );
-                    refusals.push(format!("{} URL: {error}", target.as_str()));
+            match self.approve_target(target, url) {
+                Ok(parsed) => {
+                    keep(target, url, parsed);
+                    kept += 1;
                 }
+                Err(refusal) => refusals.push(refusal),
             }
         }
-        if kept.is_empty() {
+        if kept == 0 && !refusals.is_empty() {
             Err(Error::CallbackRefused(refusals.join("; ")))
         } else {
             Ok(kept)
         }
+    }
+
+    /// `url` parsed, if it passes; otherwise the refusal, logged with the
+    /// URL's host only and described for the caller.
+    pub(crate) fn approve_target(
+        &self,
+        target: Target,
+        url: &CallbackUrl,
+    ) -> std::result::Result<reqwest::Url, String> {
+        self.approve(url.expose()).map_err(|error| {
+            tracing::warn!(
+                target = target.as_str(),
+                host = host_of(url.expose()).as_deref().unwrap_or("-"),
+                reason = %error,
+                "callback refused by the callback guard"
+            );
+            format!("{} URL: {error}", target.as_str())
+        })
     }
 
     /// A DNS resolver that applies the connect-time rules. `strict` refuses
