@@ -427,6 +427,9 @@ fn templates_md_covers_every_token_form() {
     assert!(templates >= 4);
 }
 
+/// Commands the guides name whose flags are not stackhook's.
+const OTHER_TOOLS: [&str; 3] = ["cargo ", "valgrind ", "perf "];
+
 #[test]
 fn env_vars_and_flags_in_the_guides_exist() {
     let mut help = String::new();
@@ -470,12 +473,13 @@ fn env_vars_and_flags_in_the_guides_exist() {
             if fenced {
                 continue;
             }
-            // Spans that are cargo commands carry cargo's flags, not stackhook's.
+            // Spans that are other tools' commands carry their flags, not
+            // stackhook's.
             for span in line
                 .split('`')
                 .skip(1)
                 .step_by(2)
-                .filter(|span| !span.starts_with("cargo "))
+                .filter(|span| !OTHER_TOOLS.iter().any(|tool| span.starts_with(tool)))
             {
                 for flag in span.split_whitespace().filter(|t| t.starts_with("--")) {
                     let flag = flag.split(['=', '|']).next().unwrap_or(flag);
