@@ -507,22 +507,18 @@ mod tests {
                 .map(|(target, url)| (target, url.expose().to_owned()))
                 .collect::<Vec<_>>()
         };
-        let public = (Target::Public, "https://public.example.com/cb".to_owned());
-        let intranet = (
-            Target::Intranet,
-            "https://intranet.example.com/cb".to_owned(),
-        );
-        assert_eq!(kinds(CallbackEndpoint::Public, &both), [public.clone()]);
-        assert_eq!(kinds(CallbackEndpoint::Intranet, &both), [intranet.clone()]);
-        assert_eq!(
-            kinds(CallbackEndpoint::Auto, &both),
-            [intranet, public.clone()]
-        );
-        assert_eq!(
-            kinds(CallbackEndpoint::Intranet, &public_only),
-            [public.clone()]
-        );
-        assert_eq!(kinds(CallbackEndpoint::Auto, &public_only), [public]);
+        let public = || (Target::Public, "https://public.example.com/cb".to_owned());
+        let intranet = || {
+            (
+                Target::Intranet,
+                "https://intranet.example.com/cb".to_owned(),
+            )
+        };
+        assert_eq!(kinds(CallbackEndpoint::Public, &both), [public()]);
+        assert_eq!(kinds(CallbackEndpoint::Intranet, &both), [intranet()]);
+        assert_eq!(kinds(CallbackEndpoint::Auto, &both), [intranet(), public()]);
+        assert_eq!(kinds(CallbackEndpoint::Intranet, &public_only), [public()]);
+        assert_eq!(kinds(CallbackEndpoint::Auto, &public_only), [public()]);
         assert!(kinds(CallbackEndpoint::Auto, &neither).is_empty());
     }
 
