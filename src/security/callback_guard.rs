@@ -252,24 +252,6 @@ impl CallbackGuard {
         })
     }
 
-    /// Keep the delivery targets whose URL passes; log each refusal with its
-    /// host only.
-    ///
-    /// Each kept target comes with its URL parsed.
-    ///
-    /// # Errors
-    /// [`Error::CallbackRefused`] when there were targets and none passes.
-    pub fn filter_targets<'a>(
-        &self,
-        targets: impl IntoIterator<Item = (Target, &'a CallbackUrl)>,
-    ) -> Result<Vec<(Target, &'a CallbackUrl, reqwest::Url)>> {
-        let mut kept = Vec::new();
-        self.approve_targets(targets, |target, url, parsed| {
-            kept.push((target, url, parsed));
-        })?;
-        Ok(kept)
-    }
-
     /// Hand each target whose URL passes to `keep`, with its URL parsed, and
     /// log each refusal with its host only. Returns how many were kept.
     ///
