@@ -73,7 +73,9 @@ impl FromStr for RestartPolicy {
 /// Where the journal lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JournalMode {
-    /// The embedded durable store under this directory (the default).
+    /// The embedded durable store under this directory: the `stackhook`
+    /// binary's default (`Config::default()` keeps the memory journal).
+    /// Needs the `redb` feature, on by default.
     Disk(std::path::PathBuf),
     /// In memory: dedupe within one process, nothing survives a restart.
     Memory,

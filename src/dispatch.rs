@@ -41,8 +41,7 @@ pub(crate) enum RunResult {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Extras {
     /// Function Compute's per-invocation credentials.
-    pub(crate) fc_credentials:
-        Option<std::sync::Arc<crate::cloud::credentials::AlibabaCredentials>>,
+    pub(crate) fc_credentials: Option<std::sync::Arc<crate::handler::FcCredentials>>,
 }
 
 impl Extras {

@@ -58,50 +58,27 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A cloud API answered with an error (after any retries).
-    #[error(transparent)]
-    Api(Box<crate::cloud::ApiError>),
-
-    /// Cloud credentials are missing or unusable; the message names the
-    /// variable or header.
-    #[error("credentials: {0}")]
-    Credentials(String),
-
-    /// A cloud API could not be reached, or its answer could not be read.
-    #[error("{service}: {message}")]
-    Transport {
-        /// The service called (`ROS`, `OOS`, `RFS`).
-        service: &'static str,
-        /// What failed, with attempts made.
-        message: String,
-    },
     /// The callback guard refused every callback URL of a request (the
     /// message names hosts only, never a query string).
     #[error("callback refused: {0}")]
     CallbackRefused(String),
-    /// The mock ROS (`stackhook::testing`) saw the provider break one of ROS's
+    /// The mock ROS (`stackhook-testing`) saw the provider break one of ROS's
     /// rules, got no answer, or could not reach the provider.
     #[error("mock ROS: {0}")]
     MockRos(String),
 }
 
 impl Error {
-    /// The service's error answer, when this is [`Error::Api`].
-    pub fn api(&self) -> Option<&crate::cloud::ApiError> {
-        match self {
-            Error::Api(error) => Some(error),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An [`Error::Validation`] naming `field`.
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Validation {
             field: field.into(),
             message: message.into(),
         }
     }
 
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    /// An [`Error::Io`] saying what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
             source,

@@ -56,41 +56,43 @@
 //! - [`physical_id`]: ROS's physical-id rules and the failed-create marker.
 //! - [`delivery`]: sending the answer to the callback URL, with retries.
 //! - [`server`]: the hyper receiver (async, sync and Function Compute modes).
+//! - [`journal`]: the durable record of requests and answers, behind the
+//!   [`Store`](journal::Store) trait; an in-memory store and, with the
+//!   default `redb` feature, the embedded [`RedbStore`](journal::RedbStore).
 //! - [`sink`]: a local callback receiver, for tools and tests.
 //! - [`security`]: request authentication (token, ROS SignKey signature), the
 //!   callback allow list, input limits, and [`Sensitive`] values that never print.
-//! - [`handlers`]: the built-in handlers the `stackhook` binary ships.
-//! - [`cloud`]: signed clients for ROS, OOS and Huawei RFS (outbound calls).
-//! - `testing` (feature `test-util`): a mock ROS that drives whole lifecycles
-//!   against a provider and checks ROS's rules, and `testing::api_emulator`,
-//!   a local ROS, OOS and RFS API that checks signatures and records calls.
+//! - [`config`]: every setting, with its default.
+//!
+//! ## The other crates
+//! - `stackhook-cloud`: signed clients for ROS, OOS and Huawei RFS (outbound calls).
+//! - `stackhook-handlers`: the built-in handlers the `stackhook` binary ships.
+//! - `stackhook-testing`: a mock ROS that drives whole lifecycles against a
+//!   provider and checks ROS's rules, an emulator of the ROS, OOS and RFS
+//!   APIs, and a load generator. Put it in `[dev-dependencies]`.
+//! - `stackhook-cli`: the `stackhook` binary.
+//!
+//! `docs/architecture.md` in the repository maps them.
 
-pub mod cloud;
 pub mod config;
 pub mod delivery;
 mod dispatch;
 pub mod error;
 pub mod handler;
-#[path = "../handlers/mod.rs"]
-pub mod handlers;
-pub mod invoke;
 pub mod journal;
 mod json_text;
 pub mod lenient;
-pub mod loadgen;
 mod metrics;
 pub mod physical_id;
+mod reply;
 pub mod request;
 pub mod response;
 pub mod router;
 mod runtime;
-pub mod secret_key;
 pub mod security;
 pub mod server;
 pub mod sink;
 mod sync;
-#[cfg(feature = "test-util")]
-pub mod testing;
 
 /// The guides in `docs/`, compiled so that their Rust snippets are tested.
 #[cfg(doctest)]
@@ -101,7 +103,6 @@ mod docs {
     mod deploying {}
     #[doc = include_str!("../docs/templates.md")]
     mod templates {}
-    #[cfg(feature = "test-util")]
     #[doc = include_str!("../docs/testing.md")]
     mod testing {}
 }

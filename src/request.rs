@@ -413,7 +413,7 @@ fn map_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Map<String,
 }
 
 /// A word for the kind of a JSON value, for error messages.
-pub(crate) fn json_kind(value: &Value) -> &'static str {
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

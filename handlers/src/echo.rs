@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::handler::{
+use stackhook::handler::{
     CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated,
 };
 
@@ -102,8 +102,8 @@ impl Handler for Echo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::RequestContext;
-    use crate::request::{Request, RequestType};
+    use stackhook::handler::RequestContext;
+    use stackhook::request::{Request, RequestType};
 
     fn context() -> RequestContext {
         let request = Request::new(RequestType::Create, Echo::RESOURCE_TYPE, "E", "s", "r");

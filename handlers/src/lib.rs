@@ -23,7 +23,7 @@ macro_rules! cloud_access_builders {
     () => {
         /// Read credentials from `env` instead of the process environment.
         #[must_use]
-        pub fn with_env(mut self, env: crate::cloud::EnvLookup) -> Self {
+        pub fn with_env(mut self, env: stackhook_cloud::EnvLookup) -> Self {
             self.access.env = env;
             self
         }
@@ -35,7 +35,7 @@ macro_rules! cloud_access_builders {
         }
         /// Retry with this policy.
         #[must_use]
-        pub fn with_retry(mut self, retry: crate::cloud::retry::RetryPolicy) -> Self {
+        pub fn with_retry(mut self, retry: stackhook_cloud::retry::RetryPolicy) -> Self {
             self.access.retry = retry;
             self
         }
@@ -56,9 +56,9 @@ pub use resource_signal::ResourceSignal;
 pub use rfs_stack_settings::RfsStackSettings;
 pub use wait::Wait;
 
-use crate::Router;
-use crate::cloud::EnvLookup;
-use crate::cloud::retry::RetryPolicy;
+use stackhook::Router;
+use stackhook_cloud::EnvLookup;
+use stackhook_cloud::retry::RetryPolicy;
 
 /// How a cloud handler reaches its service: where its credentials come from
 /// (the process environment by default, then Function Compute's

@@ -43,11 +43,11 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::cloud::oos::{NotifyExecutionRequest, NotifyType, OosClient};
-use crate::error::{Error, Result};
-use crate::handler::{
+use stackhook::handler::{
     CreateRequest, Created, DeleteRequest, Deleted, Handler, RequestContext, UpdateRequest, Updated,
 };
+use stackhook_cloud::oos::{NotifyExecutionRequest, NotifyType, OosClient};
+use stackhook_cloud::{Error, Result};
 
 /// The properties of a `Custom::OosExecutionNotify`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -83,7 +83,7 @@ pub struct OosExecutionNotifyProperties {
     #[serde(default)]
     pub loop_item: Option<String>,
     /// Use the VPC endpoint.
-    #[serde(default, with = "crate::lenient")]
+    #[serde(default, with = "stackhook::lenient")]
     pub vpc: bool,
 }
 
@@ -177,7 +177,7 @@ impl Handler for OosExecutionNotify {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{Request, RequestType};
+    use stackhook::request::{Request, RequestType};
 
     fn context() -> RequestContext {
         let mut request = Request::new(

@@ -44,10 +44,10 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::handler::{
+use stackhook::handler::{
     CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated,
 };
-use crate::physical_id;
+use stackhook::physical_id;
 
 /// The longest value, so the answer stays well within ROS's 4096-byte body.
 pub const MAX_LENGTH: u32 = 1024;
@@ -77,19 +77,19 @@ impl std::fmt::Debug for RandomString {
 #[serde(rename_all = "PascalCase", default)]
 pub struct RandomStringProperties {
     /// Number of characters.
-    #[serde(with = "crate::lenient")]
+    #[serde(with = "stackhook::lenient")]
     pub length: u32,
     /// Include `A-Z`.
-    #[serde(with = "crate::lenient")]
+    #[serde(with = "stackhook::lenient")]
     pub upper: bool,
     /// Include `a-z`.
-    #[serde(with = "crate::lenient")]
+    #[serde(with = "stackhook::lenient")]
     pub lower: bool,
     /// Include `0-9`.
-    #[serde(with = "crate::lenient")]
+    #[serde(with = "stackhook::lenient")]
     pub digits: bool,
     /// Include `!#$%&*+-.:=?@^_~`.
-    #[serde(with = "crate::lenient")]
+    #[serde(with = "stackhook::lenient")]
     pub symbols: bool,
 }
 

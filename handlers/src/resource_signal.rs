@@ -44,11 +44,11 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::cloud::ros::{RosClient, SignalResourceRequest, SignalStatus};
-use crate::error::{Error, Result};
-use crate::handler::{
+use stackhook::handler::{
     CreateRequest, Created, DeleteRequest, Deleted, Handler, RequestContext, UpdateRequest, Updated,
 };
+use stackhook_cloud::ros::{RosClient, SignalResourceRequest, SignalStatus};
+use stackhook_cloud::{Error, Result};
 
 /// The properties of a `Custom::ResourceSignal`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -176,7 +176,7 @@ impl Handler for ResourceSignal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{Request, RequestType};
+    use stackhook::request::{Request, RequestType};
 
     fn context() -> RequestContext {
         let mut request = Request::new(
@@ -219,8 +219,8 @@ mod tests {
     async fn missing_credentials_fail_naming_the_variable() {
         let p: ResourceSignalProperties =
             serde_json::from_str(r#"{"LogicalResourceId": "H"}"#).expect("valid");
-        let handler =
-            ResourceSignal::new().with_env(crate::cloud::EnvLookup::from_pairs::<&str, &str>([]));
+        let handler = ResourceSignal::new()
+            .with_env(stackhook_cloud::EnvLookup::from_pairs::<&str, &str>([]));
         let e = handler
             .create(CreateRequest::new(p, context()))
             .await

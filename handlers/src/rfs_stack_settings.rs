@@ -46,12 +46,14 @@
 
 use serde::Deserialize;
 
-use crate::cloud::huawei::rfs::{Agency, ListExecutionPlansRequest, RfsClient, UpdateStackRequest};
-use crate::error::{Error, Result};
-use crate::handler::{
+use stackhook::handler::{
     CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated,
 };
-use crate::response::Data;
+use stackhook::response::Data;
+use stackhook_cloud::huawei::rfs::{
+    Agency, ListExecutionPlansRequest, RfsClient, UpdateStackRequest,
+};
+use stackhook_cloud::{Error, Result};
 
 /// One agency, as the template gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -87,10 +89,10 @@ pub struct RfsStackSettingsProperties {
     #[serde(default)]
     pub description: Option<String>,
     /// Deletion protection.
-    #[serde(default, with = "crate::lenient::option")]
+    #[serde(default, with = "stackhook::lenient::option")]
     pub enable_deletion_protection: Option<bool>,
     /// Auto rollback.
-    #[serde(default, with = "crate::lenient::option")]
+    #[serde(default, with = "stackhook::lenient::option")]
     pub enable_auto_rollback: Option<bool>,
     /// The agencies, replacing the current list.
     #[serde(default)]

@@ -24,11 +24,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::handler::{
+use stackhook::handler::{
     CreateRequest, Created, DeleteRequest, Deleted, Handler, PollRequest, Polled, UpdateRequest,
     Updated,
 };
-use crate::journal::now_ms;
+use stackhook::journal::now_ms;
 
 /// The longest wait: ROS's largest resource Timeout, 12 hours.
 pub const MAX_SECONDS: u64 = 43_200;
@@ -51,7 +51,7 @@ impl Wait {
 #[serde(rename_all = "PascalCase")]
 pub struct WaitProperties {
     /// How long to wait.
-    #[serde(with = "crate::lenient")]
+    #[serde(with = "stackhook::lenient")]
     pub seconds: u64,
 }
 
@@ -72,7 +72,7 @@ pub enum WaitError {
     TooLong(u64),
     /// The stored state is unreadable.
     #[error("the wait's stored state is unreadable: {0}")]
-    State(#[from] crate::Error),
+    State(#[from] stackhook::Error),
 }
 
 impl Wait {
@@ -126,9 +126,9 @@ impl Handler for Wait {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Router;
-    use crate::request::{Request, RequestType};
-    use crate::response::Status;
+    use stackhook::Router;
+    use stackhook::request::{Request, RequestType};
+    use stackhook::response::Status;
     use tokio::time::Instant;
 
     #[test]

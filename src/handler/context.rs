@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::cloud::credentials::AlibabaCredentials;
+use super::FcCredentials;
 use crate::request::{Request, RequestType};
 
 /// Identifiers of the request and the time the handler has left.
@@ -14,7 +14,7 @@ pub struct RequestContext {
     /// Shared with the runtime, which holds the request for its whole life.
     request: Arc<Request>,
     deadline: Instant,
-    fc_credentials: Option<Arc<AlibabaCredentials>>,
+    fc_credentials: Option<Arc<FcCredentials>>,
 }
 
 impl RequestContext {
@@ -34,7 +34,7 @@ impl RequestContext {
 
     /// Attach Function Compute's per-invocation credentials.
     #[must_use]
-    pub fn with_fc_credentials(mut self, credentials: Option<Arc<AlibabaCredentials>>) -> Self {
+    pub fn with_fc_credentials(mut self, credentials: Option<Arc<FcCredentials>>) -> Self {
         self.fc_credentials = credentials;
         self
     }
@@ -43,7 +43,7 @@ impl RequestContext {
     /// arrived as a Function Compute event invocation (`x-fc-access-key-id`,
     /// `x-fc-access-key-secret`, `x-fc-security-token`). They are never
     /// journaled, so a request resumed after a restart does not have them.
-    pub fn fc_credentials(&self) -> Option<&AlibabaCredentials> {
+    pub fn fc_credentials(&self) -> Option<&FcCredentials> {
         self.fc_credentials.as_deref()
     }
 

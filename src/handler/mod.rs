@@ -35,6 +35,7 @@
 
 mod context;
 pub(crate) mod erased;
+mod fc_credentials;
 mod outcome;
 
 use std::future::Future;
@@ -43,6 +44,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use context::RequestContext;
+pub use fc_credentials::{
+    FC_ACCESS_KEY_ID, FC_ACCESS_KEY_SECRET, FC_SECURITY_TOKEN, FcCredentials,
+};
 pub(crate) use outcome::Progress;
 pub use outcome::{Created, Deleted, Polled, Updated};
 

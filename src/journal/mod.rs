@@ -15,11 +15,12 @@
 //! - Records are keyed by StackId, LogicalResourceId and RequestId, which is
 //!   how redelivered requests are recognised.
 //!
-//! Two stores ship: [`RedbStore`], embedded and durable (the default), and
+//! Two stores ship: `RedbStore`, embedded and durable (the `redb` feature), and
 //! [`MemoryStore`], for tests and for deployments that trade durability for
 //! speed. A shared backend implements the same [`Store`] trait.
 
 mod memory;
+#[cfg(feature = "redb")]
 mod redb_store;
 
 use std::fmt;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redb")]
 pub use redb_store::{JOURNAL_FILE, RedbStore};
 
 use crate::error::Result;

@@ -263,9 +263,29 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handler::{
+        CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated,
+    };
+
+    /// A handler that is only routed, never run: metrics are keyed by route.
+    struct Routed;
+
+    impl Handler for Routed {
+        type Properties = serde_json::Value;
+        type Error = std::io::Error;
+        async fn create(&self, _: CreateRequest<Self::Properties>) -> Result<Created, Self::Error> {
+            Ok(Created::new())
+        }
+        async fn update(&self, _: UpdateRequest<Self::Properties>) -> Result<Updated, Self::Error> {
+            Ok(Updated::new())
+        }
+        async fn delete(&self, _: DeleteRequest<Self::Properties>) -> Result<Deleted, Self::Error> {
+            Ok(Deleted::new())
+        }
+    }
 
     fn echo_router() -> Router {
-        Router::new().route("Custom::Echo", crate::handlers::Echo)
+        Router::new().route("Custom::Echo", Routed)
     }
 
     #[test]
@@ -322,7 +342,7 @@ mod tests {
             "stackhook_requests_total{resource_type=\"unrouted\",request_type=\"Create\",outcome=\"failed\"} 50"
         ));
 
-        let m = Metrics::new(&echo_router().fallback(crate::handlers::Echo));
+        let m = Metrics::new(&echo_router().fallback(Routed));
         m.of("Custom::Anything")
             .request(RequestType::Delete, Outcome::Duplicate);
         let text = m.encode();

@@ -25,7 +25,7 @@ use crate::delivery::{self, Delivered};
 use crate::dispatch::{self, Extras, Step, Waiting};
 use crate::error::{Error, Result};
 use crate::journal::{
-    Acceptance, Channel, Durable, MemoryStore, Record, RedbStore, RequestKey, Stage, Store, now_ms,
+    Acceptance, Channel, Durable, MemoryStore, Record, RequestKey, Stage, Store, now_ms,
 };
 use crate::metrics::{Metrics, Outcome};
 use crate::request::{CallbackUrl, Request, Salvage};
@@ -151,7 +151,14 @@ pub(crate) struct Runtime {
 impl Runtime {
     pub(crate) fn new(router: Router, config: Config) -> Result<Arc<Self>> {
         let store: Arc<dyn Store> = match &config.journal {
-            JournalMode::Disk(dir) => Arc::new(RedbStore::open(dir)?),
+            #[cfg(feature = "redb")]
+            JournalMode::Disk(dir) => Arc::new(crate::journal::RedbStore::open(dir)?),
+            #[cfg(not(feature = "redb"))]
+            JournalMode::Disk(_) => {
+                return Err(Error::Config(
+                    "the disk journal needs stackhook's `redb` feature".into(),
+                ));
+            }
             JournalMode::Memory => Arc::new(MemoryStore::new()),
         };
         Self::with_store(router, config, store)

@@ -26,7 +26,7 @@ use http_body_util::Full;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::server::json_reply;
+use crate::reply::json_reply;
 use callback_guard::{CallbackGuard, HostPattern};
 use limits::{ConnectionLimit, IpSlot, PerIpLimit};
 use sensitive::Sensitive;

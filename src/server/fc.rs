@@ -27,8 +27,8 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::{json_reply, read_body, reject, reply};
-use crate::cloud::credentials::AlibabaCredentials;
 use crate::dispatch::Extras;
+use crate::handler::FcCredentials;
 use crate::runtime::{Intake, Runtime};
 
 /// FC's request-id header.
@@ -79,9 +79,7 @@ pub(super) async fn invoke(
     // The function role's temporary credentials, for handlers that call
     // Alibaba Cloud APIs; held in memory for this invocation only.
     let extras = Extras {
-        fc_credentials: AlibabaCredentials::from_fc_header_map(&head.headers)
-            .ok()
-            .map(std::sync::Arc::new),
+        fc_credentials: FcCredentials::from_headers(&head.headers).map(std::sync::Arc::new),
     };
     fc_log(&format!("FC Invoke Start RequestId: {fc_id}"));
     let reply = match read_body(runtime, head, body).await {

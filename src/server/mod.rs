@@ -19,7 +19,6 @@
 //! many requests from one address) and 431 (oversize headers).
 
 mod fc;
-mod reply;
 mod tls;
 
 use std::convert::Infallible;
@@ -45,11 +44,10 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::journal::Channel;
+use crate::reply::{self, json_reply};
 use crate::request::Request;
 use crate::router::Router;
 use crate::runtime::{Admission, Intake, Runtime, delivery_note};
-
-pub(crate) use reply::json_reply;
 
 /// Serve `router` on `listener` until `shutdown` completes.
 ///

@@ -2,6 +2,7 @@
 //! async runtime and hands over to `cli/`, one file per subcommand.
 
 mod cli;
+mod secret_key;
 
 use std::process::ExitCode;
 
@@ -9,7 +10,7 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
-/// See the `mimalloc` feature in Cargo.toml.
+/// See the `mimalloc` feature in crates/cli/Cargo.toml.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -35,9 +36,7 @@ fn main() -> ExitCode {
         Command::Ros(command) => Ok(runtime.block_on(cli::ros::run(command))),
         Command::Oos(command) => Ok(runtime.block_on(cli::oos::run(command))),
         Command::Rfs(command) => Ok(runtime.block_on(cli::rfs::run(command))),
-        #[cfg(feature = "test-util")]
         Command::MockRos(args) => runtime.block_on(cli::mock_ros::run(args)),
-        #[cfg(feature = "test-util")]
         Command::MockApi(args) => runtime.block_on(cli::mock_api::run(args)),
         Command::New(args) => cli::new::run(args),
     };

@@ -9,19 +9,19 @@ use std::path::Path;
 
 use rand::RngCore;
 
-use crate::error::{Error, Result};
+use stackhook::error::{Error, Result};
 
 /// The key file's name inside the state directory.
-pub const KEY_FILE: &str = "secret.key";
+pub(crate) const KEY_FILE: &str = "secret.key";
 
 /// Shortest key accepted from the environment, in bytes.
-pub const MIN_KEY_LEN: usize = 16;
+pub(crate) const MIN_KEY_LEN: usize = 16;
 
 /// Check a key given directly (flag or environment).
 ///
 /// # Errors
 /// [`Error::Config`] when it is shorter than [`MIN_KEY_LEN`] bytes.
-pub fn from_text(text: &str) -> Result<Vec<u8>> {
+pub(crate) fn from_text(text: &str) -> Result<Vec<u8>> {
     let key = text.trim().as_bytes().to_vec();
     if key.len() < MIN_KEY_LEN {
         return Err(Error::Config(format!(
@@ -37,7 +37,7 @@ pub fn from_text(text: &str) -> Result<Vec<u8>> {
 /// # Errors
 /// [`Error::Io`] when the directory or file cannot be read or written, and
 /// [`Error::Config`] when the file holds something that is not a key.
-pub fn load_or_create(dir: &Path) -> Result<Vec<u8>> {
+pub(crate) fn load_or_create(dir: &Path) -> Result<Vec<u8>> {
     let path = dir.join(KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => hex::decode(text.trim()).map_err(|_| {

@@ -1,4 +1,4 @@
-//! The error a cloud API answered with, as [`crate::Error::Api`] carries it.
+//! The error a cloud API answered with, as [`Error::Api`](crate::Error::Api) carries it.
 
 use std::fmt;
 
@@ -111,8 +111,8 @@ impl ApiError {
         if secret.is_empty() {
             return;
         }
-        let once = crate::cloud::encode::percent_encode(secret);
-        let twice = crate::cloud::encode::percent_encode(&once);
+        let once = crate::encode::percent_encode(secret);
+        let twice = crate::encode::percent_encode(&once);
         let scrub = |text: &mut String| {
             for form in [secret, &once, &twice] {
                 if text.contains(form) {

@@ -14,6 +14,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use stackhook::handler::{FcCredentials, RequestContext};
+
 use crate::error::{Error, Result};
 
 /// Alibaba Cloud access key id variable.
@@ -147,6 +149,18 @@ impl AlibabaCredentials {
     }
 }
 
+/// The function role's credentials that Function Compute sent with an
+/// invocation, as a handler's context carries them.
+impl From<&FcCredentials> for AlibabaCredentials {
+    fn from(fc: &FcCredentials) -> Self {
+        let credentials = AlibabaCredentials::new(fc.access_key_id(), fc.access_key_secret());
+        match fc.security_token() {
+            Some(token) => credentials.with_security_token(token),
+            None => credentials,
+        }
+    }
+}
+
 /// Huawei Cloud credentials: AK/SK, plus a security token for temporary
 /// credentials, and the project id most RFS paths need.
 #[derive(Clone, Debug)]
@@ -273,13 +287,10 @@ impl EnvLookup {
     ///
     /// # Errors
     /// [`Error::Credentials`] naming the missing variable, when neither source has them.
-    pub fn alibaba_for(
-        &self,
-        context: &crate::handler::RequestContext,
-    ) -> Result<AlibabaCredentials> {
+    pub fn alibaba_for(&self, context: &RequestContext) -> Result<AlibabaCredentials> {
         match (self.alibaba(), context.fc_credentials()) {
             (Ok(credentials), _) => Ok(credentials),
-            (Err(_), Some(fc)) => Ok(fc.clone()),
+            (Err(_), Some(fc)) => Ok(AlibabaCredentials::from(fc)),
             (Err(missing), None) => Err(missing),
         }
     }

@@ -1,3 +1,5 @@
+//! # stackhook-cloud
+//!
 //! Outbound clients for orchestration services, for handlers that call back
 //! into them and for the `stackhook ros | oos | rfs` commands.
 //!
@@ -12,17 +14,18 @@
 //! - [`credentials`]: keys from the environment or Function Compute headers.
 //! - [`retry`]: which failures are retried, and the backoff.
 //! - [`api_error`]: the error a service answered with.
+//! - [`error`]: this crate's [`Error`].
 //!
-//! Every request is validated before it is sent ([`crate::Error::Validation`]
+//! Every request is validated before it is sent ([`Error::Validation`]
 //! names the field), signed afresh on every attempt, and its failures come
-//! back typed: [`crate::Error::Api`], [`crate::Error::Credentials`] or
-//! [`crate::Error::Transport`]. Every endpoint can be overridden, `http://`
+//! back typed: [`Error::Api`], [`Error::Credentials`] or
+//! [`Error::Transport`]. Every endpoint can be overridden, `http://`
 //! included, for local testing.
 //!
 //! ```no_run
-//! # async fn demo() -> stackhook::Result<()> {
-//! use stackhook::cloud::credentials::AlibabaCredentials;
-//! use stackhook::cloud::ros::{RosClient, SignalResourceRequest, SignalStatus};
+//! # async fn demo() -> stackhook_cloud::Result<()> {
+//! use stackhook_cloud::credentials::AlibabaCredentials;
+//! use stackhook_cloud::ros::{RosClient, SignalResourceRequest, SignalStatus};
 //!
 //! let ros = RosClient::new(AlibabaCredentials::from_env()?);
 //! let request = SignalResourceRequest::new("cn-hangzhou", "4a6c9851-...", "WebServer", "signal-1", SignalStatus::Success);
@@ -36,6 +39,7 @@ pub mod api_error;
 mod clock;
 pub mod credentials;
 mod encode;
+pub mod error;
 pub mod huawei;
 pub mod oos;
 pub mod retry;
@@ -45,4 +49,5 @@ mod validate;
 
 pub use api_error::{ApiError, ApiErrorKind};
 pub use credentials::{AlibabaCredentials, EnvLookup, HuaweiCredentials};
+pub use error::{Error, Result};
 pub use retry::RetryPolicy;

@@ -27,11 +27,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cloud::acs::{RpcClient, SignatureVersion};
-use crate::cloud::credentials::AlibabaCredentials;
-use crate::cloud::retry::RetryPolicy;
-use crate::cloud::{transport, validate};
+use crate::acs::{RpcClient, SignatureVersion};
+use crate::credentials::AlibabaCredentials;
 use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
+use crate::{transport, validate};
 
 /// The OOS API version.
 pub const API_VERSION: &str = "2019-06-01";

@@ -12,12 +12,12 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::cloud::acs::{RpcClient, RpcResponse, SignatureVersion};
-use crate::cloud::credentials::AlibabaCredentials;
-use crate::cloud::retry::RetryPolicy;
-use crate::cloud::transport::{self, Verdict};
-use crate::cloud::validate;
+use crate::acs::{RpcClient, RpcResponse, SignatureVersion};
+use crate::credentials::AlibabaCredentials;
 use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
+use crate::transport::{self, Verdict};
+use crate::validate;
 
 /// The ROS API version.
 pub const API_VERSION: &str = "2019-09-10";
@@ -317,7 +317,7 @@ impl RosClient {
     }
 
     /// Stop a stack-group operation. A missing operation is an
-    /// [`Error::Api`] whose [`ApiError::is_stack_group_operation_not_found`](crate::cloud::ApiError::is_stack_group_operation_not_found)
+    /// [`Error::Api`] whose [`ApiError::is_stack_group_operation_not_found`](crate::ApiError::is_stack_group_operation_not_found)
     /// is true.
     ///
     /// # Errors
@@ -441,8 +441,7 @@ pub async fn signal_wait_condition(
             if (200..300).contains(&reply.status) {
                 return Verdict::Done(());
             }
-            let error =
-                crate::cloud::acs::rpc_client::parse_error(SERVICE, reply.status, &reply.body);
+            let error = crate::acs::rpc_client::parse_error(SERVICE, reply.status, &reply.body);
             let retry = reply.status >= 500 || reply.status == 429;
             let error = Error::Api(Box::new(error));
             if retry {

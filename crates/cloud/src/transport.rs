@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::Url;
 
-use crate::cloud::retry::RetryPolicy;
 use crate::error::{Error, Result, error_chain};
+use crate::retry::RetryPolicy;
 
 /// Per-attempt timeout: connect, send and read the whole answer. These APIs
 /// answer in well under a second; 30 s leaves room for a slow gateway while

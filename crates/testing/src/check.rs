@@ -4,8 +4,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::request::{Request, RequestType};
-use crate::response::{MAX_BODY_BYTES, MAX_PHYSICAL_ID_BYTES, Response, Status};
+use stackhook::request::{Request, RequestType};
+use stackhook::response::{MAX_BODY_BYTES, MAX_PHYSICAL_ID_BYTES, Response, Status};
 
 /// A rule of the ROS protocol (or of a scenario) that the mock ROS checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

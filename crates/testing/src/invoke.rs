@@ -11,9 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
-use crate::response::Response;
-use crate::sink::{CallbackSink, Received};
+use stackhook::error::{Error, Result};
+use stackhook::response::Response;
+use stackhook::sink::{CallbackSink, Received};
 
 /// What came back from one invocation.
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ pub fn redirect_callbacks(body: &mut Value, sink: &CallbackSink) {
 /// ```
 /// use serde_json::json;
 /// use stackhook::RequestType;
-/// use stackhook::invoke::Overrides;
+/// use stackhook_testing::invoke::Overrides;
 ///
 /// let mut body = json!({"RequestType": "Create", "ResourceProperties": {"A": "1"}});
 /// let overrides = Overrides {
@@ -70,7 +70,7 @@ pub struct Overrides {
     /// `OldResourceProperties`; Delete drops `OldResourceProperties`; Update
     /// needs a physical id and, without `old_properties`, takes the request's
     /// current properties as the old ones.
-    pub request_type: Option<crate::RequestType>,
+    pub request_type: Option<stackhook::RequestType>,
     /// Replace `ResourceProperties`: a JSON object, or the path of a file holding one.
     pub properties: Option<String>,
     /// Set `OldResourceProperties`: a JSON object, or the path of a file holding one.
@@ -110,11 +110,11 @@ impl Overrides {
         if let Some(kind) = self.request_type {
             map.insert("RequestType".into(), Value::String(kind.as_str().into()));
             match kind {
-                crate::RequestType::Create => {
+                stackhook::RequestType::Create => {
                     map.remove("PhysicalResourceId");
                     map.remove("OldResourceProperties");
                 }
-                crate::RequestType::Update => {
+                stackhook::RequestType::Update => {
                     if !map.contains_key("OldResourceProperties") {
                         map.insert(
                             "OldResourceProperties".into(),
@@ -122,7 +122,7 @@ impl Overrides {
                         );
                     }
                 }
-                crate::RequestType::Delete => {
+                stackhook::RequestType::Delete => {
                     map.remove("OldResourceProperties");
                 }
             }
@@ -170,7 +170,7 @@ fn properties_arg(flag: &str, text: &str) -> Result<Map<String, Value>> {
             flag,
             &format!(
                 "{source} is {}, not a JSON object",
-                crate::request::json_kind(&other)
+                stackhook::request::json_kind(&other)
             ),
         )),
         Err(e) => Err(invalid(flag, &format!("{source} is not valid JSON: {e}"))),

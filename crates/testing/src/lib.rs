@@ -1,5 +1,8 @@
+//! # stackhook-testing
+//!
 //! A mock ROS for tests: drive whole lifecycles against a provider and check
-//! ROS's rules on every answer. Enabled by the `test-util` feature.
+//! ROS's rules on every answer. A provider puts this crate in its
+//! `[dev-dependencies]`, so its release build does not carry it.
 //!
 //! [`MockRos`] plays ROS. It sends realistic Create, Update and Delete
 //! requests to a provider, either an in-process [`Router`] or a running
@@ -21,7 +24,7 @@
 //! use serde::Deserialize;
 //! use serde_json::json;
 //! use stackhook::handler::{Created, CreateRequest, DeleteRequest, Deleted, Handler, Updated, UpdateRequest};
-//! use stackhook::testing::MockRos;
+//! use stackhook_testing::MockRos;
 //! use stackhook::Router;
 //!
 //! #[derive(Deserialize)]
@@ -64,10 +67,16 @@
 //! [`api_emulator::ApiEmulator`] plays those APIs on loopback: it checks
 //! signatures and parameters, records every call and answers as the
 //! services do.
+//!
+//! Two tools for the `stackhook` binary and integration tests live here too:
+//! [`invoke`] plays ROS once against a provider, and [`loadgen`] plays it at
+//! scale.
 
 pub mod api_emulator;
 mod check;
+pub mod invoke;
 mod lifecycle;
+pub mod loadgen;
 mod remote;
 mod report;
 mod scenario;
@@ -84,12 +93,12 @@ pub use remote::Transport;
 pub use report::{Report, StepReport};
 pub use scenario::{PropertiesRef, Scenario, ScenarioStep};
 
-use crate::error::{Error, Result};
-use crate::request::{Request, RequestType};
-use crate::response::{Data, Response, Status};
-use crate::router::Router;
+use stackhook::error::{Error, Result};
+use stackhook::request::{Request, RequestType};
+use stackhook::response::{Data, Response, Status};
+use stackhook::router::Router;
 #[cfg(doc)]
-use crate::sink::CallbackSink;
+use stackhook::sink::CallbackSink;
 
 /// ROS's default `Timeout` for a custom resource: how long it waits for an answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -155,7 +164,7 @@ impl MockRos {
     /// ```no_run
     /// # async fn demo() -> Result<(), stackhook::Error> {
     /// use serde_json::json;
-    /// use stackhook::testing::MockRos;
+    /// use stackhook_testing::MockRos;
     ///
     /// let ros = MockRos::url("http://127.0.0.1:9000/")?.resource_type("Custom::Echo");
     /// let created = ros.create(json!({"Greeting": "hello"})).await?;
@@ -399,7 +408,7 @@ impl MockRos {
 
 /// Run one request in-process, as the runtime would, within ROS's wait.
 async fn local(router: &Router, request: &Request, wait: Duration) -> Option<Vec<u8>> {
-    let margin = crate::config::delivery_margin(wait);
+    let margin = stackhook::config::delivery_margin(wait);
     let handler_time = wait
         .checked_sub(margin)
         .filter(|d| !d.is_zero())
@@ -544,7 +553,7 @@ pub(crate) fn to_object(value: &impl Serialize) -> std::result::Result<Map<Strin
         Ok(Value::Null) => Ok(Map::new()),
         Ok(other) => Err(format!(
             "properties must be a JSON object, not {}",
-            crate::request::json_kind(&other)
+            stackhook::request::json_kind(&other)
         )),
         Err(e) => Err(format!("properties do not serialize: {e}")),
     }

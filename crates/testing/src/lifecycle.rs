@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use super::check::{Finding, Rule};
 use super::report::{Report, StepReport};
 use super::{Faults, MockRos, to_object};
-use crate::request::RequestType;
-use crate::response::Status;
+use stackhook::request::RequestType;
+use stackhook::response::Status;
 
 /// What a step asks of the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +151,7 @@ impl Step {
 /// lifecycles or your own, then [`run`](Lifecycle::run) it.
 ///
 /// ```
-/// # use stackhook::testing::{Lifecycle, MockRos, Step};
+/// # use stackhook_testing::{Lifecycle, MockRos, Step};
 /// # use stackhook::{Router, handlers::Echo};
 /// # use serde_json::json;
 /// # #[tokio::main(flavor = "current_thread")]

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::error::{Error, Result};
+use stackhook::error::{Error, Result};
 
 /// What to send.
 #[derive(Debug, Clone)]

@@ -8,10 +8,10 @@ use tokio::time::Instant;
 
 use super::check::{Finding, Rule};
 use super::seconds;
-use crate::config::ROS_SYNC_WAIT;
-use crate::error::{Error, Result};
-use crate::request::{CallbackUrl, Request};
-use crate::sink::{CallbackSink, Received};
+use stackhook::config::ROS_SYNC_WAIT;
+use stackhook::error::{Error, Result};
+use stackhook::request::{CallbackUrl, Request};
+use stackhook::sink::{CallbackSink, Received};
 
 /// How a provider at a URL is reached, as the ServiceToken decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ impl Remote {
     pub(crate) fn describe(&self) -> String {
         format!(
             "{} ({})",
-            crate::request::redact_url(&self.url),
+            stackhook::request::redact_url(&self.url),
             self.transport
         )
     }

@@ -4,8 +4,8 @@ use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use super::check::{Finding, Severity};
-use crate::request::RequestType;
-use crate::response::Status;
+use stackhook::request::RequestType;
+use stackhook::response::Status;
 
 /// What happened in one step.
 #[derive(Debug, Clone)]

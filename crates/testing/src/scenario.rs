@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::MockRos;
 use super::lifecycle::{Action, Expect, Lifecycle, Step};
-use crate::error::{Error, Result};
+use stackhook::error::{Error, Result};
 
 /// A scenario file: a lifecycle with faults, in YAML or JSON.
 ///
@@ -38,7 +38,7 @@ use crate::error::{Error, Result};
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), stackhook::Error> {
-/// use stackhook::testing::{MockRos, Scenario};
+/// use stackhook_testing::{MockRos, Scenario};
 /// use stackhook::{Router, handlers::Echo};
 ///
 /// let scenario = Scenario::from_yaml(r#"

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use stackhook::loadgen::{self, LoadPlan};
+use stackhook_testing::loadgen::{self, LoadPlan};
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {

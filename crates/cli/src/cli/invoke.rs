@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use stackhook::invoke::Overrides;
 use stackhook::{RequestType, Status};
+use stackhook_testing::invoke::Overrides;
 
 #[derive(Args)]
 pub(crate) struct InvokeArgs {
@@ -72,9 +72,10 @@ pub(crate) async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
             .context("applying the overrides")?;
         body = value.to_string().into_bytes();
     }
-    let outcome = stackhook::invoke::invoke(&body, &args.url, Duration::from_secs(args.wait))
-        .await
-        .context("invoking the provider")?;
+    let outcome =
+        stackhook_testing::invoke::invoke(&body, &args.url, Duration::from_secs(args.wait))
+            .await
+            .context("invoking the provider")?;
     eprintln!(
         "provider replied HTTP {}: {}",
         outcome.reply_status,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use stackhook::testing::api_emulator::ApiEmulator;
+use stackhook_testing::api_emulator::ApiEmulator;
 use tokio::sync::broadcast::error::RecvError;
 
 #[derive(Args)]

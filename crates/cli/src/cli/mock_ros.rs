@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use stackhook::testing::{MockRos, Scenario};
+use stackhook_testing::{MockRos, Scenario};
 
 #[derive(Args)]
 pub(crate) struct MockRosArgs {

@@ -2,9 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod invoke;
-#[cfg(feature = "test-util")]
 pub(crate) mod mock_api;
-#[cfg(feature = "test-util")]
 pub(crate) mod mock_ros;
 pub(crate) mod new;
 pub(crate) mod oos;
@@ -52,7 +50,6 @@ pub(crate) enum Command {
     #[command(subcommand, after_help = outcome::EXIT_CODES)]
     Rfs(rfs::RfsCommand),
     /// Play ROS through whole lifecycles against a running provider and check ROS's rules.
-    #[cfg(feature = "test-util")]
     MockRos(mock_ros::MockRosArgs),
     /// Emulate the ROS, OOS and Huawei RFS APIs on this machine: check
     /// signatures and parameters, answer as the services do, and print a
@@ -61,7 +58,6 @@ pub(crate) enum Command {
     /// Point a provider's endpoint override at it (e.g. the built-in
     /// handlers' endpoint, or `stackhook ros … --endpoint URL`). Runs until
     /// SIGINT or SIGTERM.
-    #[cfg(feature = "test-util")]
     MockApi(mock_api::MockApiArgs),
     /// Scaffold a provider crate: handler, tests against the mock ROS,
     /// Dockerfile, Function Compute s.yaml and a ROS template.

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use stackhook::Error;
-use stackhook::cloud::credentials::AlibabaCredentials;
-use stackhook::cloud::oos::{NotifyExecutionRequest, NotifyType, OosClient};
+use stackhook_cloud::Error;
+use stackhook_cloud::credentials::AlibabaCredentials;
+use stackhook_cloud::oos::{NotifyExecutionRequest, NotifyType, OosClient};
 
 use super::outcome;
 use super::ros::AlibabaArgs;

@@ -10,9 +10,9 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 use serde_json::{Value, json};
-use stackhook::Error;
-use stackhook::cloud::RetryPolicy;
-use stackhook::cloud::retry::{DEFAULT_BASE_DELAY, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_DELAY};
+use stackhook_cloud::Error;
+use stackhook_cloud::RetryPolicy;
+use stackhook_cloud::retry::{DEFAULT_BASE_DELAY, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_DELAY};
 
 /// Usage or validation error: fix the command line.
 pub(crate) const EXIT_USAGE: u8 = 2;

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use stackhook::Error;
-use stackhook::cloud::credentials::HuaweiCredentials;
-use stackhook::cloud::huawei::rfs::{
+use stackhook_cloud::Error;
+use stackhook_cloud::credentials::HuaweiCredentials;
+use stackhook_cloud::huawei::rfs::{
     Agency, ContinueRollbackStackRequest, ListExecutionPlansRequest, RfsClient, UpdateStackRequest,
 };
 

@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use stackhook::Error;
-use stackhook::cloud::acs::SignatureVersion;
-use stackhook::cloud::credentials::AlibabaCredentials;
-use stackhook::cloud::ros::{
+use stackhook_cloud::Error;
+use stackhook_cloud::acs::SignatureVersion;
+use stackhook_cloud::credentials::AlibabaCredentials;
+use stackhook_cloud::ros::{
     RosClient, RosEndpoint, SignalResourceRequest, SignalStatus, StopStackGroupOperationRequest,
     WaitConditionSignal, signal_wait_condition,
 };

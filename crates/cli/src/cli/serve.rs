@@ -13,7 +13,9 @@ use stackhook::config::{
 use stackhook::router::GENERIC_RESOURCE_TYPE;
 use stackhook::security::callback_guard::HostPattern;
 use stackhook::security::signature::Reading;
-use stackhook::{handlers, secret_key};
+use stackhook_handlers as handlers;
+
+use crate::secret_key;
 
 use super::{LogFormat, init_tracing};
 

@@ -16,14 +16,14 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
 use serde_json::Value;
 
-use crate::cloud::acs::{signature_v2, signature_v3};
-use crate::cloud::api_error::ApiError;
-use crate::cloud::clock;
-use crate::cloud::credentials::AlibabaCredentials;
-use crate::cloud::encode::canonical_query;
-use crate::cloud::retry::{self, RetryPolicy};
-use crate::cloud::transport::{self, Reply, Verdict};
+use crate::acs::{signature_v2, signature_v3};
+use crate::api_error::ApiError;
+use crate::clock;
+use crate::credentials::AlibabaCredentials;
+use crate::encode::canonical_query;
 use crate::error::{Error, Result};
+use crate::retry::{self, RetryPolicy};
+use crate::transport::{self, Reply, Verdict};
 
 /// Which Alibaba signature to use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -422,7 +422,7 @@ mod tests {
         let expected = signature_v2::signature("POST", &all, "testsecret");
         assert!(query.contains(&format!(
             "Signature={}",
-            crate::cloud::encode::percent_encode(&expected)
+            crate::encode::percent_encode(&expected)
         )));
     }
 
@@ -501,8 +501,8 @@ mod tests {
                 .filter_map(|p| p.split_once('='))
                 .map(|(k, v)| {
                     (
-                        crate::cloud::encode::percent_decode(k, false),
-                        crate::cloud::encode::percent_decode(v, false),
+                        crate::encode::percent_decode(k, false),
+                        crate::encode::percent_decode(v, false),
                     )
                 })
                 .collect()

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use crate::cloud::encode::{canonical_query, percent_encode};
+use crate::encode::{canonical_query, percent_encode};
 
 /// The string to sign for `params` (all of them but `Signature`).
 pub fn string_to_sign(method: &str, params: &[(String, String)]) -> String {

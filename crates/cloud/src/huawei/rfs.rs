@@ -16,15 +16,15 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cloud::api_error::ApiError;
-use crate::cloud::clock;
-use crate::cloud::credentials::{HUAWEI_PROJECT_ID, HuaweiCredentials};
-use crate::cloud::encode::{canonical_query, percent_encode};
-use crate::cloud::huawei::signer;
-use crate::cloud::retry::RetryPolicy;
-use crate::cloud::transport::{self, Verdict};
-use crate::cloud::validate;
+use crate::api_error::ApiError;
+use crate::clock;
+use crate::credentials::{HUAWEI_PROJECT_ID, HuaweiCredentials};
+use crate::encode::{canonical_query, percent_encode};
 use crate::error::{Error, Result};
+use crate::huawei::signer;
+use crate::retry::RetryPolicy;
+use crate::transport::{self, Verdict};
+use crate::validate;
 
 const SERVICE: &str = "RFS";
 
@@ -921,7 +921,7 @@ mod tests {
         assert_eq!(e.details, vec![("x".to_string(), "y".to_string())]);
         let e = parse_error(401, br#"{"error_msg":"verify aksk signature fail","error_code":"APIGW.0301","request_id":"r"}"#);
         assert_eq!(e.request_id.as_deref(), Some("r"));
-        assert_eq!(e.kind(), crate::cloud::ApiErrorKind::Authentication);
+        assert_eq!(e.kind(), crate::ApiErrorKind::Authentication);
     }
 
     #[test]

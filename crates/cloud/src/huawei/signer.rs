@@ -16,7 +16,7 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::cloud::encode::{canonical_query, percent_decode, percent_encode};
+use crate::encode::{canonical_query, percent_decode, percent_encode};
 
 /// The algorithm name.
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";

@@ -18,7 +18,7 @@
 //!   carries `X-Request-Id`.
 //!
 //! The signatures are verified by code written from the published
-//! algorithms, independently of the signers in [`crate::cloud`], so it
+//! algorithms, independently of the signers in `stackhook-cloud`, so it
 //! catches a signer's bugs instead of sharing them. Every call is recorded
 //! as a [`RecordedCall`]: the action, its parameters, the signature check,
 //! the key that signed, and the answer. [`ApiEmulator::answer_next`]
@@ -27,16 +27,16 @@
 //! the next calls.
 //!
 //! A handler that calls ROS, tested offline: start the emulator, point the
-//! built-in [`ResourceSignal`](crate::handlers::ResourceSignal) at it with
+//! built-in `ResourceSignal` (`stackhook-handlers`) at it with
 //! credentials that never touch the process environment, run a lifecycle
 //! with [`MockRos`](super::MockRos), then assert what ROS received.
 //!
 //! ```
 //! use serde_json::json;
-//! use stackhook::cloud::EnvLookup;
-//! use stackhook::handlers::ResourceSignal;
-//! use stackhook::testing::api_emulator::{ApiEmulator, Reply, SignatureScheme};
-//! use stackhook::testing::MockRos;
+//! use stackhook_cloud::EnvLookup;
+//! use stackhook_handlers::ResourceSignal;
+//! use stackhook_testing::api_emulator::{ApiEmulator, Reply, SignatureScheme};
+//! use stackhook_testing::MockRos;
 //! use stackhook::Router;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -92,8 +92,8 @@ use tokio::task::JoinHandle;
 
 pub use reply::Reply;
 
-use crate::error::{Error, Result};
 use actions::Route;
+use stackhook::error::{Error, Result};
 use verify::{Refusal, Wire};
 
 /// The largest request body the emulator reads. RFS bodies are small JSON
@@ -395,7 +395,10 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        crate::sync::lock(&self.state)
+        // What a panicking thread left behind is still consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

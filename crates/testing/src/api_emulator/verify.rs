@@ -1,7 +1,7 @@
 //! The independent verifiers: Alibaba ACS3-HMAC-SHA256 (V3), HMAC-SHA1 (V2)
 //! and Huawei SDK-HMAC-SHA256, written from the published algorithms in the
 //! orchestration-API spec, not by calling stackhook's signers in
-//! `crate::cloud`, so a bug in a signer cannot hide itself.
+//! `stackhook-cloud`, so a bug in a signer cannot hide itself.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
