@@ -1,7 +1,10 @@
 //! Round-trip benchmark: stackhook against the physical floor, side by side.
 //!
-//! `cargo bench --bench roundtrip` (add `-- --quick` for a tiny smoke run,
-//! `-- --rounds N` for more interleaved rounds than the default).
+//! `cargo build --release -p stackhook-cli && cargo bench --bench roundtrip`
+//! (add `-- --quick` for a tiny smoke run, `-- --rounds N` for more
+//! interleaved rounds than the default). The binary lives in another
+//! package of the workspace, so the bench runs the release build Cargo put
+//! beside it.
 //!
 //! The **floor** is a minimal hyper server (a mode of this same executable,
 //! `roundtrip --floor`) that acknowledges each request, takes `ResponseURL`
@@ -11,7 +14,7 @@
 //! any provider can do on this machine with this stack.
 //!
 //! The orchestrator starts each server as a child process on 127.0.0.1 (every
-//! child is killed on drop), drives it with [`stackhook::loadgen`] (loopback
+//! child is killed on drop), drives it with [`stackhook_testing::loadgen`] (loopback
 //! only, bounded in count and time) and prints a markdown table with absolute
 //! figures and ratios to the floor.
 
@@ -21,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stackhook::loadgen::{self, LoadPlan, LoadReport};
+use stackhook_testing::loadgen::{self, LoadPlan, LoadReport};
 
 /// How long a server may take to accept connections before the run gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -38,7 +41,6 @@ const DEFAULT_ROUNDS: usize = 9;
 
 /// The same allocator as the `stackhook` binary, so the floor and stackhook
 /// differ only in what stackhook does.
-#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -258,13 +260,36 @@ fn start_floor() -> Result<Server, String> {
     })
 }
 
+/// The `stackhook` binary of this profile, beside the bench's executable
+/// (`target/release/deps/..`).
+fn built_stackhook() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("the bench's own path: {e}"))?;
+    let mut dir = exe
+        .parent()
+        .map(PathBuf::from)
+        .ok_or("the bench has no directory")?;
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let binary = dir.join(format!("stackhook{}", std::env::consts::EXE_SUFFIX));
+    if binary.is_file() {
+        Ok(binary)
+    } else {
+        Err(format!(
+            "no `stackhook` binary at {}: run `cargo build --release -p stackhook-cli` first",
+            binary.display()
+        ))
+    }
+}
+
 fn start_stackhook(journal: &str, extra: &[&str]) -> Result<Server, String> {
     let addr = free_port()?;
     let state = tempfile::tempdir().map_err(|e| format!("state dir: {e}"))?;
     // ROUNDTRIP_STACKHOOK runs another build of the binary (A/B comparisons).
-    let exe = std::env::var_os("ROUNDTRIP_STACKHOOK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_stackhook")));
+    let exe = match std::env::var_os("ROUNDTRIP_STACKHOOK") {
+        Some(path) => PathBuf::from(path),
+        None => built_stackhook()?,
+    };
     let mut command = Command::new(exe);
     command
         .arg("serve")

@@ -1,32 +1,33 @@
-//! The ROS, OOS and RFS API emulator (`stackhook::testing::api_emulator`):
+//! The ROS, OOS and RFS API emulator (`stackhook_testing::api_emulator`):
 //! each API through the real clients, scripted errors, refused signatures
 //! and nonces, a built-in handler driven by the mock ROS, and the
 //! `stackhook mock-api` command.
-#![cfg(feature = "test-util")]
 
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use stackhook::cloud::EnvLookup;
-use stackhook::cloud::acs::SignatureVersion;
-use stackhook::cloud::credentials::{AlibabaCredentials, HuaweiCredentials};
-use stackhook::cloud::huawei::rfs::{
+use stackhook::{Router, Status};
+use stackhook_cloud::EnvLookup;
+use stackhook_cloud::acs::SignatureVersion;
+use stackhook_cloud::credentials::{AlibabaCredentials, HuaweiCredentials};
+use stackhook_cloud::huawei::rfs::{
     Agency, ContinueRollbackStackRequest, ListExecutionPlansRequest, RfsClient, UpdateStackRequest,
 };
-use stackhook::cloud::oos::{NotifyExecutionRequest, NotifyType, OosClient};
-use stackhook::cloud::retry::RetryPolicy;
-use stackhook::cloud::ros::{
+use stackhook_cloud::oos::{NotifyExecutionRequest, NotifyType, OosClient};
+use stackhook_cloud::retry::RetryPolicy;
+use stackhook_cloud::ros::{
     RosClient, SignalResourceRequest, SignalStatus, StopStackGroupOperationRequest,
 };
-use stackhook::cloud::{ApiError, ApiErrorKind};
-use stackhook::handlers::ResourceSignal;
-use stackhook::testing::api_emulator::{
+use stackhook_cloud::{ApiError, ApiErrorKind, Error};
+use stackhook_handlers::ResourceSignal;
+use stackhook_testing::api_emulator::{
     ApiEmulator, RecordedCall, Reply, Service, SignatureCheck, SignatureScheme,
 };
-use stackhook::testing::{Lifecycle, MockRos};
-use stackhook::{Error, Router, Status};
+use stackhook_testing::{Lifecycle, MockRos};
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+mod common;
 
 const STACK_ID: &str = "4a6c9851-3b0f-4f5f-b4ca-a14bf691ffff";
 const PROJECT: &str = "77b6a44cba5143ab91d13ab9a8ff44fd";
@@ -201,7 +202,7 @@ async fn a_wrong_secret_is_refused_and_recorded_as_failed() {
 
 /// Send one signed request twice, as a replaying client would.
 async fn replay(
-    client: &stackhook::cloud::acs::RpcClient,
+    client: &stackhook_cloud::acs::RpcClient,
     action: &str,
     params: &[(String, String)],
 ) -> (u16, u16) {
@@ -572,7 +573,7 @@ struct MockApi {
 
 impl MockApi {
     async fn start(args: &[&str]) -> (MockApi, String) {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stackhook"))
+        let mut child = tokio::process::Command::new(common::stackhook_bin())
             .arg("mock-api")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)

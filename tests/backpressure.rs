@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stackhook::handlers::Echo;
 use stackhook::sink::CallbackSink;
 use stackhook::{Config, Response, Router, Status};
+use stackhook_handlers::Echo;
 use tokio_util::sync::CancellationToken;
 
 fn request(sink: &CallbackSink, id: &str, properties: Value) -> Value {

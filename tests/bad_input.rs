@@ -45,7 +45,7 @@ fn invalid_body(file: &str, sink: &CallbackSink) -> Vec<u8> {
     match serde_json::from_slice::<serde_json::Value>(&raw) {
         Ok(mut value) if value.is_object() => {
             if value.get("ResponseURL").is_some() {
-                stackhook::invoke::redirect_callbacks(&mut value, sink);
+                stackhook_testing::invoke::redirect_callbacks(&mut value, sink);
             }
             value.to_string().into_bytes()
         }

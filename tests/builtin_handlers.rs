@@ -11,10 +11,10 @@ use serde_json::{Map, Value, json};
 use stackhook::handler::{
     CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated,
 };
-use stackhook::handlers::{Echo, RandomString};
 use stackhook::router::GENERIC_RESOURCE_TYPE;
 use stackhook::sink::CallbackSink;
 use stackhook::{Response, Router, Status};
+use stackhook_handlers::{Echo, RandomString};
 
 use common::*;
 

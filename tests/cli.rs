@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_stackhook");
+mod common;
 
 /// Generous: a passing test never waits this long.
 const WAIT: Duration = Duration::from_secs(20);
@@ -25,7 +25,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// A command with a clean environment: no `STACKHOOK_*` from the machine.
 fn stackhook() -> Command {
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(common::stackhook_bin());
     command.env_clear().env("RUST_LOG", "info");
     command
 }

@@ -4,14 +4,14 @@
 use std::process::Output;
 
 use serde_json::Value;
-use stackhook::testing::api_emulator::{Reply, SignatureScheme};
+use stackhook_testing::api_emulator::{Reply, SignatureScheme};
 
 mod common;
 
 use common::emulator::{HUAWEI_AK, HUAWEI_SK, PROJECT, alibaba, huawei, single};
 
 async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_stackhook"));
+    let mut command = tokio::process::Command::new(common::stackhook_bin());
     command.args(args).env_clear();
     for (k, v) in env {
         command.env(k, v);

@@ -1,15 +1,15 @@
 //! The cloud handlers, routed like `stackhook serve` routes them, against
-//! the API emulator (`stackhook::testing::api_emulator`).
+//! the API emulator (`stackhook_testing::api_emulator`).
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stackhook::cloud::EnvLookup;
-use stackhook::cloud::retry::RetryPolicy;
-use stackhook::handlers::{OosExecutionNotify, ResourceSignal, RfsStackSettings};
 use stackhook::request::{Request, RequestType};
-use stackhook::testing::api_emulator::{Reply, SignatureScheme};
 use stackhook::{Response, Router, Status};
+use stackhook_cloud::EnvLookup;
+use stackhook_cloud::retry::RetryPolicy;
+use stackhook_handlers::{OosExecutionNotify, ResourceSignal, RfsStackSettings};
+use stackhook_testing::api_emulator::{Reply, SignatureScheme};
 
 mod common;
 
@@ -312,7 +312,7 @@ async fn rfs_stack_settings_with_nothing_to_change_only_reads() {
 
 #[test]
 fn the_builtin_router_serves_the_cloud_types() {
-    let router = stackhook::handlers::builtin_router(b"0123456789abcdef0123456789abcdef");
+    let router = stackhook_handlers::builtin_router(b"0123456789abcdef0123456789abcdef");
     let types: Vec<&str> = router.resource_types().collect();
     for t in [
         ResourceSignal::RESOURCE_TYPE,

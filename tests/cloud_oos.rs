@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use stackhook::Error;
-use stackhook::cloud::acs::SignatureVersion;
-use stackhook::cloud::credentials::AlibabaCredentials;
-use stackhook::cloud::oos::{NotifyExecutionRequest, NotifyType, OosClient};
-use stackhook::cloud::retry::RetryPolicy;
-use stackhook::testing::api_emulator::{ApiEmulator, RecordedCall, Reply};
+use stackhook_cloud::Error;
+use stackhook_cloud::acs::SignatureVersion;
+use stackhook_cloud::credentials::AlibabaCredentials;
+use stackhook_cloud::oos::{NotifyExecutionRequest, NotifyType, OosClient};
+use stackhook_cloud::retry::RetryPolicy;
+use stackhook_testing::api_emulator::{ApiEmulator, RecordedCall, Reply};
 
 async fn emulator(script: Vec<Reply>) -> ApiEmulator {
     let emulator = ApiEmulator::start().await.expect("emulator");

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use stackhook::Error;
-use stackhook::cloud::credentials::HuaweiCredentials;
-use stackhook::cloud::huawei::rfs::{
+use stackhook_cloud::Error;
+use stackhook_cloud::credentials::HuaweiCredentials;
+use stackhook_cloud::huawei::rfs::{
     Agency, ContinueRollbackStackRequest, ListExecutionPlansRequest, RfsClient, UpdateStackRequest,
 };
-use stackhook::cloud::retry::RetryPolicy;
-use stackhook::testing::api_emulator::{ApiEmulator, RecordedCall, Reply, SignatureScheme};
+use stackhook_cloud::retry::RetryPolicy;
+use stackhook_testing::api_emulator::{ApiEmulator, RecordedCall, Reply, SignatureScheme};
 
 const HUAWEI_AK: &str = ApiEmulator::HUAWEI_AK;
 const HUAWEI_SK: &str = ApiEmulator::HUAWEI_SK;

@@ -2,16 +2,16 @@
 
 use std::time::Duration;
 
-use stackhook::Error;
-use stackhook::cloud::ApiErrorKind;
-use stackhook::cloud::acs::SignatureVersion;
-use stackhook::cloud::credentials::AlibabaCredentials;
-use stackhook::cloud::retry::RetryPolicy;
-use stackhook::cloud::ros::{
+use stackhook_cloud::ApiErrorKind;
+use stackhook_cloud::Error;
+use stackhook_cloud::acs::SignatureVersion;
+use stackhook_cloud::credentials::AlibabaCredentials;
+use stackhook_cloud::retry::RetryPolicy;
+use stackhook_cloud::ros::{
     RosClient, SignalResourceRequest, SignalStatus, StopStackGroupOperationRequest,
     WaitConditionSignal, signal_wait_condition,
 };
-use stackhook::testing::api_emulator::{ApiEmulator, RecordedCall, Reply, SignatureScheme};
+use stackhook_testing::api_emulator::{ApiEmulator, RecordedCall, Reply, SignatureScheme};
 
 fn fast() -> RetryPolicy {
     RetryPolicy::new(4, Duration::from_millis(1), Duration::from_millis(5))
@@ -51,7 +51,7 @@ fn single(emulator: &ApiEmulator) -> RecordedCall {
     call
 }
 
-fn api(error: Error) -> stackhook::cloud::ApiError {
+fn api(error: Error) -> stackhook_cloud::ApiError {
     match error {
         Error::Api(api) => *api,
         other => panic!("not an API error: {other}"),

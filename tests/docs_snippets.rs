@@ -4,16 +4,15 @@
 //! version and ServiceTokens, scenario files loaded, and `stackhook` command
 //! lines checked against the real binary's `--help`. The scaffold's templates
 //! get the same checks.
-#![cfg(feature = "test-util")]
 
 use std::path::Path;
 use std::process::Command;
 
 use serde::Deserialize;
 use serde_json::Value;
-use stackhook::testing::Scenario;
+use stackhook_testing::Scenario;
 
-const BIN: &str = env!("CARGO_BIN_EXE_stackhook");
+mod common;
 const GUIDES: &[&str] = &[
     "deploying.md",
     "templates.md",
@@ -327,7 +326,7 @@ fn check_shell(block: &Block) {
         if matches!(tokens[0], "mock-ros" | "ros" | "oos" | "rfs") {
             command.push(tokens.get(1).copied().unwrap_or(""));
         }
-        let help = Command::new(BIN)
+        let help = Command::new(common::stackhook_bin())
             .args(&command)
             .arg("--help")
             .output()
@@ -448,7 +447,10 @@ fn env_vars_and_flags_in_the_guides_exist() {
         &["rfs", "update-stack", "--help"],
         &["mock-api", "--help"],
     ] {
-        let out = Command::new(BIN).args(args).output().expect("help");
+        let out = Command::new(common::stackhook_bin())
+            .args(args)
+            .output()
+            .expect("help");
         help.push_str(&String::from_utf8_lossy(&out.stdout));
     }
     for guide in GUIDES {

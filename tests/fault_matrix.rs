@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use stackhook::sink::{CallbackSink, Received};
 use stackhook::{Response, Status};
 
+mod common;
+
 /// A `stackhook serve` process; killed when dropped.
 struct Provider {
     child: Child,
@@ -21,7 +23,7 @@ struct Provider {
 
 impl Provider {
     fn start(state_dir: &Path, extra: &[&str]) -> Provider {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stackhook"))
+        let mut child = Command::new(common::stackhook_bin())
             .args([
                 "serve",
                 "--listen",

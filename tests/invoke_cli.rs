@@ -13,7 +13,7 @@ use stackhook::{Config, Router};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-const BIN: &str = env!("CARGO_BIN_EXE_stackhook");
+mod common;
 
 /// Reports what it was sent, so the test can see the overrides arrive.
 struct Mirror;
@@ -91,7 +91,7 @@ fn fixture(dir: &Path) -> std::path::PathBuf {
 }
 
 async fn invoke(provider: &Provider, fixture: &Path, extra: &[&str]) -> (Output, Value) {
-    let output = tokio::process::Command::new(BIN)
+    let output = tokio::process::Command::new(common::stackhook_bin())
         .arg("invoke")
         .arg(fixture)
         .args([

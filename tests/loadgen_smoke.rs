@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use stackhook::config::JournalMode;
-use stackhook::handlers::{Echo, Wait};
-use stackhook::loadgen::{self, LoadPlan, LoadReport};
 use stackhook::{Config, Router};
+use stackhook_handlers::{Echo, Wait};
+use stackhook_testing::loadgen::{self, LoadPlan, LoadReport};
 use tokio_util::sync::CancellationToken;
 
 struct Server {

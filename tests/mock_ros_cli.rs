@@ -1,6 +1,5 @@
 //! `stackhook mock-ros run` against a live `stackhook serve`: the real binary,
 //! the shipped scenarios, exit codes and colour.
-#![cfg(feature = "test-util")]
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -8,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_stackhook");
+mod common;
 
 /// A `stackhook serve` child process, killed when dropped.
 struct Serve {
@@ -26,7 +25,7 @@ impl Drop for Serve {
 /// Start `stackhook serve` on an ephemeral loopback port and read the port
 /// from its JSON start-up log line.
 fn serve(state_dir: &Path) -> Serve {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(common::stackhook_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--shutdown-grace", "1"])
         .args(["--callback-allow", "127.0.0.1"])
         .args(["--log-format", "json"])
@@ -64,7 +63,7 @@ fn scenarios() -> PathBuf {
 }
 
 fn mock_ros(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(common::stackhook_bin());
     command
         .arg("mock-ros")
         .arg("run")

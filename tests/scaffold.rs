@@ -4,7 +4,6 @@
 //! against this checkout, with its target directory under `target/scaffold`
 //! so later runs reuse the dependencies. Skipped (with a message) where cargo
 //! is not available.
-#![cfg(feature = "test-util")]
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -12,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_stackhook");
+mod common;
 
 fn cargo() -> Option<PathBuf> {
     let cargo = std::env::var_os("CARGO")
@@ -35,7 +34,7 @@ fn scaffolded_provider_passes_its_own_tests_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
     let project = dir.path().join("demo-provider");
 
-    let output = Command::new(BIN)
+    let output = Command::new(common::stackhook_bin())
         .args(["new", "demo-provider", "--path"])
         .arg(&project)
         .arg("--stackhook-path")
@@ -63,7 +62,7 @@ fn scaffolded_provider_passes_its_own_tests_offline() {
         assert!(project.join(file).is_file(), "{file} was not generated");
     }
     // A second run must not overwrite the project.
-    let again = Command::new(BIN)
+    let again = Command::new(common::stackhook_bin())
         .args(["new", "demo-provider", "--path"])
         .arg(&project)
         .output()
@@ -96,7 +95,7 @@ fn scaffolded_provider_passes_its_own_tests_offline() {
     // `cargo test` built the provider's binary too: serve it and run the
     // generated scenario against it, as the README says.
     let provider = Provider::start(&checkout.join("target/scaffold/debug/demo-provider"));
-    let output = Command::new(BIN)
+    let output = Command::new(common::stackhook_bin())
         .args(["mock-ros", "run"])
         .arg(project.join("scenario.yaml"))
         .args(["--url", &provider.url])

@@ -1,6 +1,5 @@
-//! The mock ROS (`stackhook::testing`): lifecycles in-process and over HTTP,
+//! The mock ROS (`stackhook_testing`): lifecycles in-process and over HTTP,
 //! and violations it must catch.
-#![cfg(feature = "test-util")]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,9 +9,9 @@ use serde_json::{Value, json};
 use stackhook::handler::{
     CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated,
 };
-use stackhook::handlers::Echo;
-use stackhook::testing::{Lifecycle, MockRos, Rule, Severity, Step};
 use stackhook::{Config, Router, Status};
+use stackhook_handlers::Echo;
+use stackhook_testing::{Lifecycle, MockRos, Rule, Severity, Step};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 

@@ -1,6 +1,6 @@
 //! The API emulator set up the way the cloud tests use it.
 
-use stackhook::testing::api_emulator::{ApiEmulator, RecordedCall, Reply};
+use stackhook_testing::api_emulator::{ApiEmulator, RecordedCall, Reply};
 
 pub(crate) const HUAWEI_AK: &str = ApiEmulator::HUAWEI_AK;
 pub(crate) const HUAWEI_SK: &str = ApiEmulator::HUAWEI_SK;

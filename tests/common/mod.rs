@@ -58,6 +58,34 @@ impl stackhook::Handler for Sleepy {
 /// The secret key the built-in router is keyed with in tests.
 pub(crate) const TEST_KEY: &[u8] = b"stackhook integration tests, not a real secret";
 
+/// The workspace's `stackhook` binary (the `stackhook-cli` crate), for tests
+/// that run it as a user would.
+///
+/// Integration tests of the core crate cannot name another package's binary
+/// with `env!("CARGO_BIN_EXE_…")`, so this finds it where Cargo puts it:
+/// beside this test's executable (`target/<profile>/deps/..`). A
+/// workspace-wide build builds it first (`cargo nextest run --workspace
+/// --all-targets`, `cargo test`, `cargo build`); `STACKHOOK_BIN` names
+/// another build.
+pub(crate) fn stackhook_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("STACKHOOK_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    let mut dir = exe.parent().expect("the test's directory").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let binary = dir.join(format!("stackhook{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.is_file(),
+        "the `stackhook` binary is not built at {}: run `cargo build -p stackhook-cli` \
+         (or the whole suite, `cargo nextest run --workspace --all-targets`, which builds it)",
+        binary.display()
+    );
+    binary
+}
+
 /// The directory holding the fixtures.
 pub(crate) fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -82,7 +110,7 @@ pub(crate) fn fixture(name: &str) -> Value {
 pub(crate) fn fixture_for(name: &str, sink: &CallbackSink) -> Value {
     static SENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let mut body = fixture(name);
-    stackhook::invoke::redirect_callbacks(&mut body, sink);
+    stackhook_testing::invoke::redirect_callbacks(&mut body, sink);
     if let Some(id) = body["RequestId"].as_str() {
         let n = SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         body["RequestId"] = Value::String(format!("{id}-{n}"));
@@ -92,7 +120,7 @@ pub(crate) fn fixture_for(name: &str, sink: &CallbackSink) -> Value {
 
 /// The built-in router, as `stackhook serve` builds it.
 pub(crate) fn builtin_router() -> Router {
-    stackhook::handlers::builtin_router(TEST_KEY)
+    stackhook_handlers::builtin_router(TEST_KEY)
 }
 
 /// A server running `stackhook::serve` on an ephemeral loopback port.

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use stackhook::handlers::Echo;
 use stackhook::{Config, Router};
+use stackhook_handlers::Echo;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
