@@ -17,7 +17,8 @@ pub const GENERIC_RESOURCE_TYPE: &str = "ALIYUN::ROS::CustomResource";
 /// Handlers by exact `ResourceType`, plus an optional fallback.
 ///
 /// ```
-/// # use stackhook::{Router, handlers::Echo};
+/// # use stackhook::Router;
+/// # use stackhook_handlers::Echo;
 /// let router = Router::new()
 ///     .route("Custom::Echo", Echo)
 ///     .fallback(Echo);

@@ -497,7 +497,7 @@ fn env_vars_and_flags_in_the_guides_exist() {
 
 #[test]
 fn scaffold_templates_pass_the_same_checks() {
-    let dir = root().join("templates/provider");
+    let dir = root().join("crates/cli/templates/provider");
     let render = |file: &str| {
         std::fs::read_to_string(dir.join(file))
             .expect("template")
@@ -505,7 +505,7 @@ fn scaffold_templates_pass_the_same_checks() {
             .replace("{{resource_type}}", "Custom::DemoProvider")
     };
     let block = |file: &str, lang: &str| Block {
-        file: format!("templates/provider/{file}"),
+        file: format!("crates/cli/templates/provider/{file}"),
         line: 1,
         lang: lang.into(),
         text: render(file),

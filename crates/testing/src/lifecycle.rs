@@ -152,7 +152,8 @@ impl Step {
 ///
 /// ```
 /// # use stackhook_testing::{Lifecycle, MockRos, Step};
-/// # use stackhook::{Router, handlers::Echo};
+/// # use stackhook::Router;
+/// # use stackhook_handlers::Echo;
 /// # use serde_json::json;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {

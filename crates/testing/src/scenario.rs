@@ -39,7 +39,8 @@ use stackhook::error::{Error, Result};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), stackhook::Error> {
 /// use stackhook_testing::{MockRos, Scenario};
-/// use stackhook::{Router, handlers::Echo};
+/// use stackhook::Router;
+/// use stackhook_handlers::Echo;
 ///
 /// let scenario = Scenario::from_yaml(r#"
 /// resource_type: Custom::Echo
