@@ -11,21 +11,23 @@
 # change at the resource's next Update. tests/dockerfile.rs checks this file.
 
 # The toolchain stackhook is developed and tested with; not older than
-# `rust-version` in Cargo.toml.
+# `rust-version` in Cargo.toml's [workspace.package].
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-# Everything the crate is built from, nothing else (see .dockerignore).
+# Everything the workspace is built from, nothing else (see .dockerignore):
+# the core crate (src/), the built-in handlers, and crates/ (cloud clients,
+# test kit, and the CLI with the `stackhook new` templates).
 COPY Cargo.toml Cargo.lock README.md ./
 COPY src ./src
 COPY handlers ./handlers
-# Embedded with include_str!: `stackhook new` templates; the guides and the
-# README are compiled as doc tests.
-COPY templates ./templates
+COPY crates ./crates
+# The guides and the README are compiled as the core crate's doc tests.
 COPY docs ./docs
 # Cargo checks that every declared target exists, even for a --bin build.
 COPY benches ./benches
-# --locked: exactly the dependency versions in Cargo.lock.
-RUN cargo build --release --locked --bin stackhook \
+# --locked: exactly the dependency versions in Cargo.lock. The binary is the
+# stackhook-cli package's.
+RUN cargo build --release --locked -p stackhook-cli --bin stackhook \
     && cp target/release/stackhook /usr/local/bin/stackhook
 
 FROM debian:bookworm-slim

@@ -1,6 +1,6 @@
 //! The Dockerfile cannot be built here (no Docker engine), so it has to be
-//! right by construction: these tests read it and check it against
-//! Cargo.toml and the source tree.
+//! right by construction: these tests read it and check it against the
+//! workspace's manifests and source tree.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -106,10 +106,10 @@ fn stages() -> Vec<Stage> {
 }
 
 /// The value of `key = "value"` under `header` (`[package]`, `[[bin]]`) in
-/// Cargo.toml; the first match.
-fn cargo_value(header: &str, key: &str) -> Option<String> {
+/// the manifest `manifest` (a path from the root); the first match.
+fn cargo_value(manifest: &str, header: &str, key: &str) -> Option<String> {
     let mut inside = false;
-    for line in read("Cargo.toml").lines() {
+    for line in read(manifest).lines() {
         let line = line.trim();
         if line.starts_with('[') {
             inside = line == header;
@@ -125,8 +125,32 @@ fn cargo_value(header: &str, key: &str) -> Option<String> {
     None
 }
 
+/// The CLI crate, which owns the `stackhook` binary.
+const CLI_MANIFEST: &str = "crates/cli/Cargo.toml";
+
 fn bin_name() -> String {
-    cargo_value("[[bin]]", "name").expect("a [[bin]] name in Cargo.toml")
+    cargo_value(CLI_MANIFEST, "[[bin]]", "name").expect("a [[bin]] name in the CLI's manifest")
+}
+
+fn cli_package() -> String {
+    cargo_value(CLI_MANIFEST, "[package]", "name").expect("the CLI package's name")
+}
+
+/// The workspace's member directories, from `members = [...]` in Cargo.toml.
+fn members() -> Vec<String> {
+    let manifest = read("Cargo.toml");
+    let start = manifest
+        .find("members = [")
+        .expect("members in [workspace]")
+        + 11;
+    let list = &manifest[start..start + manifest[start..].find(']').expect("the end of members")];
+    let members: Vec<String> = list
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    assert!(members.len() > 1, "members {members:?}");
+    members
 }
 
 /// `(major, minor)` from `1.85`, `1.95-slim-bookworm` or `1.95.0`.
@@ -184,30 +208,44 @@ fn copied_sources(stage: &Stage) -> BTreeSet<String> {
     sources
 }
 
-/// Top-level files and directories the crate is built from: the manifest, the
-/// lock file, every target's `path` in Cargo.toml (and `benches/` when bench
-/// targets are declared), every `#[path]` module outside `src/`, and every
-/// file pulled in with `include_str!` or `include_bytes!`.
+/// Top-level files and directories the workspace is built from: the root
+/// manifest, the lock file, every member's directory, every target's or
+/// dependency's `path` in a member's manifest (and `benches/` when bench
+/// targets are declared), every `#[path]` module, and every file pulled in
+/// with `include_str!` or `include_bytes!`.
 fn needed_by_the_build() -> BTreeSet<String> {
     let mut needed: BTreeSet<String> = ["Cargo.toml", "Cargo.lock", "src"]
         .into_iter()
         .map(String::from)
         .collect();
-    for line in read("Cargo.toml").lines() {
-        if let Some((key, value)) = line.split_once('=')
-            && key.trim() == "path"
-        {
-            let path = value.trim().trim_matches('"');
-            needed.insert(top_level(Path::new(path)));
-        }
-    }
-    if read("Cargo.toml").contains("[[bench]]") {
-        // Cargo checks every declared target exists, even for `--bin` builds.
-        needed.insert("benches".into());
-    }
     let mut sources = Vec::new();
-    collect_rust_files(&root().join("src"), &mut sources);
-    collect_rust_files(&root().join("handlers"), &mut sources);
+    for member in members() {
+        let dir = root().join(&member);
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
+            .unwrap_or_else(|e| panic!("reading {member}/Cargo.toml: {e}"));
+        for line in manifest.lines() {
+            for part in line.split([',', '{', '}']) {
+                if let Some((key, value)) = part.split_once('=')
+                    && key.trim() == "path"
+                {
+                    let path = normalise(&dir.join(value.trim().trim_matches('"')));
+                    // `path = "."`: the root package itself.
+                    if path.as_os_str().is_empty() {
+                        continue;
+                    }
+                    needed.insert(top_level(&path));
+                }
+            }
+        }
+        if manifest.contains("[[bench]]") {
+            // Cargo checks every declared target exists, even for `--bin` builds.
+            needed.insert(top_level(&normalise(&dir.join("benches"))));
+        }
+        if member != "." {
+            needed.insert(top_level(Path::new(&member)));
+        }
+        collect_rust_files(&dir.join("src"), &mut sources);
+    }
     for file in sources {
         let text = std::fs::read_to_string(&file).expect("read source");
         for marker in ["#[path = \"", "include_str!(\"", "include_bytes!(\""] {
@@ -271,7 +309,13 @@ fn builds_and_ships_the_cargo_binary() {
         .all("RUN")
         .find(|r| r.args.contains("cargo build"))
         .expect("a RUN with cargo build");
-    for flag in ["--release", "--locked", &format!("--bin {bin}")] {
+    let package = cli_package();
+    for flag in [
+        "--release",
+        "--locked",
+        &format!("-p {package}"),
+        &format!("--bin {bin}"),
+    ] {
         assert!(
             cargo.args.contains(flag),
             "cargo build lacks {flag}: {}",
@@ -325,7 +369,9 @@ fn the_build_copies_everything_the_crate_needs() {
     let stages = stages();
     let copied = copied_sources(build_stage(&stages));
     let needed = needed_by_the_build();
-    assert!(needed.contains("handlers"), "{needed:?}");
+    for member in ["handlers", "crates", "benches"] {
+        assert!(needed.contains(member), "{member} not in {needed:?}");
+    }
     for item in &needed {
         assert!(
             copied.contains(item) || copied.contains("."),
@@ -393,7 +439,8 @@ fn the_rust_image_is_not_older_than_rust_version() {
     let stages = stages();
     let image = &build_stage(&stages).image;
     let tag = image.split_once(':').expect("a tagged image").1;
-    let msrv = cargo_value("[package]", "rust-version").expect("rust-version in Cargo.toml");
+    let msrv = cargo_value("Cargo.toml", "[workspace.package]", "rust-version")
+        .expect("rust-version in Cargo.toml's [workspace.package]");
     assert!(
         version(tag) >= version(&msrv),
         "{image} is older than rust-version {msrv}"
