@@ -3,6 +3,8 @@
 //! The `stackhook` binary fills it from flags and `STACKHOOK_*` environment
 //! variables; a program that embeds the runtime builds it directly.
 
+mod security;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;

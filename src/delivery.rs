@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::request::{CallbackUrl, Request};
 use crate::response::Response;
 
+// Defined with the wire model, below both delivery and the callback guard.
+pub use crate::request::Target;
+
 /// First backoff step; doubles each round up to [`BACKOFF_CAP`].
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// Largest backoff step: ROS polls its side for the answer, so waiting longer
@@ -31,25 +34,6 @@ const PUBLIC_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `User-Agent` of every callback.
 pub const USER_AGENT: &str = concat!("stackhook/", env!("CARGO_PKG_VERSION"));
-
-/// Which of the request's two URLs an attempt went to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// `ResponseURL`.
-    Public,
-    /// `IntranetResponseURL`.
-    Intranet,
-}
-
-impl Target {
-    /// `public` or `intranet`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Target::Public => "public",
-            Target::Intranet => "intranet",
-        }
-    }
-}
 
 /// A delivered answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

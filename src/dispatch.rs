@@ -145,6 +145,21 @@ pub(crate) async fn give_up(
     to_response(request, RunResult::TimedOut, budget)
 }
 
+// `Router::handle` lives here rather than in router.rs so that the
+// dependency runs one way: dispatch uses the router's table, and the router
+// knows nothing of how a handler is run.
+impl Router {
+    /// Run the handler for `request` and build its one answer.
+    ///
+    /// Long-running work is polled in this task, sleeping between polls. The
+    /// handler's future is cancelled at `deadline`. Errors, panics, timeouts,
+    /// unknown types and bad properties all become FAILED; this never fails
+    /// and never panics.
+    pub async fn handle(&self, request: &Request, deadline: Instant) -> Response {
+        run_to_answer(self, &Arc::new(request.clone()), deadline).await
+    }
+}
+
 /// Drive a request to its answer in this task, sleeping between polls.
 pub(crate) async fn run_to_answer(
     router: &Router,

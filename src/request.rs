@@ -78,6 +78,26 @@ impl fmt::Display for CallbackUrl {
     }
 }
 
+/// Which of the request's two callback URLs (an attempt went to, or the
+/// callback guard approved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `ResponseURL`.
+    Public,
+    /// `IntranetResponseURL`.
+    Intranet,
+}
+
+impl Target {
+    /// `public` or `intranet`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Public => "public",
+            Target::Intranet => "intranet",
+        }
+    }
+}
+
 /// Strip the query string, fragment and any user info from a URL for logging.
 pub fn redact_url(url: &str) -> String {
     let cut = url.find(['?', '#']).unwrap_or(url.len());

@@ -1,15 +1,14 @@
 //! Which handler serves which resource type.
+//!
+//! [`Router::handle`], which runs a request through its handler, is defined
+//! with the rest of the running in `dispatch.rs`, which uses this table.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::time::Instant;
-
 use crate::handler::Handler;
 use crate::handler::erased::DynHandler;
-use crate::request::Request;
-use crate::response::Response;
 
 /// The resource type ROS sends for the generic `ALIYUN::ROS::CustomResource`.
 pub const GENERIC_RESOURCE_TYPE: &str = "ALIYUN::ROS::CustomResource";
@@ -82,16 +81,6 @@ impl Router {
 
     pub(crate) fn handler_for(&self, resource_type: &str) -> Option<&Arc<dyn DynHandler>> {
         self.routes.get(resource_type).or(self.fallback.as_ref())
-    }
-
-    /// Run the handler for `request` and build its one answer.
-    ///
-    /// Long-running work is polled in this task, sleeping between polls. The
-    /// handler's future is cancelled at `deadline`. Errors, panics, timeouts,
-    /// unknown types and bad properties all become FAILED; this never fails
-    /// and never panics.
-    pub async fn handle(&self, request: &Request, deadline: Instant) -> Response {
-        crate::dispatch::run_to_answer(self, &Arc::new(request.clone()), deadline).await
     }
 }
 

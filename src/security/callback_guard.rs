@@ -33,9 +33,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::delivery::Target;
 use crate::error::{Error, Result};
-use crate::request::CallbackUrl;
+use crate::request::{CallbackUrl, Target};
 
 /// The allow list when none is configured.
 pub const DEFAULT_CALLBACK_ALLOW: [&str; 2] = ["*.aliyuncs.com", "*.alibabacloud.com"];

@@ -277,6 +277,16 @@ impl Route {
     }
 
     /// The service's success answer.
+    /// `reply` rendered for this call; `None` to drop the connection.
+    pub(super) fn render(
+        &self,
+        reply: &Reply,
+        wire: &Wire,
+        plans: &HashMap<String, Vec<Value>>,
+    ) -> Option<Rendered> {
+        reply.render(wire, self.service(), || self.success(wire, plans))
+    }
+
     pub(super) fn success(&self, wire: &Wire, plans: &HashMap<String, Vec<Value>>) -> Rendered {
         match self {
             Route::Rfs {
@@ -303,7 +313,7 @@ impl Route {
                     error_code: None,
                 }
             }
-            _ => reply::alibaba_success(self, wire),
+            _ => reply::alibaba_success(self.action(), wire),
         }
     }
 }
@@ -605,8 +615,8 @@ mod tests {
     fn rfs_code(wire: &Wire) -> Option<String> {
         let route = Route::of(wire);
         let reply = route.answer(wire);
-        reply
-            .render(&route, wire, &HashMap::new())
+        route
+            .render(&reply, wire, &HashMap::new())
             .and_then(|r| r.error_code)
     }
 

@@ -585,7 +585,7 @@ async fn handle(
                 None => (route.answer(&wire), false),
             },
         };
-        let rendered = reply.render(&route, &wire, &state.plans);
+        let rendered = route.render(&reply, &wire, &state.plans);
         let call = RecordedCall {
             service: route.service(),
             action: route.action().to_string(),

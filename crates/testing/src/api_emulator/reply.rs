@@ -1,13 +1,12 @@
 //! Scripted answers, and rendering any answer to HTTP.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::actions::Route;
+use super::Service;
 use super::verify::Wire;
 
 /// An answer the emulator gives: built in, or scripted with
@@ -146,21 +145,22 @@ impl Reply {
         self
     }
 
-    /// Render for `route`; `None` to drop the connection.
+    /// Render for a call to `service`, whose success answer `success`
+    /// builds; `None` to drop the connection.
     pub(super) fn render(
         &self,
-        route: &Route,
         wire: &Wire,
-        plans: &HashMap<String, Vec<Value>>,
+        service: Service,
+        success: impl FnOnce() -> Rendered,
     ) -> Option<Rendered> {
         let mut rendered = match &self.kind {
             Kind::Drop => return None,
-            Kind::Success => route.success(wire, plans),
+            Kind::Success => success(),
             Kind::AlibabaError {
                 status,
                 code,
                 message,
-            } => alibaba_error(route, wire, *status, code, message),
+            } => alibaba_error(service, wire, *status, code, message),
             Kind::RfsError {
                 status,
                 code,
@@ -221,14 +221,14 @@ pub(super) fn huawei_request_id() -> String {
 }
 
 /// `{"RequestId": …}`, or its XML form.
-pub(super) fn alibaba_success(route: &Route, wire: &Wire) -> Rendered {
+pub(super) fn alibaba_success(action: &str, wire: &Wire) -> Rendered {
     let request_id = alibaba_request_id();
     let (content_type, body) = if wants_xml(wire) {
         (
             "text/xml;charset=utf-8",
             format!(
                 "<?xml version='1.0' encoding='UTF-8'?><{action}Response><RequestId>{request_id}</RequestId></{action}Response>",
-                action = xml_escape(route.action())
+                action = xml_escape(action)
             ),
         )
     } else {
@@ -247,7 +247,7 @@ pub(super) fn alibaba_success(route: &Route, wire: &Wire) -> Rendered {
 }
 
 pub(super) fn alibaba_error(
-    route: &Route,
+    service: Service,
     wire: &Wire,
     status: u16,
     code: &str,
@@ -282,7 +282,7 @@ pub(super) fn alibaba_error(
                 "Message": message,
                 "Recommend": format!(
                     "https://api.aliyun.com/troubleshoot?q={code}&product={}&requestId={request_id}",
-                    route.service()
+                    service
                 ),
             })
             .to_string(),
@@ -330,6 +330,9 @@ fn xml_escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use super::super::actions::Route;
     use super::*;
 
     fn v2_wire(format: Option<&str>) -> Wire {
@@ -355,11 +358,11 @@ mod tests {
         let plans = HashMap::new();
         let wire = v2_wire(None);
         let route = Route::of(&wire);
-        let ok = Reply::success().render(&route, &wire, &plans);
+        let ok = route.render(&Reply::success(), &wire, &plans);
         let ok = ok.map(|r| r.body).unwrap_or_default();
         assert!(ok.contains("<SignalResourceResponse><RequestId>"), "{ok}");
-        let error = Reply::stack_group_operation_not_found()
-            .render(&route, &wire, &plans)
+        let error = route
+            .render(&Reply::stack_group_operation_not_found(), &wire, &plans)
             .map(|r| r.body)
             .unwrap_or_default();
         assert!(
@@ -367,8 +370,8 @@ mod tests {
             "{error}"
         );
         let wire = v2_wire(Some("json"));
-        let json = Reply::success()
-            .render(&route, &wire, &plans)
+        let json = route
+            .render(&Reply::success(), &wire, &plans)
             .map(|r| r.body)
             .unwrap_or_default();
         assert!(json.starts_with("{\"RequestId\":"), "{json}");
@@ -378,9 +381,11 @@ mod tests {
     fn scripted_headers_replace_the_built_in_ones() {
         let wire = v2_wire(Some("JSON"));
         let route = Route::of(&wire);
-        let rendered = Reply::alibaba_error(400, "X", "y")
-            .with_header("Content-Type", "text/plain")
-            .render(&route, &wire, &HashMap::new());
+        let rendered = route.render(
+            &Reply::alibaba_error(400, "X", "y").with_header("Content-Type", "text/plain"),
+            &wire,
+            &HashMap::new(),
+        );
         let headers = rendered.map(|r| r.headers).unwrap_or_default();
         let types: Vec<_> = headers
             .iter()
@@ -391,8 +396,8 @@ mod tests {
             [&("content-type".to_string(), "text/plain".to_string())]
         );
         assert!(
-            Reply::drop_connection()
-                .render(&route, &wire, &HashMap::new())
+            route
+                .render(&Reply::drop_connection(), &wire, &HashMap::new())
                 .is_none()
         );
     }
