@@ -32,7 +32,8 @@ pub(crate) fn from_text(text: &str) -> Result<Vec<u8>> {
     Ok(key)
 }
 
-/// Read the key from `dir`, creating the directory and a fresh key if needed.
+/// Read the key from `dir`, creating the directory (mode 0700: it will also
+/// hold the journal, presigned URLs included) and a fresh key if needed.
 ///
 /// # Errors
 /// [`Error::Io`] when the directory or file cannot be read or written, and
@@ -47,8 +48,7 @@ pub(crate) fn load_or_create(dir: &Path) -> Result<Vec<u8>> {
             ))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            create_private_dir(dir)?;
             let mut key = vec![0u8; 32];
             rand::rng().fill_bytes(&mut key);
             write_private(&path, hex::encode(&key).as_bytes())?;
@@ -57,6 +57,21 @@ pub(crate) fn load_or_create(dir: &Path) -> Result<Vec<u8>> {
         }
         Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
     }
+}
+
+/// `dir` and its missing parents, readable by the owner only. A directory
+/// that already exists keeps its mode.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| Error::io(format!("creating the state directory {}", dir.display()), e))
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
@@ -96,6 +111,20 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_state_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        load_or_create(&state).expect("created");
+        let mode = std::fs::metadata(&state)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]

@@ -82,6 +82,12 @@ pub(crate) async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         String::from_utf8_lossy(&outcome.reply_body)
     );
     let Some(answer) = outcome.answer else {
+        if let Some(refusal) = refused_callbacks(outcome.reply_status, &outcome.reply_body) {
+            // Nothing will come: say why at once, with the flag that helps.
+            eprintln!("error: the provider refused this request's callback URLs: {refusal}");
+            eprintln!("{ALLOW_HINT}");
+            return Ok(ExitCode::from(2));
+        }
         eprintln!(
             "no answer arrived within {} s ({} callback(s) received)",
             args.wait,
@@ -110,4 +116,70 @@ pub(crate) async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         Status::Success => ExitCode::SUCCESS,
         Status::Failed => ExitCode::from(1),
     })
+}
+
+/// How to let a provider answer `invoke`'s local callback receiver.
+const ALLOW_HINT: &str = "`stackhook invoke` takes the answer on 127.0.0.1, which a provider \
+refuses unless it is allowed: start it with `--callback-allow 127.0.0.1` \
+(or STACKHOOK_CALLBACK_ALLOW=127.0.0.1)";
+
+/// The provider's reason, when it refused the request (4xx) because its
+/// callback guard refused every callback URL: the error names the callback
+/// allow list, or says the callback was refused.
+fn refused_callbacks(status: u16, body: &[u8]) -> Option<String> {
+    if !(400..500).contains(&status) {
+        return None;
+    }
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => value
+            .get("error")
+            .and_then(|e| e.as_str())
+            .map_or_else(|| value.to_string(), String::from),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    let lower = text.to_ascii_lowercase();
+    (lower.contains("callback refused") || lower.contains("callback allow list")).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_of_every_callback_url_is_recognised() {
+        let body = br#"{"error":"callback refused: public URL: callback address `127.0.0.1` is an IP literal not listed in the callback allow list"}"#;
+        let refusal = refused_callbacks(403, body).expect("recognised");
+        assert!(
+            refusal.starts_with("callback refused: public URL"),
+            "{refusal}"
+        );
+        assert_eq!(
+            refused_callbacks(400, b"callback host `x` is not on the callback allow list")
+                .as_deref(),
+            Some("callback host `x` is not on the callback allow list")
+        );
+    }
+
+    #[test]
+    fn other_replies_are_not_a_callback_refusal() {
+        assert_eq!(
+            refused_callbacks(200, br#"{"error":"callback refused"}"#),
+            None
+        );
+        assert_eq!(
+            refused_callbacks(503, br#"{"error":"callback refused"}"#),
+            None
+        );
+        assert_eq!(
+            refused_callbacks(401, br#"{"error":"missing token"}"#),
+            None
+        );
+        assert_eq!(refused_callbacks(400, b"not json"), None);
+    }
+
+    #[test]
+    fn the_hint_names_the_flag_and_its_variable() {
+        assert!(ALLOW_HINT.contains("--callback-allow 127.0.0.1"));
+        assert!(ALLOW_HINT.contains("STACKHOOK_CALLBACK_ALLOW=127.0.0.1"));
+    }
 }

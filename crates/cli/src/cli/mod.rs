@@ -28,7 +28,7 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Serve the built-in handlers (Custom::Echo, Custom::RandomString, Custom::ResourceSignal, Custom::OosExecutionNotify, Custom::RfsStackSettings).
+    /// Serve the built-in handlers (Custom::Echo, Custom::RandomString, Custom::Wait, Custom::ResourceSignal, Custom::OosExecutionNotify, Custom::RfsStackSettings).
     Serve(serve::ServeArgs),
     /// Act as ROS once: send a request file to a provider and print its answer.
     ///
