@@ -497,23 +497,37 @@ fn env_vars_and_flags_in_the_guides_exist() {
 
 #[test]
 fn scaffold_templates_pass_the_same_checks() {
-    let dir = root().join("crates/cli/templates/provider");
-    let render = |file: &str| {
-        std::fs::read_to_string(dir.join(file))
-            .expect("template")
-            .replace("{{name}}", "demo-provider")
-            .replace("{{resource_type}}", "Custom::DemoProvider")
-    };
-    let block = |file: &str, lang: &str| Block {
-        file: format!("crates/cli/templates/provider/{file}"),
-        line: 1,
-        lang: lang.into(),
-        text: render(file),
-    };
-    check_yaml(&block("template.yaml.tmpl", "yaml"));
-    check_yaml(&block("s.yaml.tmpl", "yaml"));
-    check_yaml(&block("scenario.yaml.tmpl", "yaml"));
-    check_dockerfile(&block("Dockerfile.tmpl", "dockerfile"));
+    // As `stackhook new` writes them, with a checkout and with a git source.
+    for source in [
+        &[][..],
+        &["--stackhook-git", "https://git.example/stackhook"][..],
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let project = dir.path().join("demo-provider");
+        let output = Command::new(common::stackhook_bin())
+            .args(["new", "demo-provider", "--path"])
+            .arg(&project)
+            .args(source)
+            .output()
+            .expect("run stackhook new");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let block = |file: &str, lang: &str| Block {
+            file: format!("stackhook new {source:?}: {file}"),
+            line: 1,
+            lang: lang.into(),
+            text: std::fs::read_to_string(project.join(file)).expect("generated file"),
+        };
+        check_yaml(&block("template.yaml", "yaml"));
+        check_yaml(&block("s.yaml", "yaml"));
+        check_yaml(&block("scenario.yaml", "yaml"));
+        check_dockerfile(&block("Dockerfile", "dockerfile"));
+        check_toml(&block("Cargo.toml", "toml"));
+        check_shell(&block("README.md", "sh"));
+    }
 }
 
 #[test]

@@ -13,9 +13,12 @@ pub(crate) struct NewArgs {
     /// Where to create it [default: ./NAME]
     #[arg(long)]
     path: Option<PathBuf>,
-    /// Depend on a local stackhook checkout instead of the released version
-    #[arg(long, value_name = "PATH")]
+    /// Depend on the stackhook crates in this checkout [default: the checkout this binary was built from]
+    #[arg(long, value_name = "PATH", conflicts_with = "stackhook_git")]
     stackhook_path: Option<PathBuf>,
+    /// Depend on the stackhook crates in this git repository instead of a checkout
+    #[arg(long, value_name = "URL")]
+    stackhook_git: Option<String>,
     /// The resource type the handler serves [default: Custom::<Name in PascalCase>]
     #[arg(long)]
     resource_type: Option<String>,
@@ -63,7 +66,75 @@ const FILES: &[(&str, &str)] = &[
         ".gitignore",
         include_str!("../../templates/provider/gitignore.tmpl"),
     ),
+    (
+        ".dockerignore",
+        include_str!("../../templates/provider/dockerignore.tmpl"),
+    ),
 ];
+
+/// The workspace this binary was built from (`crates/cli/../..`), where its
+/// crates are when the binary runs on the machine that built it.
+const BUILT_FROM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// Where the generated project gets the stackhook crates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// A checkout of the workspace: the core at its root, the kit in
+    /// `crates/testing`.
+    Checkout(PathBuf),
+    /// A git repository holding the workspace.
+    Git(String),
+}
+
+impl Source {
+    /// `--stackhook-git`, `--stackhook-path`, or the checkout this binary was
+    /// built from when it is still there.
+    fn choose(args: &NewArgs) -> anyhow::Result<Source> {
+        if let Some(url) = &args.stackhook_git {
+            anyhow::ensure!(!url.trim().is_empty(), "--stackhook-git needs a URL");
+            return Ok(Source::Git(url.clone()));
+        }
+        if let Some(path) = &args.stackhook_path {
+            let path = path
+                .canonicalize()
+                .with_context(|| format!("finding the stackhook checkout {}", path.display()))?;
+            anyhow::ensure!(
+                is_checkout(&path),
+                "{} is not a stackhook checkout (no Cargo.toml and crates/testing/Cargo.toml)",
+                path.display()
+            );
+            return Ok(Source::Checkout(path));
+        }
+        match Path::new(BUILT_FROM).canonicalize() {
+            Ok(path) if is_checkout(&path) => Ok(Source::Checkout(path)),
+            _ => anyhow::bail!(
+                "the stackhook checkout this binary was built from ({BUILT_FROM}) is not here, \
+                 so the project would have no stackhook to build against: pass \
+                 --stackhook-path CHECKOUT or --stackhook-git URL"
+            ),
+        }
+    }
+
+    /// The dependency lines' value for `package`, found at `dir` in a
+    /// checkout (`""` for the root).
+    fn dependency(&self, dir: &str) -> String {
+        match self {
+            Source::Checkout(root) => {
+                let path = if dir.is_empty() {
+                    root.clone()
+                } else {
+                    root.join(dir)
+                };
+                format!("{{ path = {} }}", toml_string(&path.to_string_lossy()))
+            }
+            Source::Git(url) => format!("{{ git = {} }}", toml_string(url)),
+        }
+    }
+}
+
+fn is_checkout(path: &Path) -> bool {
+    path.join("Cargo.toml").is_file() && path.join("crates/testing/Cargo.toml").is_file()
+}
 
 pub(crate) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
     check_name(&args.name)?;
@@ -79,13 +150,7 @@ pub(crate) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("{} already exists and is not empty", dir.display());
     }
-    let stackhook_path = match &args.stackhook_path {
-        Some(path) => Some(
-            path.canonicalize()
-                .with_context(|| format!("finding the stackhook checkout {}", path.display()))?,
-        ),
-        None => None,
-    };
+    let source = Source::choose(&args)?;
     let resource_type = args
         .resource_type
         .clone()
@@ -95,7 +160,7 @@ pub(crate) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
         name: args.name.clone(),
         crate_name: args.name.replace('-', "_"),
         resource_type,
-        stackhook_path,
+        source,
     };
     for (relative, template) in FILES {
         let target = dir.join(relative);
@@ -112,48 +177,83 @@ pub(crate) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
         values.resource_type,
         dir.display()
     );
-    println!("Next:");
-    println!("  cd {}", dir.display());
-    println!("  cargo test          # lifecycles against the mock ROS");
-    println!("  cargo run           # serve on 0.0.0.0:9000");
-    println!("  stackhook mock-ros run scenario.yaml --url http://127.0.0.1:9000/");
+    for line in next_steps(&dir, &values.source) {
+        println!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What to do next, as commands that work when typed as they are (a test
+/// runs them).
+fn next_steps(dir: &Path, source: &Source) -> Vec<String> {
+    let mut lines = vec![
+        "Next:".to_string(),
+        format!("  cd {}", dir.display()),
+        "  cargo test                                    # lifecycles against the mock ROS".into(),
+        "  STACKHOOK_CALLBACK_ALLOW=127.0.0.1 cargo run  # serve on 0.0.0.0:9000, answering local callbacks".into(),
+        "  stackhook mock-ros run scenario.yaml --url http://127.0.0.1:9000/  # in another terminal".into(),
+    ];
+    if let Source::Checkout(root) = source {
+        lines.push(format!(
+            "(`stackhook` not on your PATH? cargo install --path {})",
+            root.join("crates/cli").display()
+        ));
+    }
+    lines
 }
 
 struct Values {
     name: String,
     crate_name: String,
     resource_type: String,
-    stackhook_path: Option<PathBuf>,
+    source: Source,
 }
 
 fn render(template: &str, values: &Values) -> String {
-    let version = format!(
-        "{}.{}",
-        env!("CARGO_PKG_VERSION_MAJOR"),
-        env!("CARGO_PKG_VERSION_MINOR")
-    );
-    let source = match &values.stackhook_path {
-        Some(path) => format!("path = {}", toml_string(path)),
-        None => format!("version = \"{version}\""),
+    let (docker_build, docker_copy) = match &values.source {
+        // The checkout goes to its own absolute path inside the image too,
+        // so the path dependencies resolve there as they do here.
+        Source::Checkout(root) => (
+            format!(
+                "# The stackhook crates come from a checkout, given as the `stackhook` build\n\
+                 # context:\n\
+                 #   docker build --build-context stackhook={root} -t {name} .",
+                root = root.display(),
+                name = values.name
+            ),
+            format!("COPY --from=stackhook . {}\n", root.display()),
+        ),
+        Source::Git(_) => (
+            format!(
+                "# The stackhook crates are fetched from git during the build:\n\
+                 #   docker build -t {name} .",
+                name = values.name
+            ),
+            String::new(),
+        ),
+    };
+    let install = match &values.source {
+        Source::Checkout(root) => {
+            format!("cargo install --path {}", root.join("crates/cli").display())
+        }
+        Source::Git(url) => format!("cargo install --git {url} stackhook-cli"),
     };
     template
+        .replace("{{stackhook_dep}}", &values.source.dependency(""))
         .replace(
-            "{{stackhook_dep}}",
-            &format!("{{ {source}, default-features = false }}"),
+            "{{stackhook_testing_dep}}",
+            &values.source.dependency("crates/testing"),
         )
-        .replace(
-            "{{stackhook_dev_dep}}",
-            &format!("{{ {source}, features = [\"test-util\"] }}"),
-        )
+        .replace("{{docker_build_command}}", &docker_build)
+        .replace("{{docker_copy_stackhook}}", &docker_copy)
+        .replace("{{install_stackhook}}", &install)
         .replace("{{crate_name}}", &values.crate_name)
         .replace("{{resource_type}}", &values.resource_type)
         .replace("{{name}}", &values.name)
 }
 
 /// A TOML basic string.
-fn toml_string(path: &Path) -> String {
-    let text = path.to_string_lossy();
+fn toml_string(text: &str) -> String {
     let mut out = String::from("\"");
     for c in text.chars() {
         match c {
@@ -218,30 +318,84 @@ fn pascal_case(name: &str) -> String {
 mod tests {
     use super::*;
 
-    fn values(path: Option<&str>) -> Values {
+    fn values(source: Source) -> Values {
         Values {
             name: "dns-record".into(),
             crate_name: "dns_record".into(),
             resource_type: "Custom::DnsRecord".into(),
-            stackhook_path: path.map(PathBuf::from),
+            source,
         }
     }
 
     #[test]
     fn every_placeholder_is_filled() {
-        for (file, template) in FILES {
-            let text = render(template, &values(Some("/a \"b\"/c")));
-            assert!(!text.contains("{{"), "{file} keeps a placeholder");
+        for source in [
+            Source::Checkout(PathBuf::from("/a \"b\"/c")),
+            Source::Git("https://git.example/stackhook".into()),
+        ] {
+            for (file, template) in FILES {
+                let text = render(template, &values(source.clone()));
+                assert!(!text.contains("{{"), "{file} keeps a placeholder");
+            }
         }
     }
 
     #[test]
-    fn dependency_by_version_or_path() {
+    fn the_core_in_dependencies_and_the_kit_in_dev_dependencies() {
         let cargo = FILES[0].1;
-        let by_version = render(cargo, &values(None));
-        assert!(by_version.contains("stackhook = { version = \"0.1\", default-features = false }"));
-        let by_path = render(cargo, &values(Some("/src/stack\\hook")));
-        assert!(by_path.contains(r#"path = "/src/stack\\hook", features = ["test-util"]"#));
+        let by_path = render(cargo, &values(Source::Checkout("/src/stack\\hook".into())));
+        let (normal, dev) = by_path
+            .split_once("[dev-dependencies]")
+            .expect("dev-dependencies");
+        assert!(
+            normal.contains(r#"stackhook = { path = "/src/stack\\hook" }"#),
+            "{normal}"
+        );
+        assert!(!normal.contains("stackhook-testing"), "{normal}");
+        assert!(
+            dev.contains(r#"stackhook-testing = { path = "/src/stack\\hook/crates/testing" }"#),
+            "{dev}"
+        );
+        let by_git = render(cargo, &values(Source::Git("https://git.example/s".into())));
+        assert!(
+            by_git.contains(r#"stackhook = { git = "https://git.example/s" }"#),
+            "{by_git}"
+        );
+        assert!(by_git.contains(r#"stackhook-testing = { git = "https://git.example/s" }"#));
+    }
+
+    #[test]
+    fn by_default_the_checkout_this_binary_was_built_from() {
+        let args = NewArgs {
+            name: "x".into(),
+            path: None,
+            stackhook_path: None,
+            stackhook_git: None,
+            resource_type: None,
+        };
+        let Ok(Source::Checkout(root)) = Source::choose(&args) else {
+            panic!("the checkout that built this test is here");
+        };
+        assert!(
+            root.join("crates/cli/Cargo.toml").is_file(),
+            "{}",
+            root.display()
+        );
+    }
+
+    #[test]
+    fn the_next_steps_allow_local_callbacks_and_say_how_to_install() {
+        let steps = next_steps(Path::new("demo"), &Source::Checkout("/src/sh".into()));
+        assert!(
+            steps
+                .iter()
+                .any(|l| l.contains("STACKHOOK_CALLBACK_ALLOW=127.0.0.1 cargo run"))
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|l| l.contains("cargo install --path /src/sh/crates/cli"))
+        );
     }
 
     #[test]
