@@ -22,6 +22,10 @@ const GUIDES: &[&str] = &[
     "orchestration-clients.md",
     "../README.md",
     "performance.md",
+    "builtin-handlers.md",
+    "configuration.md",
+    "reliability.md",
+    "architecture.md",
 ];
 
 struct Block {
