@@ -300,9 +300,15 @@ fn success(request: &Request, outcome: Outcome) -> Response {
         return Response::success(request, answer_id(request), outcome.data);
     }
     let chosen = outcome.physical_resource_id.is_some();
-    let id = outcome
-        .physical_resource_id
-        .unwrap_or_else(|| physical_id::generate(&request.stack_id, &request.logical_resource_id));
+    // Derived from the request, so a rerun after a crash answers with the
+    // id the first run may already have delivered.
+    let id = outcome.physical_resource_id.unwrap_or_else(|| {
+        physical_id::generate(
+            &request.stack_id,
+            &request.logical_resource_id,
+            &request.request_id,
+        )
+    });
     let checked = if chosen {
         physical_id::validate(&id)
     } else {
