@@ -97,6 +97,9 @@ pub(crate) async fn first_step(
         Err(reason) => return Step::Answer(Response::failed(request, answer_id(request), reason)),
     };
     let context = extras.context(request, deadline);
+    // One line per handler run, in the request's span: the crash tests count
+    // them to prove no answered request runs again.
+    tracing::info!(step = "first", "handler started");
     let result = run_guarded(handler.call(operation, context), deadline).await;
     finish(request, result, budget, None)
 }
@@ -115,6 +118,7 @@ pub(crate) async fn poll_step(
         Err(response) => return Step::Answer(*response),
     };
     let context = extras.context(request, deadline);
+    tracing::info!(step = "poll", poll = waiting.attempt + 1, "handler started");
     let result = run_guarded(
         handler.poll(poll_input(request, waiting), context),
         deadline,
