@@ -485,20 +485,21 @@ pub(crate) mod contract {
         "kind-sync-reply",
     ];
 
-    /// A record for `KINDS[i]`, on the channel its kind arrives by.
-    fn kind(i: usize) -> (RequestKey, Record) {
-        let (key, mut record) = record(KINDS[i]);
-        if KINDS[i] == "kind-sync-reply" {
+    /// A record of the kind `name`, on the channel its kind arrives by.
+    fn kind(name: &str) -> (RequestKey, Record) {
+        let (key, mut record) = record(name);
+        if name == "kind-sync-reply" {
             record.channel = Channel::Sync;
         }
         (key, record)
     }
 
-    /// What `KINDS[i]` holds once [`write_every_kind`] is done. Built from
-    /// the request alone, so that another process expects the same.
-    fn final_stage(i: usize) -> Stage {
-        let (_, record) = kind(i);
-        match KINDS[i] {
+    /// What the record of the kind `name` holds once [`write_every_kind`]
+    /// is done. Built from the request alone, so that another process
+    /// expects the same.
+    fn final_stage(name: &str) -> Stage {
+        let (_, record) = kind(name);
+        match name {
             "kind-accepted" => Stage::Running,
             "kind-polling" => Stage::Polling {
                 state: serde_json::json!({"step": 1}),
@@ -522,20 +523,20 @@ pub(crate) mod contract {
     /// and hide their loss.
     pub(crate) async fn write_every_kind(store: &dyn Store) {
         let mut later = Vec::new();
-        for i in 0..KINDS.len() {
-            let (key, mut record) = kind(i);
+        for name in KINDS {
+            let (key, mut record) = kind(name);
             match store.accept_early(&key, &record).await.expect("accept") {
                 Acceptance::Inserted(durable) => durable.await.expect("durable"),
                 Acceptance::Existing(_) => panic!("{key} was new"),
             }
-            match final_stage(i) {
+            match final_stage(name) {
                 Stage::Running => {}
                 stage @ Stage::Polling { .. } => {
                     record.stage = stage;
                     store.put(&key, &record).await.expect("put");
                 }
                 Stage::Answered { response, .. } => {
-                    if KINDS[i] == "kind-delivered-from-the-outbox" {
+                    if name == "kind-delivered-from-the-outbox" {
                         record.stage = Stage::Answered {
                             response: Arc::clone(&response),
                             delivered: false,
@@ -570,14 +571,14 @@ pub(crate) mod contract {
     /// record at its last stage, on its channel, and only the running and
     /// polling ones open.
     pub(crate) async fn holds_every_kind(store: &dyn Store) {
-        for i in 0..KINDS.len() {
-            let (key, expected) = kind(i);
+        for name in KINDS {
+            let (key, expected) = kind(name);
             let held = store
                 .get(&key)
                 .await
                 .expect("get")
                 .unwrap_or_else(|| panic!("{key} lost"));
-            assert_eq!(held.stage, final_stage(i), "{key}");
+            assert_eq!(held.stage, final_stage(name), "{key}");
             assert_eq!(held.channel, expected.channel, "{key}");
         }
         let mut open: Vec<String> = store

@@ -437,13 +437,18 @@ impl Runtime {
     /// reached ROS (always true for sync replies).
     ///
     /// How the answer is journaled depends on what a crash would cost:
-    /// - a sync answer is already in the reply: an eventual write, for
-    ///   redeliveries only;
     /// - a request whose restart policy is to rerun gets its answer again
-    ///   from the rerun: it is delivered first, then the answer and its
+    ///   from the rerun: a sync reply is recorded with an eventual write;
+    ///   a callback answer is delivered first, then the answer and its
     ///   delivery are recorded in one eventual write;
-    /// - any other answer goes to the outbox durably before delivery, and
-    ///   is marked delivered after.
+    /// - any other sync reply is recorded durably before it is given: lost,
+    ///   the restart would answer the redelivery FAILED, reversing it;
+    /// - any other callback answer goes to the outbox durably before
+    ///   delivery, and is marked delivered after.
+    ///
+    /// An eventual write is durable within the journal's
+    /// [`DURABILITY_BOUND`](crate::journal::DURABILITY_BOUND): a crash later
+    /// than that reruns nothing and answers nothing again.
     ///
     /// The request stays in the running map until its answer is queued for
     /// the journal, so a redelivery always finds one or the other. Leaving
@@ -473,12 +478,17 @@ impl Runtime {
             delivered: !uses_callback,
         };
         let mut delivered = Ok(());
+        let rerun = self.restart_policy(&record.request) == RestartPolicy::Rerun;
         if !uses_callback {
-            if let Err(error) = self.store.put_eventually(key, record).await {
+            let journaled = if rerun {
+                self.store.put_eventually(key, record).await
+            } else {
+                self.store.put(key, record).await
+            };
+            if let Err(error) = journaled {
                 tracing::error!(%error, "could not journal the answer");
             }
         } else {
-            let rerun = self.restart_policy(&record.request) == RestartPolicy::Rerun;
             if !rerun && let Err(error) = self.store.put(key, record).await {
                 tracing::error!(%error, "could not journal the answer; delivering it anyway");
             }
@@ -747,24 +757,41 @@ impl Runtime {
                     self.metrics.waiting.inc();
                     let _ = self.schedule.send((wall_to_instant(*next_poll_at_ms), key));
                 }
+                // Run again, or answered FAILED with the true cause. A
+                // redelivery meanwhile joins it (it is in the running map),
+                // and later ones get the recorded answer.
                 Stage::Running => {
-                    let policy = self.restart_policy(&record.request);
+                    let not_rerun = self.not_rerun_because(&record.request);
                     self.running().insert(&record.request, Running::default());
-                    let total = self.total(&record.request);
+                    let sync = record.channel == Channel::Sync;
+                    let total = if sync {
+                        self.sync_total(&record.request)
+                    } else {
+                        self.total(&record.request)
+                    };
+                    if sync && not_rerun.is_none() {
+                        // ROS's wait for the reply ended with the process,
+                        // and a reply may have been given: the rerun answers
+                        // the redelivery with what a first run would, in a
+                        // fresh sync window counted from now.
+                        record.accepted_at_ms = now_ms();
+                    }
                     self.tasks.spawn(
                         async move {
-                            if policy == RestartPolicy::Rerun && record.channel != Channel::Sync {
-                                tracing::info!("the provider restarted during the operation; running it again");
-                                runtime.drive(key, record, None, total, false, Extras::default()).await;
-                            } else {
-                                tracing::warn!("the provider restarted during the operation; answering FAILED");
-                                let response = Response::failed(
-                                    &record.request,
-                                    dispatch::answer_id(&record.request),
-                                    "the provider restarted during the operation; it was not run again because \
-                                     the handler is not declared idempotent",
-                                );
-                                let _ = runtime.conclude(&key, &mut record, response, total).await;
+                            match not_rerun {
+                                None => {
+                                    tracing::info!("the provider restarted during the operation; running it again");
+                                    runtime.drive(key, record, None, total, sync, Extras::default()).await;
+                                }
+                                Some(cause) => {
+                                    tracing::warn!(%cause, "the provider restarted during the operation; answering FAILED");
+                                    let response = Response::failed(
+                                        &record.request,
+                                        dispatch::answer_id(&record.request),
+                                        format!("the provider restarted during the operation; it was not run again because {cause}"),
+                                    );
+                                    let _ = runtime.conclude(&key, &mut record, response, total).await;
+                                }
                             }
                         }
                         .instrument(span),
@@ -773,6 +800,33 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// Why `request`, found running when the process started, is not run
+    /// again: the configured policy or the handler's declaration. `None`
+    /// when it is run again.
+    fn not_rerun_because(&self, request: &Request) -> Option<String> {
+        let resource_type = &request.resource_type;
+        if let Some(policy) = self.config.restart_policies.get(resource_type) {
+            return (*policy == RestartPolicy::Fail).then(|| {
+                format!(
+                    "the restart policy for {resource_type} is `fail` (--restart-policy {resource_type}=fail)"
+                )
+            });
+        }
+        match self.router.handler_for(resource_type) {
+            Some(handler) if handler.idempotent() => None,
+            Some(_) => Some(format!(
+                "the handler for {resource_type} is not declared idempotent (if running it twice is \
+                 safe, declare it so, or set --restart-policy {resource_type}=rerun)"
+            )),
+            None => Some(format!("no handler is registered for {resource_type}")),
+        }
+    }
+
+    /// The time a sync request of `request`'s type has, within ROS's wait.
+    fn sync_total(&self, request: &Request) -> Duration {
+        self.total(request).min(ROS_SYNC_WAIT) - SYNC_REPLY_MARGIN
     }
 
     fn restart_policy(&self, request: &Request) -> RestartPolicy {
@@ -1270,6 +1324,191 @@ mod tests {
     async fn a_rerun_answer_is_delivered_then_journaled_once() {
         assert_eq!(
             journal_writes_of("Custom::Again", 200).await,
+            vec![("accept", "running", false), ("eventual", "answered", true)]
+        );
+    }
+
+    /// Declared idempotent: counts its runs, takes a little time (so a
+    /// deadline already past would cut it off), and lets the runtime
+    /// generate the id.
+    struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Handler for Counted {
+        type Properties = serde_json::Value;
+        type Error = std::io::Error;
+        const IDEMPOTENT: bool = true;
+
+        async fn create(&self, _: CreateRequest<Self::Properties>) -> std::io::Result<Created> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(Created::new())
+        }
+        async fn update(&self, _: UpdateRequest<Self::Properties>) -> std::io::Result<Updated> {
+            Ok(Updated::new())
+        }
+        async fn delete(&self, _: DeleteRequest<Self::Properties>) -> std::io::Result<Deleted> {
+            Ok(Deleted::new())
+        }
+    }
+
+    /// A runtime over `store` with `Custom::Done` (not idempotent) and
+    /// `Custom::Counted` (idempotent, its runs counted), configured by
+    /// `config`, and the run count.
+    fn recovering(
+        store: Arc<dyn Store>,
+        config: Config,
+    ) -> (Arc<Runtime>, Arc<std::sync::atomic::AtomicUsize>) {
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let router = Router::new()
+            .route("Custom::Done", Done)
+            .route("Custom::Counted", Counted(Arc::clone(&runs)));
+        let runtime = Runtime::with_store(router, config, store).expect("runtime");
+        (runtime, runs)
+    }
+
+    /// A Create of `resource_type` left running by a process that died a
+    /// minute ago, as the journal has it.
+    async fn left_running(
+        store: &dyn Store,
+        resource_type: &str,
+        id: &str,
+        channel: Channel,
+        sink: &CallbackSink,
+    ) -> Arc<Request> {
+        let mut request = Request::new(RequestType::Create, resource_type, "Res", "stack", id);
+        request.response_url = Some(CallbackUrl::new(sink.url("/cb")));
+        let request = Arc::new(request);
+        let mut record = Record::accepted(Arc::clone(&request), channel);
+        record.accepted_at_ms -= 60_000;
+        store
+            .put(&RequestKey::of(&request), &record)
+            .await
+            .expect("put");
+        request
+    }
+
+    #[tokio::test]
+    async fn a_sync_request_left_running_is_rerun_and_its_redeliveries_get_that_answer() {
+        let sink = CallbackSink::start().await.expect("sink");
+        let store = Arc::new(MemoryStore::new());
+        let request =
+            left_running(&*store, "Custom::Counted", "sync-1", Channel::Sync, &sink).await;
+        let (runtime, runs) = recovering(store.clone(), Config::for_local_testing());
+        runtime.recover().await.expect("recover");
+        // Its sync window ended with the dead process a minute ago; the
+        // rerun gets a fresh one, or the handler would be cut off at once.
+        let first = runtime.answer_sync(&request).await;
+        assert_eq!(first.status, crate::response::Status::Success, "{first:?}");
+        assert_eq!(
+            first.physical_resource_id,
+            crate::physical_id::generate("stack", "Res", "sync-1"),
+            "the id a first run would have given"
+        );
+        let again = runtime.answer_sync(&request).await;
+        assert_eq!(again, first, "a redelivery gets the recorded answer");
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let recorded = store
+            .get(&RequestKey::of(&request))
+            .await
+            .expect("get")
+            .expect("recorded");
+        assert!(
+            matches!(recorded.stage, Stage::Answered { ref response, .. } if **response == first)
+        );
+        assert!(
+            sink.received().is_empty(),
+            "a sync request gets no callback"
+        );
+    }
+
+    /// The FAILED answers the requests left running get after a restart,
+    /// through their callbacks (async) and to a redelivery (sync).
+    async fn restart_reasons(resource_type: &str, config: Config) -> (Vec<String>, usize) {
+        let sink = CallbackSink::start().await.expect("sink");
+        let store = Arc::new(MemoryStore::new());
+        left_running(&*store, resource_type, "async-1", Channel::Async, &sink).await;
+        let sync = left_running(&*store, resource_type, "sync-1", Channel::Sync, &sink).await;
+        let (runtime, runs) = recovering(store, config);
+        runtime.recover().await.expect("recover");
+        let mut reasons: Vec<String> = sink
+            .wait_for(1, Duration::from_secs(10))
+            .await
+            .iter()
+            .filter_map(|received| received.response())
+            .map(|response| {
+                assert_eq!(response.status, crate::response::Status::Failed);
+                response.reason.unwrap_or_default()
+            })
+            .collect();
+        let redelivered = runtime.answer_sync(&sync).await;
+        assert_eq!(redelivered.status, crate::response::Status::Failed);
+        reasons.push(redelivered.reason.unwrap_or_default());
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        (reasons, runs.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_request_left_running_under_a_fail_policy_is_failed_naming_the_policy() {
+        let config =
+            Config::for_local_testing().restart_policy("Custom::Counted", RestartPolicy::Fail);
+        let (reasons, runs) = restart_reasons("Custom::Counted", config).await;
+        assert_eq!(runs, 0, "not run again");
+        for reason in reasons {
+            assert!(
+                reason.contains("restarted during the operation"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("--restart-policy Custom::Counted=fail"),
+                "{reason}"
+            );
+            assert!(!reason.contains("idempotent"), "a false cause: {reason}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_left_running_whose_handler_is_not_idempotent_is_failed_saying_so() {
+        let (reasons, _) = restart_reasons("Custom::Done", Config::for_local_testing()).await;
+        for reason in reasons {
+            assert!(
+                reason.contains("restarted during the operation"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("the handler for Custom::Done is not declared idempotent"),
+                "{reason}"
+            );
+        }
+    }
+
+    /// The journal writes of one sync Create of `resource_type`.
+    async fn sync_writes_of(resource_type: &str) -> Vec<(&'static str, &'static str, bool)> {
+        let store = Arc::new(LoggedStore::default());
+        let (runtime, _) = recovering(store.clone(), Config::for_local_testing());
+        let request = Arc::new(Request::new(
+            RequestType::Create,
+            resource_type,
+            "Res",
+            "stack",
+            "r1",
+        ));
+        let reply = runtime.answer_sync(&request).await;
+        assert_eq!(reply.status, crate::response::Status::Success, "{reply:?}");
+        store.writes()
+    }
+
+    #[tokio::test]
+    async fn a_sync_reply_a_rerun_cannot_reproduce_is_fsynced_before_it_is_given() {
+        assert_eq!(
+            sync_writes_of("Custom::Done").await,
+            vec![("accept", "running", false), ("durable", "answered", true)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sync_reply_a_rerun_reproduces_is_journaled_without_waiting() {
+        assert_eq!(
+            sync_writes_of("Custom::Counted").await,
             vec![("accept", "running", false), ("eventual", "answered", true)]
         );
     }
