@@ -23,7 +23,7 @@ const SUFFIX_LEN: usize = 10;
 /// The id for a Create whose handler did not choose one:
 /// `<stack id>-<logical id>-<suffix>`, within 255 bytes.
 ///
-/// The suffix is derived from the request: [`SUFFIX_LEN`] base-36 digits of
+/// The suffix is derived from the request: ten base-36 digits of
 /// a SHA-256 of the stack id, the logical id and the request id (each
 /// prefixed with its length, so no two triples hash alike). The same request
 /// therefore always gets the same id: a Create run again after a crash (its

@@ -255,9 +255,8 @@ pub enum Acceptance {
 /// [`Store::put`] survives a crash once its future completes; a
 /// [`Store::put_eventually`] or [`Store::put_delivered`] once
 /// [`DURABILITY_BOUND`] has passed; [`Store::flush`] makes everything
-/// before it durable. Writes reach disk in the order they were made. A
-/// store that is not durable keeps nothing across a restart, and none of
-/// this applies to it.
+/// before it durable. A store that is not durable keeps nothing across a
+/// restart, and none of this applies to it.
 ///
 /// A record is always written under its request's key
 /// (`RequestKey::of(&record.request)`); stores may rely on it, and give that

@@ -375,7 +375,7 @@ fn encoding_error(e: serde_json::Error) -> Error {
     Error::Journal(format!("cannot encode a record: {e}"))
 }
 
-/// `record` as [`encode`] writes it, byte for byte, from its request already
+/// `record` as `serde_json::to_vec` writes it, byte for byte, from its request already
 /// encoded (`request`) and, for an answered record, the answer as sent
 /// (`sent`). A round trip writes its record two or three times; this
 /// encodes its request once and its answer once (for the delivery).
@@ -729,7 +729,7 @@ impl Store for RedbStore {
     }
 
     /// Decided here, from the queued writes and a read transaction, with
-    /// [`Queued`] locked so that of two accepts of one key exactly one
+    /// `Queued` locked so that of two accepts of one key exactly one
     /// inserts; the writer thread only makes the insert durable.
     fn accept_early<'a>(
         &'a self,
