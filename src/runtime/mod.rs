@@ -338,7 +338,7 @@ impl Runtime {
         request: &Arc<Request>,
         waiting: Option<&Waiting>,
         deadline: Instant,
-        budget: Duration,
+        budget: &dispatch::Budget,
         extras: &Extras,
     ) -> Step {
         let shut_down = || {
@@ -392,12 +392,24 @@ impl Runtime {
     ) -> Option<(Arc<Response>, Delivery)> {
         let request = Arc::clone(&record.request);
         let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
-        let handler_deadline = end - delivery_margin(total).min(total / 2);
+        let kept = delivery_margin(total).min(total / 2);
+        let handler_deadline = end - kept;
+        let budget = &dispatch::Budget::new(
+            handler_deadline,
+            total.saturating_sub(kept),
+            self.limit(&record, total),
+        );
         // Concluded in one place, after the loop: the task's state machine
         // then holds one inlined `conclude`, not one per way out.
         let response = loop {
             let step = self
-                .step(&request, waiting.as_ref(), handler_deadline, total, &extras)
+                .step(
+                    &request,
+                    waiting.as_ref(),
+                    handler_deadline,
+                    budget,
+                    &extras,
+                )
                 .await;
             let next = match step {
                 Step::Answer(response) => break response,
@@ -405,7 +417,7 @@ impl Runtime {
             };
             let due = Instant::now() + next.after;
             if due >= handler_deadline || self.cancel.is_cancelled() {
-                break dispatch::give_up(&self.router, &request, &next, total).await;
+                break dispatch::give_up(&self.router, &request, &next, budget).await;
             }
             record.stage = Stage::Polling {
                 state: next.state.clone(),
@@ -657,10 +669,28 @@ impl Runtime {
         }
     }
 
-    /// Answer in sync mode, within ROS's fixed 10 s wait.
+    /// What set `total`, the time `record`'s request has, for the reasons
+    /// that say it ran out: a sync request has at most ROS's wait (see
+    /// [`Runtime::answer_sync`]), and an invocation at most its function's
+    /// timeout.
+    fn limit(&self, record: &Record, total: Duration) -> dispatch::Limit {
+        let timeout = self.total(&record.request);
+        match record.channel {
+            Channel::Sync if timeout >= ROS_SYNC_WAIT => dispatch::Limit::SyncWait,
+            Channel::Sync => dispatch::Limit::SyncTimeout(timeout),
+            Channel::FunctionCompute if total < timeout => dispatch::Limit::FunctionTimeout(total),
+            Channel::Async | Channel::FunctionCompute => dispatch::Limit::Timeout(total),
+        }
+    }
+
+    /// Answer in sync mode, within ROS's fixed 10 s wait. A reason that
+    /// says time ran out names the limit that did (see [`Runtime::limit`]).
     pub(crate) async fn answer_sync(&self, request: &Arc<Request>) -> Response {
-        let total = self.total(request).min(ROS_SYNC_WAIT) - SYNC_REPLY_MARGIN;
-        let mut response = match self.admit(request, Channel::Sync).await {
+        let total = self
+            .total(request)
+            .min(ROS_SYNC_WAIT)
+            .saturating_sub(SYNC_REPLY_MARGIN);
+        match self.admit(request, Channel::Sync).await {
             Ok(Admission::Owner(key, record, _)) => {
                 match self
                     .drive(key, record, None, total, true, Extras::default())
@@ -688,15 +718,7 @@ impl Runtime {
                 dispatch::answer_id(request),
                 format!("the provider could not record the request: {error}"),
             ),
-        };
-        if let Some(reason) = response
-            .reason
-            .as_mut()
-            .filter(|r| r.starts_with("timed out"))
-        {
-            reason.push_str("; ROS waits only 10 s for the answer to a web[sync]: request");
         }
-        response
     }
 
     /// Send FAILED for a body that was not a valid request but names its
