@@ -232,7 +232,7 @@ struct SecurityArgs {
     /// Most connections open at once; more are closed on accept
     #[arg(long, env = "STACKHOOK_MAX_CONNECTIONS", default_value_t = stackhook::security::limits::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
-    /// Most requests in progress from one client address; more get 429
+    /// Most requests from one client address whose body is being read at once; another waits up to 5 s for a slot, then gets 503 with Retry-After (behind a proxy: see docs/security.md)
     #[arg(long, env = "STACKHOOK_MAX_REQUESTS_PER_IP", default_value_t = stackhook::security::limits::DEFAULT_MAX_REQUESTS_PER_IP)]
     max_requests_per_ip: usize,
     /// Property name whose value is hidden in TRACE body logs (repeatable, or comma-separated in the env var)

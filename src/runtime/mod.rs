@@ -98,8 +98,10 @@ pub(crate) enum Admission {
     Answered(Arc<Response>),
     /// The journal has it open, but this process is not working on it.
     Elsewhere,
-    /// Too many requests are queued.
-    Overloaded,
+    /// Too many requests are queued: it was answered FAILED "overloaded" at
+    /// once, and the answer is journaled (the outbox, for a callback), so a
+    /// redelivery gets the same one. The caller delivers or replies it.
+    Overloaded(RequestKey, Record, Arc<Response>),
 }
 
 /// Completes when `durable` does, or sooner, once `delivered` says the
@@ -241,6 +243,7 @@ impl Runtime {
         // starts only after the fsync.
         let early =
             channel == Channel::Async && self.restart_policy(request) == RestartPolicy::Rerun;
+        // `None`: the queue is full.
         let on_delivery = {
             let mut running = self.running();
             let vacant = match running.entry(request) {
@@ -253,16 +256,20 @@ impl Runtime {
                 Slot::Vacant(vacant) => vacant,
             };
             if self.metrics.queue_depth.get() >= self.limiter.max_queue as i64 {
-                return Ok(Admission::Overloaded);
+                None
+            } else {
+                let mut entry = Running::default();
+                let on_delivery = (early && self.store.is_durable()).then(|| {
+                    let (delivered, on_delivery) = oneshot::channel();
+                    entry.delivered = Some(delivered);
+                    on_delivery
+                });
+                vacant.insert(entry);
+                Some(on_delivery)
             }
-            let mut entry = Running::default();
-            let on_delivery = (early && self.store.is_durable()).then(|| {
-                let (delivered, on_delivery) = oneshot::channel();
-                entry.delivered = Some(delivered);
-                on_delivery
-            });
-            vacant.insert(entry);
-            on_delivery
+        };
+        let Some(on_delivery) = on_delivery else {
+            return self.record_overloaded(request, channel).await;
         };
         let record = Record::accepted(Arc::clone(request), channel);
         let accepted = match self.store.accept_early(&key, &record).await {
@@ -601,25 +608,69 @@ impl Runtime {
         );
     }
 
-    /// Answer a request whose queue is full: FAILED, at once.
-    pub(crate) async fn answer_overloaded(&self, request: &Request, channel: Channel) -> Response {
-        let response = Response::failed(
+    /// Answer FAILED "overloaded" a request that arrived with the queue
+    /// full, by journaling the answer: in the outbox when it goes to a
+    /// callback, closed when it is the sync reply. A redelivery then gets
+    /// this same answer rather than a run, whose answer would differ.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when the journal cannot record it.
+    async fn record_overloaded(
+        &self,
+        request: &Arc<Request>,
+        channel: Channel,
+    ) -> Result<Admission> {
+        let key = RequestKey::of(request);
+        let response = Arc::new(Response::failed(
             request,
             dispatch::answer_id(request),
             format!(
-                "the provider is overloaded: {} requests are already waiting; try the stack operation again later",
+                "the provider is overloaded: {} requests are already waiting for a handler \
+                 (--max-queue); try the stack operation again later",
                 self.limiter.max_queue
             ),
-        );
+        ));
+        let mut record = Record::accepted(Arc::clone(request), channel);
+        record.stage = Stage::Answered {
+            response: Arc::clone(&response),
+            delivered: !channel.uses_callback(),
+        };
+        if let Some(existing) = self.store.accept(&key, &record).await? {
+            self.metrics
+                .of(&request.resource_type)
+                .request(request.request_type, Outcome::Duplicate);
+            return Ok(match existing.stage {
+                Stage::Answered { response, .. } => Admission::Answered(response),
+                Stage::Running | Stage::Polling { .. } => Admission::Elsewhere,
+            });
+        }
         self.metrics
             .of(&request.resource_type)
             .request(request.request_type, Outcome::Overloaded);
-        if channel.uses_callback() {
-            let until = Instant::now() + MIN_DELIVERY_WINDOW;
-            let delivered = self.delivery.deliver(request, &response, until).await;
-            self.metrics.delivery(delivered.is_ok());
+        if !channel.uses_callback()
+            && let Err(error) = self.store.put_eventually(&key, &record).await
+        {
+            // Only the store's bookkeeping: the answer is recorded already.
+            tracing::warn!(%error, "could not mark the overloaded answer as replied");
         }
-        response
+        Ok(Admission::Overloaded(key, record, response))
+    }
+
+    /// Deliver a journaled answer from the outbox in the background, as
+    /// any answer is: retried until the request's time runs out.
+    pub(crate) fn spawn_outbox_delivery(self: &Arc<Self>, key: RequestKey, mut record: Record) {
+        self.metrics.outbox_pending.inc();
+        let runtime = Arc::clone(self);
+        let span = Self::span(&record.request);
+        self.tasks.spawn(
+            async move {
+                let total = runtime.total(&record.request);
+                let _ = runtime
+                    .deliver_recorded(&key, &mut record, total, true)
+                    .await;
+            }
+            .instrument(span),
+        );
     }
 
     /// Run an event invocation to its delivered answer (Function Compute
@@ -660,11 +711,15 @@ impl Runtime {
                 ))
             }
             Admission::Elsewhere => Ok((still_running(request), Err(NOT_ANSWERED.into()))),
-            Admission::Overloaded => {
-                let response = self
-                    .answer_overloaded(request, Channel::FunctionCompute)
-                    .await;
-                Ok((response, Ok(())))
+            Admission::Overloaded(key, mut record, response) => {
+                // Delivered before the reply, as every FC answer is.
+                self.metrics.outbox_pending.inc();
+                let delivered = self
+                    .deliver_recorded(&key, &mut record, total, true)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                Ok((Arc::unwrap_or_clone(response), delivered))
             }
         }
     }
@@ -712,7 +767,7 @@ impl Runtime {
                 }
             }
             Ok(Admission::Elsewhere) => still_running(request),
-            Ok(Admission::Overloaded) => self.answer_overloaded(request, Channel::Sync).await,
+            Ok(Admission::Overloaded(_, _, response)) => Arc::unwrap_or_clone(response),
             Err(error) => Response::failed(
                 request,
                 dispatch::answer_id(request),

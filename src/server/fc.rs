@@ -15,6 +15,7 @@
 //! stdout, as FC's log tooling expects.
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +68,7 @@ pub(super) async fn invoke(
     runtime: &Arc<Runtime>,
     head: &Parts,
     body: Incoming,
+    ip: IpAddr,
 ) -> hyper::Response<Full<Bytes>> {
     let fc_id = fc_request_id(head);
     let fc_timeout = head
@@ -84,7 +86,7 @@ pub(super) async fn invoke(
             .map(std::sync::Arc::new),
     };
     fc_log(&format!("FC Invoke Start RequestId: {fc_id}"));
-    let reply = match read_body(runtime, head, body).await {
+    let reply = match read_body(runtime, head, body, ip).await {
         Err(reply) => failed(as_fc_error(reply).await),
         Ok(body) => match Intake::parse(&body) {
             Intake::Request(request) => {
