@@ -247,6 +247,7 @@ pub(crate) struct Gate {
     pub(crate) connections: ConnectionLimit,
     per_ip: PerIpLimit,
     per_ip_max: usize,
+    callbacks: CallbackGuard,
     sensitive: Vec<String>,
 }
 
@@ -341,6 +342,7 @@ impl Gate {
             connections: ConnectionLimit::new(config.max_connections),
             per_ip: PerIpLimit::new(config.max_requests_per_ip),
             per_ip_max: config.max_requests_per_ip.max(1),
+            callbacks: CallbackGuard::new(config.callback_allow.clone()),
             sensitive: config.sensitive_properties.clone(),
         })
     }
@@ -376,6 +378,34 @@ impl Gate {
                     ),
                     retry_after: Some(limits::RETRY_AFTER_SECS),
                 })
+            }
+        }
+    }
+
+    /// Refuses, with 403, a request that no answer could reach: every
+    /// callback URL that `delivery`'s endpoint policy would use is refused
+    /// by the callback guard. Checked before the request is journaled or
+    /// its handler runs, so nothing is left in the outbox to be refused
+    /// again at every start. The reason names each refused host and the
+    /// flag that allows it; never a URL's query.
+    pub(crate) fn check_callbacks(
+        &self,
+        delivery: &crate::delivery::Delivery,
+        request: &crate::request::Request,
+    ) -> Result<(), Refusal> {
+        match self.callbacks.refuse_all(delivery.targets(request)) {
+            None => Ok(()),
+            Some(refusals) => {
+                tracing::warn!(
+                    "every callback URL is refused by the callback guard; request refused, not run"
+                );
+                Err(Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "callback refused: no answer could be sent to this request's callback URL, \
+                         so it was not run: {refusals}"
+                    ),
+                ))
             }
         }
     }

@@ -15,7 +15,8 @@
 //! URL and the identifiers, FAILED is sent there too, so the stack does not hang.
 //!
 //! Authentication and limits (see [`crate::security`] and `docs/security.md`)
-//! add 401 (unauthenticated, never dispatched), 408 (slow body), 431
+//! add 401 (unauthenticated, never dispatched), 403 (every callback URL
+//! refused by the callback guard; never dispatched), 408 (slow body), 431
 //! (oversize headers) and 503 with `Retry-After` (too many bodies from one
 //! address being read at once). Refusals for load once a body was read are
 //! answers: FAILED "overloaded", at the callback or in the sync reply.
@@ -282,7 +283,15 @@ async fn async_mode(
         }
         Intake::Request(request) => {
             let span = Runtime::span(&request);
-            accept_async(runtime, request).instrument(span).await
+            let guarded = span.in_scope(|| {
+                runtime
+                    .security
+                    .check_callbacks(&runtime.delivery, &request)
+            });
+            match guarded {
+                Ok(()) => accept_async(runtime, request).instrument(span).await,
+                Err(refusal) => refusal.into_reply(),
+            }
         }
         // Boxed: bad input is rare, and its future would make every
         // request's larger (see `route`).
