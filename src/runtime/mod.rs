@@ -269,7 +269,8 @@ impl Runtime {
             }
         };
         let Some(on_delivery) = on_delivery else {
-            return self.record_overloaded(request, channel).await;
+            // Boxed: a rare path, whose state would enlarge every admission.
+            return Box::pin(self.record_overloaded(request, channel)).await;
         };
         let record = Record::accepted(Arc::clone(request), channel);
         let accepted = match self.store.accept_early(&key, &record).await {

@@ -361,7 +361,12 @@ impl Gate {
     /// `Retry-After`. Its body was not read, so there is nothing to answer
     /// at a callback: ROS retries the status.
     pub(crate) async fn enter(&self, ip: std::net::IpAddr) -> Result<IpSlot<'_>, Refusal> {
-        match self.per_ip.enter(ip, limits::PER_IP_SLOT_WAIT).await {
+        // A free slot is taken without the waiting machinery, which is
+        // boxed: its state would otherwise enlarge every request's future.
+        if let Some(slot) = self.per_ip.try_enter(ip) {
+            return Ok(slot);
+        }
+        match Box::pin(self.per_ip.enter(ip, limits::PER_IP_SLOT_WAIT)).await {
             Some(slot) => Ok(slot),
             None => {
                 tracing::warn!(
