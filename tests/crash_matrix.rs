@@ -1284,6 +1284,99 @@ async fn sigkill_with_an_undelivered_answer_delivers_it_from_the_outbox() {
     assert_eq!(runs, 1, "delivered from the outbox, not run again");
 }
 
+/// An answer left in the outbox whose every callback URL the callback guard
+/// refuses after `--callback-allow` changed: the next start closes it once,
+/// with an ERROR naming the refused host and the flag (never the URL's
+/// query), and sends nothing; the start after that does not try again.
+#[tokio::test]
+async fn an_outbox_answer_the_guard_now_refuses_is_closed_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `localhost` rather than 127.0.0.1, which every test process allows.
+    let placeholder = CallbackSink::start().await.expect("sink");
+    let addr = placeholder.addr();
+    let url = format!("http://localhost:{}/cb?Signature=s3cret", addr.port());
+    drop(placeholder);
+    let body = create(
+        &url,
+        None,
+        "Custom::Echo",
+        "refused-1",
+        json!({"Greeting": "unreachable"}),
+    );
+    // The fail policy journals the answer durably before its first attempt.
+    let policy = ["--restart-policy", "Custom::Echo=fail"];
+    let allowed = [&policy[..], &["--callback-allow", "localhost"]].concat();
+    let first = started(dir.path(), &allowed).await;
+    assert_eq!(ack(&first, &body).await, 200);
+    let failed = first
+        .logs
+        .wait_for(ANSWER_WITHIN, |l| l["message"] == "callback attempt failed")
+        .await;
+    assert!(failed, "no delivery attempt:\n{}", first.logs.dump());
+    let first_logs = first.logs.clone();
+    first.kill_hard();
+
+    // The callback is back where the first process tried it, but the allow
+    // list no longer names `localhost`.
+    let sink = CallbackSink::bind(addr)
+        .await
+        .expect("the callback is back");
+    const NEVER: &str = "an answer left in the outbox can never be delivered";
+    let closed = |l: &Value| {
+        l["level"] == "ERROR"
+            && l["message"].as_str().is_some_and(|m| m.starts_with(NEVER))
+            && l["span"]["request_id"] == "refused-1"
+    };
+    let second = started(dir.path(), &policy).await;
+    let errors: Vec<Value> = second.logs.lines().into_iter().filter(closed).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "closed once, before listening:\n{}",
+        second.logs.dump()
+    );
+    let refused = errors[0]["refused"].as_str().unwrap_or_default();
+    assert!(
+        refused.contains("`localhost`") && refused.contains("--callback-allow"),
+        "the refused host and the flag: {}",
+        errors[0]
+    );
+    tokio::time::sleep(QUIET).await;
+    assert!(
+        sink.received().is_empty(),
+        "a refused callback got the answer"
+    );
+    let second_logs = second.logs.clone();
+    second.kill_hard();
+
+    let third = started(dir.path(), &policy).await;
+    tokio::time::sleep(QUIET).await;
+    let third_logs = third.logs.clone();
+    third.kill_hard();
+    assert!(
+        !third_logs
+            .lines()
+            .iter()
+            .any(|l| closed(l) || l["message"] == "recovering open requests from the journal"),
+        "the record stayed open:\n{}",
+        third_logs.dump()
+    );
+    assert!(
+        sink.received().is_empty(),
+        "a refused callback got the answer"
+    );
+    let all = [first_logs, second_logs, third_logs];
+    let runs: usize = all.iter().map(|l| l.handler_runs("refused-1").len()).sum();
+    assert_eq!(runs, 1, "closed, not run again");
+    for logs in all {
+        let text = logs.dump();
+        assert!(
+            !text.contains("s3cret"),
+            "a URL's query was logged:\n{text}"
+        );
+    }
+}
+
 /// Row "SIGTERM or SIGINT": undelivered answers stay in the outbox, with a
 /// journal declared persistent, and are delivered at the next start.
 #[tokio::test]

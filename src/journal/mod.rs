@@ -141,7 +141,9 @@ pub enum Stage {
         /// The answer, shared: the runtime, waiting duplicates and the
         /// store hold it at the same time.
         response: Arc<Response>,
-        /// Whether it reached ROS.
+        /// Whether the outbox is done with it: it reached ROS, or a start
+        /// found that the callback guard refuses every callback URL of its
+        /// request, and closed it undelivered (logged at ERROR).
         delivered: bool,
     },
 }
