@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::{Config, JournalMode, ROS_SYNC_WAIT, RestartPolicy, delivery_margin};
+use crate::config::{
+    Config, JournalLifetime, JournalMode, ROS_SYNC_WAIT, RestartPolicy, delivery_margin,
+};
 use crate::delivery::{self, Delivered};
 use crate::dispatch::{self, Extras, Step, Waiting};
 use crate::error::{Error, Result};
@@ -46,8 +48,20 @@ const MIN_DELIVERY_WINDOW: Duration = Duration::from_secs(5);
 /// How often old journal records are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// How long deliveries may still run after the grace period, before exit.
+/// How long deliveries may still run after the grace period, before exit:
+/// long enough for a few attempts at a slow callback, short enough that the
+/// default 20 s grace plus this stays under Kubernetes' default 30 s
+/// termination grace period.
 const FINAL_DELIVERY_WINDOW: Duration = Duration::from_secs(5);
+
+/// How long exit waits, after the final delivery window, for the journal
+/// writes that record the last deliveries.
+const FINAL_WRITE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Why work still waiting at exit is answered FAILED when the journal does
+/// not outlive the process.
+const LEFT_OVER: &str = "the provider shut down before the operation finished, and its journal does \
+     not outlive the process (--journal-lifetime process), so the operation cannot resume after a restart";
 
 /// Whether an answer reached ROS, and if not, why.
 pub(crate) type Delivery = std::result::Result<(), String>;
@@ -138,20 +152,25 @@ pub(crate) struct Runtime {
     pub(crate) metrics: Metrics,
     /// Background work (handlers, polls, deliveries) to wait for on shutdown.
     pub(crate) tasks: TaskTracker,
-    /// Cancelled when shutdown begins: no new polls start.
+    /// Cancelled when shutdown begins: the purger stops. Polls due within
+    /// the grace period still run.
     pub(crate) stopping: CancellationToken,
-    /// Cancelled when the shutdown grace period is over: running handlers stop.
+    /// Cancelled when the shutdown grace period is over: running handlers
+    /// stop, and no poll starts.
     pub(crate) cancel: CancellationToken,
     /// Requests running or waiting in this process, with a channel for their answer.
     running: Mutex<RunningMap>,
     limiter: Limiter,
     schedule: mpsc::UnboundedSender<(Instant, RequestKey)>,
+    /// Shutdown's questions to the scheduler.
+    scheduler: mpsc::UnboundedSender<SchedulerControl>,
     /// Authentication and limits for incoming requests.
     pub(crate) security: crate::security::Gate,
 }
 
 impl Runtime {
     pub(crate) fn new(router: Router, config: Config) -> Result<Arc<Self>> {
+        config.validate()?;
         let store: Arc<dyn Store> = match &config.journal {
             JournalMode::Disk(dir) => Arc::new(RedbStore::open(dir)?),
             JournalMode::Memory => Arc::new(MemoryStore::new()),
@@ -164,6 +183,12 @@ impl Runtime {
         config: Config,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Self>> {
+        if config.journal_lifetime == JournalLifetime::Persistent && !store.is_durable() {
+            return Err(Error::Config(
+                "the journal lifetime is persistent, but the journal does not survive the process"
+                    .into(),
+            ));
+        }
         let delivery = delivery::Delivery::new(&config)?;
         let security = crate::security::Gate::new(&config.security)?;
         let limiter = Limiter {
@@ -176,6 +201,7 @@ impl Runtime {
             max_queue: config.max_queue,
         };
         let (schedule, due) = mpsc::unbounded_channel();
+        let (scheduler_control, control) = mpsc::unbounded_channel();
         let metrics = Metrics::new(&router);
         let runtime = Arc::new(Runtime {
             router,
@@ -189,13 +215,18 @@ impl Runtime {
             running: Mutex::new(RunningMap::default()),
             limiter,
             schedule,
+            scheduler: scheduler_control,
             security,
         });
-        tokio::spawn(scheduler(
-            Arc::downgrade(&runtime),
-            due,
-            runtime.stopping.clone(),
-        ));
+        let weak = Arc::downgrade(&runtime);
+        tokio::spawn(scheduler(due, control, move |key| {
+            let Some(runtime) = weak.upgrade() else {
+                return false;
+            };
+            let poller = Arc::clone(&runtime);
+            runtime.tasks.spawn(poller.poll_due(key));
+            true
+        }));
         tokio::spawn(purger(Arc::downgrade(&runtime), runtime.stopping.clone()));
         Ok(runtime)
     }
@@ -349,13 +380,7 @@ impl Runtime {
         budget: &dispatch::Budget,
         extras: &Extras,
     ) -> Step {
-        let shut_down = || {
-            Step::Answer(Response::failed(
-                request,
-                dispatch::answer_id(request),
-                "the provider shut down before the handler finished",
-            ))
-        };
+        let shut_down = || Step::Answer(self.cut_off(request));
         let Some(_slots) = self.slots(&request.resource_type).await else {
             return shut_down();
         };
@@ -424,8 +449,19 @@ impl Runtime {
                 Step::Wait(next) => next,
             };
             let due = Instant::now() + next.after;
-            if due >= handler_deadline || self.cancel.is_cancelled() {
+            if due >= handler_deadline {
                 break dispatch::give_up(&self.router, &request, &next, budget).await;
+            }
+            // Past the grace period the next poll cannot run in this process.
+            // An inline request's answer is due now; waiting work stays in
+            // the journal only if the journal outlives the process.
+            if self.cancel.is_cancelled() {
+                if inline {
+                    break self.cut_off(&request);
+                }
+                if self.answers_left_over() {
+                    break self.left_over(&request);
+                }
             }
             record.stage = Stage::Polling {
                 state: next.state.clone(),
@@ -445,7 +481,7 @@ impl Runtime {
             }
             tokio::select! {
                 () = tokio::time::sleep_until(due) => {}
-                () = self.cancel.cancelled() => {}
+                () = self.cancel.cancelled() => break self.cut_off(&request),
             }
             waiting = Some(next);
         };
@@ -987,57 +1023,153 @@ impl Runtime {
             .await;
     }
 
-    /// Shut down: stop polls, let work finish within the grace period, then
-    /// answer FAILED for what is still running.
-    pub(crate) async fn shutdown(&self, grace: Duration) {
+    /// Shut down, once the server has stopped accepting.
+    ///
+    /// Until `grace_end` work carries on: running handlers finish, answers
+    /// are delivered, and polls due before then still run (and answer). It
+    /// ends sooner once nothing is running and no poll is due before then.
+    /// Then handlers still running are cancelled and answered FAILED, and
+    /// what still waits for a later poll is settled by the journal's
+    /// lifetime (see [`JournalLifetime`]): answered FAILED when the journal
+    /// ends with the process, left in it to resume at the next start when
+    /// it outlives it. Answers get one final window to be delivered, and the
+    /// journal is flushed.
+    pub(crate) async fn shutdown(self: &Arc<Self>, grace_end: Instant) {
         self.stopping.cancel();
         self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait())
+        if tokio::time::timeout_at(grace_end, self.settle(grace_end))
             .await
             .is_err()
         {
             tracing::warn!("grace period over: answering FAILED for the requests still running");
-            self.cancel.cancel();
-            if tokio::time::timeout(FINAL_DELIVERY_WINDOW * 2, self.tasks.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!("some deliveries did not finish; their answers stay in the outbox");
+        }
+        let final_end = Instant::now() + FINAL_DELIVERY_WINDOW;
+        let unfired = self.stop_polls().await;
+        // Running handlers stop and answer FAILED; deliveries get the final
+        // window (see `hard_stop`).
+        self.cancel.cancel();
+        let mut late = None;
+        if let Some(Unfired { queued, late: rest }) = unfired {
+            late = Some(rest);
+            if !queued.is_empty() {
+                if self.answers_left_over() {
+                    tracing::warn!(
+                        count = queued.len(),
+                        "answering FAILED for the work still waiting: the journal does not outlive the process (--journal-lifetime process)"
+                    );
+                    self.fail_waiting(queued);
+                } else {
+                    tracing::info!(
+                        count = queued.len(),
+                        "work still waiting stays in the journal and resumes at the next start (--journal-lifetime persistent)"
+                    );
+                }
             }
         }
-        if !self.store.is_durable() {
-            self.fail_waiting().await;
+        let written = final_end + FINAL_WRITE_WINDOW;
+        if tokio::time::timeout_at(written, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some deliveries did not finish; their answers stay in the outbox");
+        }
+        // A handler that was between its journal write and its scheduling
+        // when the polls stopped scheduled its next poll after that.
+        if let Some(mut late) = late
+            && self.answers_left_over()
+        {
+            let mut keys = Vec::new();
+            while let Ok((_, key)) = late.try_recv() {
+                keys.push(key);
+            }
+            if !keys.is_empty() {
+                self.fail_waiting(keys);
+                let until = written.max(Instant::now() + FINAL_WRITE_WINDOW);
+                let _ = tokio::time::timeout_at(until, self.tasks.wait()).await;
+            }
         }
         if let Err(error) = self.store.flush().await {
             tracing::warn!(%error, "could not flush the journal; the last delivered marks may be lost, and those answers delivered again");
         }
     }
 
-    /// Without a durable journal, long-running work cannot resume after exit:
-    /// answer it FAILED now rather than leave the stack waiting.
-    async fn fail_waiting(&self) {
-        let Ok(open) = self.store.open_records().await else {
-            return;
-        };
-        for (key, mut record) in open {
-            if matches!(record.stage, Stage::Polling { .. }) {
-                let response = Response::failed(
-                    &record.request,
-                    dispatch::answer_id(&record.request),
-                    "the provider shut down while waiting on the operation, and its journal is not durable",
-                );
-                let until = Instant::now() + FINAL_DELIVERY_WINDOW;
-                let response = Arc::new(response);
-                record.stage = Stage::Answered {
-                    response: Arc::clone(&response),
-                    delivered: false,
-                };
-                let _ = self.store.put(&key, &record).await;
-                let _ = self
-                    .delivery
-                    .deliver(&record.request, &response, until)
-                    .await;
+    /// Wait until nothing runs and no poll is due before `grace_end`.
+    async fn settle(&self, grace_end: Instant) {
+        loop {
+            self.tasks.wait().await;
+            let (reply, fired) = oneshot::channel();
+            let settle = SchedulerControl::Settle {
+                until: grace_end,
+                reply,
+            };
+            if self.scheduler.send(settle).is_err() {
+                return;
             }
+            // `true`: polls were started meanwhile; wait for them too.
+            if !fired.await.unwrap_or(false) {
+                return;
+            }
+        }
+    }
+
+    /// Stop firing polls; the ones still queued, and the channel for any
+    /// scheduled after, are handed over. `None` if the scheduler is gone.
+    async fn stop_polls(&self) -> Option<Unfired> {
+        let (reply, unfired) = oneshot::channel();
+        self.scheduler.send(SchedulerControl::Stop { reply }).ok()?;
+        unfired.await.ok()
+    }
+
+    /// Whether work that cannot finish in this process is answered FAILED
+    /// before exit, rather than left in the journal for a later process.
+    fn answers_left_over(&self) -> bool {
+        self.config.journal_lifetime == JournalLifetime::Process
+    }
+
+    /// The FAILED answer for a request cut off by the end of the grace period.
+    fn cut_off(&self, request: &Request) -> Response {
+        Response::failed(
+            request,
+            dispatch::answer_id(request),
+            format!(
+                "the provider shut down before the handler finished: the {} s shutdown grace period (--shutdown-grace) ended first",
+                self.config.shutdown_grace.as_secs_f64()
+            ),
+        )
+    }
+
+    /// The FAILED answer for waiting work the journal cannot keep.
+    fn left_over(&self, request: &Request) -> Response {
+        Response::failed(request, dispatch::answer_id(request), LEFT_OVER)
+    }
+
+    /// Answer FAILED, and deliver in the final window, the waiting work
+    /// under `keys`, whose polls will not run in this process: the journal
+    /// does not outlive it, so no later process would run them either.
+    fn fail_waiting(self: &Arc<Self>, keys: Vec<RequestKey>) {
+        for key in keys {
+            let runtime = Arc::clone(self);
+            self.tasks.spawn(async move {
+                let mut record = match runtime.store.get(&key).await {
+                    Ok(Some(record)) => record,
+                    Ok(None) => return,
+                    Err(error) => {
+                        tracing::error!(%error, %key, "could not load waiting work to answer it");
+                        return;
+                    }
+                };
+                if !matches!(record.stage, Stage::Polling { .. }) {
+                    return;
+                }
+                runtime.metrics.waiting.dec();
+                let span = Self::span(&record.request);
+                let response = runtime.left_over(&record.request);
+                let total = runtime.total(&record.request);
+                let _ = runtime
+                    .conclude(&key, &mut record, response, total)
+                    .instrument(span)
+                    .await;
+            });
         }
     }
 }
@@ -1068,14 +1200,42 @@ fn wall_to_instant(at_ms: u64) -> Instant {
     }
 }
 
+/// What shutdown asks of the scheduler.
+#[derive(Debug)]
+enum SchedulerControl {
+    /// Reply `false` if no queued poll is due before `until`; otherwise
+    /// `true` once the next due ones have started (they may schedule more).
+    Settle {
+        until: Instant,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Fire nothing more, and hand over what is queued.
+    Stop { reply: oneshot::Sender<Unfired> },
+}
+
+/// Polls the scheduler will not fire.
+#[derive(Debug)]
+struct Unfired {
+    /// Queued when the scheduler stopped.
+    queued: Vec<RequestKey>,
+    /// The schedule, for polls scheduled after it stopped.
+    late: mpsc::UnboundedReceiver<(Instant, RequestKey)>,
+}
+
 /// Fires due polls. Waiting work costs one entry here and one journal
 /// record: no task or thread.
+///
+/// `fire` starts a poll, or returns `false` once the runtime is gone. The
+/// scheduler keeps firing while shutdown lets the grace period run, so a
+/// poll due within it runs and answers; shutdown then stops it (see
+/// [`SchedulerControl`]).
 async fn scheduler(
-    runtime: Weak<Runtime>,
     mut incoming: mpsc::UnboundedReceiver<(Instant, RequestKey)>,
-    stopping: CancellationToken,
+    mut control: mpsc::UnboundedReceiver<SchedulerControl>,
+    mut fire: impl FnMut(RequestKey) -> bool,
 ) {
     let mut queue: BTreeSet<(Instant, RequestKey)> = BTreeSet::new();
+    let mut settling: Option<oneshot::Sender<bool>> = None;
     loop {
         let next = queue.first().map(|(at, _)| *at);
         tokio::select! {
@@ -1083,24 +1243,50 @@ async fn scheduler(
                 Some(entry) => { queue.insert(entry); }
                 None => return,
             },
+            command = control.recv() => {
+                // A poll scheduled before the command was sent is in
+                // `incoming` already: the answer must count it.
+                while let Ok(entry) = incoming.try_recv() {
+                    queue.insert(entry);
+                }
+                match command {
+                    Some(SchedulerControl::Settle { until, reply }) => {
+                        if queue.first().is_some_and(|(at, _)| *at < until) {
+                            settling = Some(reply);
+                        } else {
+                            let _ = reply.send(false);
+                        }
+                    }
+                    Some(SchedulerControl::Stop { reply }) => {
+                        let queued = queue.into_iter().map(|(_, key)| key).collect();
+                        let _ = reply.send(Unfired { queued, late: incoming });
+                        return;
+                    }
+                    None => return,
+                }
+            }
             () = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             } => {
-                let Some(runtime) = runtime.upgrade() else { return };
                 let now = Instant::now();
+                let mut fired = false;
                 while let Some(entry) = queue.first().cloned() {
                     if entry.0 > now {
                         break;
                     }
                     queue.remove(&entry);
-                    let poller = Arc::clone(&runtime);
-                    runtime.tasks.spawn(poller.poll_due(entry.1));
+                    if !fire(entry.1) {
+                        return;
+                    }
+                    fired = true;
+                }
+                if fired && let Some(reply) = settling.take() {
+                    let _ = reply.send(true);
                 }
             }
-            () = stopping.cancelled() => return,
         }
     }
 }
@@ -1624,6 +1810,94 @@ mod tests {
             sync_writes_of("Custom::Counted").await,
             vec![("accept", "running", false), ("eventual", "answered", true)]
         );
+    }
+
+    /// A scheduler's two inputs, and the request ids of the polls it fired.
+    type Recorded = (
+        mpsc::UnboundedSender<(Instant, RequestKey)>,
+        mpsc::UnboundedSender<SchedulerControl>,
+        Arc<Mutex<Vec<String>>>,
+    );
+
+    /// A scheduler whose fired polls are recorded, not run.
+    fn recording_scheduler() -> Recorded {
+        let (schedule, incoming) = mpsc::unbounded_channel();
+        let (control, commands) = mpsc::unbounded_channel();
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&fired);
+        tokio::spawn(scheduler(incoming, commands, move |key| {
+            record.lock().expect("fired").push(key.request_id);
+            true
+        }));
+        (schedule, control, fired)
+    }
+
+    fn key(request_id: &str) -> RequestKey {
+        RequestKey::of(&Request::new(
+            RequestType::Create,
+            "Custom::Wait",
+            "Res",
+            "stack",
+            request_id,
+        ))
+    }
+
+    async fn settle(control: &mpsc::UnboundedSender<SchedulerControl>, until: Instant) -> bool {
+        let (reply, fired) = oneshot::channel();
+        control
+            .send(SchedulerControl::Settle { until, reply })
+            .expect("scheduler running");
+        fired.await.expect("a reply")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_due_within_the_grace_period_fire_and_later_ones_do_not_hold_it() {
+        let (schedule, control, fired) = recording_scheduler();
+        let start = Instant::now();
+        let grace_end = start + Duration::from_secs(3);
+        schedule
+            .send((start + Duration::from_secs(2), key("due")))
+            .expect("send");
+        schedule
+            .send((start + Duration::from_secs(600), key("later")))
+            .expect("send");
+        // Sent before the question, so counted by it: the reply waits for
+        // the poll due within the grace period, and says it was started.
+        assert!(settle(&control, grace_end).await);
+        assert_eq!(Instant::now(), start + Duration::from_secs(2));
+        assert_eq!(*fired.lock().expect("fired"), ["due"]);
+        // Only a poll due after the grace end is left: nothing to wait for.
+        assert!(!settle(&control, grace_end).await);
+        assert_eq!(Instant::now(), start + Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopped_polls_are_handed_over_in_due_order_with_later_ones() {
+        let (schedule, control, fired) = recording_scheduler();
+        let start = Instant::now();
+        schedule
+            .send((start + Duration::from_secs(90), key("second")))
+            .expect("send");
+        schedule
+            .send((start + Duration::from_secs(60), key("first")))
+            .expect("send");
+        let (reply, unfired) = oneshot::channel();
+        control
+            .send(SchedulerControl::Stop { reply })
+            .expect("send");
+        let Unfired { queued, mut late } = unfired.await.expect("handed over");
+        let ids: Vec<_> = queued.iter().map(|k| k.request_id.as_str()).collect();
+        assert_eq!(ids, ["first", "second"]);
+        schedule
+            .send((start + Duration::from_secs(1), key("late")))
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(
+            fired.lock().expect("fired").is_empty(),
+            "nothing fires once stopped"
+        );
+        let (_, late_key) = late.try_recv().expect("a poll scheduled after the stop");
+        assert_eq!(late_key.request_id, "late");
     }
 
     #[tokio::test]

@@ -56,9 +56,13 @@ pub(crate) use reply::json_reply;
 
 /// Serve `router` on `listener` until `shutdown` completes.
 ///
-/// On shutdown it stops accepting, lets open connections and in-flight
-/// handlers finish within the configured grace period, then cancels what is
-/// left: each cancelled request is answered FAILED before this returns.
+/// On shutdown it stops accepting, and lets open connections, in-flight
+/// handlers and polls due within the configured grace period finish. Then
+/// it cancels what is still running, answering each FAILED, and settles
+/// the work still waiting by the journal's lifetime
+/// ([`JournalLifetime`](crate::config::JournalLifetime)): answered FAILED,
+/// or left in the journal for the next start. Answers get a final 5 s to be
+/// delivered before this returns.
 ///
 /// # Errors
 /// [`Error::Config`] when the runtime cannot be built (TLS initialisation,
@@ -146,13 +150,15 @@ pub async fn serve(
     let grace = runtime.config.shutdown_grace;
     tracing::info!(
         grace_s = grace.as_secs_f64(),
+        journal_lifetime = %runtime.config.journal_lifetime,
         "shutting down: no new connections"
     );
-    let started = Instant::now();
-    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
-    runtime
-        .shutdown(grace.saturating_sub(started.elapsed()))
-        .await;
+    // One deadline for the whole grace period, counted from the signal:
+    // open connections drain while polls keep running, then the runtime
+    // finishes (see `Runtime::shutdown`).
+    let grace_end = Instant::now() + grace;
+    let _ = tokio::time::timeout_at(grace_end, graceful.shutdown()).await;
+    runtime.shutdown(grace_end).await;
     tracing::info!("stopped");
     Ok(())
 }
