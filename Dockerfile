@@ -9,6 +9,17 @@
 # STACKHOOK_SECRET_KEY, or mount a volume at /var/lib/stackhook: without
 # either, each container creates its own key and Custom::RandomString values
 # change at the resource's next Update. tests/dockerfile.rs checks this file.
+#
+# The journal lives in /var/lib/stackhook too. Without a volume mounted
+# there, it is gone with the container, which is what the default
+# STACKHOOK_JOURNAL_LIFETIME=process assumes: on SIGTERM, work still waiting
+# for a poll after the grace period is answered FAILED before exit, so no
+# stack waits for it. With a volume that the next container opens, set
+# STACKHOOK_JOURNAL_LIFETIME=persistent, and that work stays in the journal
+# and resumes at the next start:
+#
+#   docker run --rm -p 9000:9000 -v stackhook-state:/var/lib/stackhook \
+#     -e STACKHOOK_JOURNAL_LIFETIME=persistent -e STACKHOOK_SECRET_KEY=... stackhook
 
 # The toolchain stackhook is developed and tested with; not older than
 # `rust-version` in Cargo.toml's [workspace.package].
@@ -47,5 +58,10 @@ WORKDIR /var/lib/stackhook
 USER 10001:10001
 # Function Compute's default CAPort, and stackhook's default listen port.
 EXPOSE 9000
-# SIGTERM (the default stop signal) drains in-flight requests, then exits 0.
+# SIGTERM (the default stop signal): in-flight requests, and polls due within
+# STACKHOOK_SHUTDOWN_GRACE (20 s), finish and answer; handlers still running
+# are then answered FAILED, work still waiting is settled as above, answers
+# get a final 5 s, and stackhook exits 0, about 26 s after the signal at most.
+# `docker stop` sends SIGKILL after 10 s unless told otherwise: use
+# `docker stop --time 30` (or `docker run --stop-timeout 30`), or a shorter grace.
 ENTRYPOINT ["/usr/local/bin/stackhook", "serve"]

@@ -6,6 +6,11 @@
 //! package of the workspace, so the bench runs the release build Cargo put
 //! beside it.
 //!
+//! `ROUNDTRIP_BASELINE=/path/to/stackhook` adds a row for another build of
+//! the binary (say, the commit before a change) with the disk journal,
+//! interleaved in the same rounds as this build's, so a change's cost is
+//! measured before and after in one run.
+//!
 //! The **floor** is a minimal hyper server (a mode of this same executable,
 //! `roundtrip --floor`) that acknowledges each request, takes `ResponseURL`
 //! from its body and POSTs a fixed answer with the same HTTP client stack as
@@ -283,13 +288,30 @@ fn built_stackhook() -> Result<PathBuf, String> {
 }
 
 fn start_stackhook(journal: &str, extra: &[&str]) -> Result<Server, String> {
-    let addr = free_port()?;
-    let state = tempfile::tempdir().map_err(|e| format!("state dir: {e}"))?;
     // ROUNDTRIP_STACKHOOK runs another build of the binary (A/B comparisons).
     let exe = match std::env::var_os("ROUNDTRIP_STACKHOOK") {
         Some(path) => PathBuf::from(path),
         None => built_stackhook()?,
     };
+    start_build(exe, journal, extra)
+}
+
+/// The build named by `ROUNDTRIP_BASELINE`, if any.
+fn baseline_build() -> Result<Option<PathBuf>, String> {
+    match std::env::var_os("ROUNDTRIP_BASELINE") {
+        None => Ok(None),
+        Some(path) if PathBuf::from(&path).is_file() => Ok(Some(PathBuf::from(path))),
+        Some(path) => Err(format!(
+            "ROUNDTRIP_BASELINE names {}, which is not a file",
+            PathBuf::from(path).display()
+        )),
+    }
+}
+
+/// `stackhook serve` from the binary at `exe`.
+fn start_build(exe: PathBuf, journal: &str, extra: &[&str]) -> Result<Server, String> {
+    let addr = free_port()?;
+    let state = tempfile::tempdir().map_err(|e| format!("state dir: {e}"))?;
     let mut command = Command::new(exe);
     command
         .arg("serve")
@@ -419,17 +441,25 @@ fn orchestrate(quick: bool, rounds: Option<usize>) -> Result<(), String> {
     let disk = start_stackhook("disk", &[])?;
     let memory = start_stackhook("memory", &[])?;
     let sync = start_stackhook("disk", &[])?;
-    let servers = [&floor, &disk, &memory, &floor, &sync];
-    let paths = ["/", "/", "/", "/sync", "/sync"];
+    let baseline = baseline_build()?
+        .map(|exe| start_build(exe, "disk", &[]))
+        .transpose()?;
+    let mut servers = vec![&floor, &disk, &memory, &floor, &sync];
+    let mut paths = vec!["/", "/", "/", "/sync", "/sync"];
+    // The baseline build last: its rows come after the fixed ones.
+    if let Some(baseline) = &baseline {
+        servers.push(baseline);
+        paths.push("/");
+    }
     // Warm up every server's connections and caches.
-    for (server, path) in servers.iter().zip(paths) {
+    for (server, path) in servers.iter().zip(paths.iter().copied()) {
         load(&rt, server, path, 500.min(n), None)?;
     }
 
     eprintln!("maximum load: {rounds} interleaved rounds of {n} requests at c={CONCURRENCY}");
     let mut max: Vec<Vec<LoadReport>> = vec![Vec::new(); servers.len()];
     for round in 0..rounds {
-        for (i, (server, path)) in servers.iter().zip(paths).enumerate() {
+        for (i, (server, path)) in servers.iter().zip(paths.iter().copied()).enumerate() {
             let report = load(&rt, server, path, n, None)?;
             eprintln!(
                 "  round {round} {i}: {:.0} req/s p99 {:.1} ms",
@@ -442,10 +472,15 @@ fn orchestrate(quick: bool, rounds: Option<usize>) -> Result<(), String> {
     // within a round is spared the machine's slower and faster spells.
     let paired = |i: usize, floor: usize| paired_ratio(&max[i], &max[floor]);
     let (disk_ratio, memory_ratio, sync_ratio) = (paired(1, 0), paired(2, 0), paired(4, 3));
+    let baseline_ratio = baseline.as_ref().map(|_| paired(5, 0));
     let mut max = max.into_iter().map(|r| median_by(r, |r| r.throughput));
     let mut next = || max.next().ok_or("missing a run");
     let (floor_async, disk_async, memory_async, floor_sync, sync_report) =
         (next()?, next()?, next()?, next()?, next()?);
+    let baseline_async = match baseline_ratio {
+        Some(ratio) => Some((next()?, ratio)),
+        None => None,
+    };
 
     eprintln!(
         "half load: each server at 50% of its own maximum, at least {HALF_LOAD_RUN:?} per run"
@@ -478,9 +513,9 @@ fn orchestrate(quick: bool, rounds: Option<usize>) -> Result<(), String> {
     let mut next = || half.next().ok_or("missing a run");
     let (floor_half, disk_half, memory_half) = (next()?, next()?, next()?);
     let floor_rss = loadgen::process_stats(floor.pid()).0;
-    drop((floor, disk, memory, sync));
+    drop((floor, disk, memory, sync, baseline));
 
-    let rows = [
+    let mut rows = vec![
         row("floor, async", &floor_async, &floor_async),
         paired_row(
             "stackhook async Echo, journal disk",
@@ -513,6 +548,17 @@ fn orchestrate(quick: bool, rounds: Option<usize>) -> Result<(), String> {
             &floor_half,
         ),
     ];
+    if let Some((report, ratio)) = &baseline_async {
+        rows.insert(
+            2,
+            paired_row(
+                "baseline build (ROUNDTRIP_BASELINE) async Echo, journal disk",
+                report,
+                *ratio,
+                &floor_async,
+            ),
+        );
+    }
 
     eprintln!("{waits} concurrent Custom::Wait");
     let wait = start_stackhook("disk", &["--type-timeout", "Custom::Wait=600"])?;

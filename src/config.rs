@@ -83,6 +83,45 @@ pub enum JournalMode {
     Memory,
 }
 
+/// Whether the journal outlives the process. Only the operator knows (a
+/// state directory on a mounted volume looks like any other), so it is
+/// stated, not guessed. It decides what a graceful stop does with work that
+/// the shutdown grace period did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JournalLifetime {
+    /// The journal is gone when the process is: the memory journal, or a disk
+    /// journal in a container without a mounted state volume, on Function
+    /// Compute, or in the Kubernetes example of `docs/deploying.md`. At exit,
+    /// work still waiting is answered FAILED, so no stack waits for a
+    /// journal that will not come back. The default.
+    #[default]
+    Process,
+    /// The disk journal is on storage the next process opens (a mounted
+    /// volume, a VM's disk). At exit, work still waiting stays in it and
+    /// resumes at the next start.
+    Persistent,
+}
+
+impl FromStr for JournalLifetime {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "process" => Ok(JournalLifetime::Process),
+            "persistent" => Ok(JournalLifetime::Persistent),
+            other => Err(format!("`{other}` is not one of process, persistent")),
+        }
+    }
+}
+
+impl fmt::Display for JournalLifetime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JournalLifetime::Process => "process",
+            JournalLifetime::Persistent => "persistent",
+        })
+    }
+}
+
 /// Which callback URL answers go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CallbackEndpoint {
@@ -159,6 +198,7 @@ pub struct Config {
     pub(crate) attempt_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
     pub(crate) journal: JournalMode,
+    pub(crate) journal_lifetime: JournalLifetime,
     /// Set by [`Config::retention`]; otherwise the journal's default.
     pub(crate) retention: Option<Duration>,
     pub(crate) max_concurrency: usize,
@@ -181,6 +221,7 @@ impl Default for Config {
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             journal: JournalMode::Memory,
+            journal_lifetime: JournalLifetime::default(),
             retention: None,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             type_concurrency: HashMap::new(),
@@ -256,6 +297,34 @@ impl Config {
     pub fn journal(mut self, mode: JournalMode) -> Self {
         self.journal = mode;
         self
+    }
+
+    /// Whether the journal outlives the process (see [`JournalLifetime`]):
+    /// what a graceful stop does with work still waiting. `Persistent`
+    /// needs the disk journal; [`Config::validate`] says so.
+    #[must_use]
+    pub fn journal_lifetime(mut self, lifetime: JournalLifetime) -> Self {
+        self.journal_lifetime = lifetime;
+        self
+    }
+
+    /// Check that the settings fit together. The runtime calls it when it
+    /// starts; a program may call it earlier to fail before binding a port.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) when the journal lifetime is
+    /// `persistent` but the journal is in memory.
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.journal_lifetime == JournalLifetime::Persistent
+            && self.journal == JournalMode::Memory
+        {
+            return Err(crate::Error::Config(
+                "--journal-lifetime persistent needs --journal disk: the memory journal ends with the process, \
+                 so waiting work could not resume at the next start"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// How long finished requests are remembered for deduplication.
@@ -404,6 +473,44 @@ mod tests {
             .retention(hour)
             .journal(JournalMode::Disk("state".into()));
         assert_eq!(set_first.retention_period(), hour);
+    }
+
+    #[test]
+    fn journal_lifetime_parses_its_two_values_in_any_case() {
+        assert_eq!("process".parse(), Ok(JournalLifetime::Process));
+        assert_eq!("Persistent".parse(), Ok(JournalLifetime::Persistent));
+        let error = "shared".parse::<JournalLifetime>().unwrap_err();
+        assert_eq!(error, "`shared` is not one of process, persistent");
+        for lifetime in [JournalLifetime::Process, JournalLifetime::Persistent] {
+            assert_eq!(lifetime.to_string().parse(), Ok(lifetime));
+        }
+    }
+
+    #[test]
+    fn journal_lifetime_defaults_to_process_whatever_the_journal() {
+        assert_eq!(Config::default().journal_lifetime, JournalLifetime::Process);
+        let disk = Config::default().journal(JournalMode::Disk("state".into()));
+        assert_eq!(disk.journal_lifetime, JournalLifetime::Process);
+    }
+
+    #[test]
+    fn a_persistent_lifetime_needs_the_disk_journal() {
+        let disk = Config::default()
+            .journal(JournalMode::Disk("state".into()))
+            .journal_lifetime(JournalLifetime::Persistent);
+        assert!(disk.validate().is_ok());
+        let memory = Config::default().journal_lifetime(JournalLifetime::Persistent);
+        let error = memory.validate().expect_err("memory cannot be persistent");
+        assert!(matches!(error, crate::Error::Config(_)), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.contains("--journal-lifetime persistent") && message.contains("--journal disk"),
+            "{message}"
+        );
+        assert!(
+            Config::default().validate().is_ok(),
+            "memory and process fit"
+        );
     }
 
     #[test]

@@ -117,6 +117,15 @@ impl Delivery {
         ordered.into_iter().flatten()
     }
 
+    /// Why no answer to `request` may be sent: the callback guard refuses
+    /// every URL the endpoint policy would use. Each refusal names the URL
+    /// (public or intranet), its host and, where a setting can allow it,
+    /// the flag that does; never a URL's query. `None` when a URL passes,
+    /// or there is none.
+    pub(crate) fn refused(&self, request: &Request) -> Option<String> {
+        self.guard.refuse_all(self.targets(request))
+    }
+
     /// Deliver `response` to `request`'s callback, retrying until `until`.
     ///
     /// # Errors

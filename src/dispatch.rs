@@ -27,6 +27,121 @@ use crate::router::Router;
 /// How long an `on_timeout` hook may run.
 const ON_TIMEOUT_BUDGET: Duration = Duration::from_secs(5);
 
+/// The time a request was given, so that a reason saying it ran out states
+/// how much, and what set it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    /// The handler's deadline.
+    deadline: Instant,
+    /// From the request's arrival to `deadline`.
+    window: Duration,
+    /// What set the request's time.
+    limit: Limit,
+}
+
+/// What sets a request's time, with the value it was set to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// The type's timeout (`--timeout`, `--type-timeout`).
+    Timeout(Duration),
+    /// The type's timeout, for a `web[sync]:` request: below ROS's 10 s
+    /// wait, which bounds it.
+    SyncTimeout(Duration),
+    /// ROS's 10 s wait for a `web[sync]:` reply.
+    SyncWait,
+    /// The function's timeout in Function Compute, below the type's.
+    FunctionTimeout(Duration),
+    /// A deadline chosen by the program that called [`Router::handle`].
+    Caller(Duration),
+}
+
+impl Limit {
+    /// The time this limit gives a request.
+    fn value(self) -> Duration {
+        match self {
+            Limit::Timeout(d)
+            | Limit::SyncTimeout(d)
+            | Limit::FunctionTimeout(d)
+            | Limit::Caller(d) => d,
+            Limit::SyncWait => crate::config::ROS_SYNC_WAIT,
+        }
+    }
+}
+
+impl Budget {
+    /// A handler whose deadline is `deadline`, `window` after the request
+    /// arrived, under `limit`.
+    pub(crate) fn new(deadline: Instant, window: Duration, limit: Limit) -> Self {
+        Budget {
+            deadline,
+            window,
+            limit,
+        }
+    }
+
+    /// Time since the request arrived, measured.
+    fn elapsed(&self) -> Duration {
+        let now = Instant::now();
+        if now >= self.deadline {
+            self.window + (now - self.deadline)
+        } else {
+            self.window.saturating_sub(self.deadline - now)
+        }
+    }
+
+    /// The limit that ran out, as a noun phrase.
+    fn limit_name(&self, resource_type: &str) -> String {
+        let value = seconds(self.limit.value());
+        match self.limit {
+            Limit::Timeout(_) | Limit::SyncTimeout(_) => {
+                format!("{resource_type}'s timeout ({value} s)")
+            }
+            Limit::SyncWait => "ROS's 10 s wait for the answer to a web[sync]: request".into(),
+            Limit::FunctionTimeout(_) => {
+                format!("the function's timeout in Function Compute ({value} s)")
+            }
+            Limit::Caller(_) => format!("the {value} s it was given"),
+        }
+    }
+
+    /// How to raise the limit, and how much of it the handler does not
+    /// get; empty for a caller's deadline.
+    fn remedy(&self, resource_type: &str) -> String {
+        let kept = seconds(self.limit.value().saturating_sub(self.window));
+        let timeout = format!(
+            "; raise it with --type-timeout {resource_type}=SECONDS (up to the resource's Timeout \
+             in the template)"
+        );
+        match self.limit {
+            Limit::Timeout(_) => {
+                format!("{timeout}; {kept} s of it is kept for delivering the answer")
+            }
+            Limit::SyncTimeout(_) => format!(
+                "{timeout}; {kept} s of it is kept to reply; ROS waits only 10 s for the answer \
+                 to a web[sync]: request, so more than that needs an async web: ServiceToken"
+            ),
+            Limit::SyncWait => format!(
+                "; ROS waits only 10 s for the answer to a web[sync]: request, {kept} s of which \
+                 the provider keeps to reply; more than that needs an async web: ServiceToken"
+            ),
+            Limit::FunctionTimeout(_) => format!(
+                "; raise the function's timeout; {kept} s of it is kept for delivering the answer"
+            ),
+            Limit::Caller(_) => String::new(),
+        }
+    }
+}
+
+/// Seconds as a reason says them: whole, or with one decimal.
+fn seconds(duration: Duration) -> String {
+    let tenths = (duration.as_secs_f64() * 10.0).round() / 10.0;
+    if tenths.fract() == 0.0 {
+        format!("{tenths:.0}")
+    } else {
+        format!("{tenths:.1}")
+    }
+}
+
 /// How a handler run ended, before it becomes a [`Response`].
 #[derive(Debug)]
 pub(crate) enum RunResult {
@@ -78,7 +193,7 @@ pub(crate) async fn first_step(
     router: &Router,
     request: &Arc<Request>,
     deadline: Instant,
-    budget: Duration,
+    budget: &Budget,
     extras: &Extras,
 ) -> Step {
     if request.request_type == RequestType::Delete
@@ -96,6 +211,9 @@ pub(crate) async fn first_step(
         Err(reason) => return Step::Answer(Response::failed(request, answer_id(request), reason)),
     };
     let context = extras.context(request, deadline);
+    // One line per handler run, in the request's span: the crash tests count
+    // them to prove no answered request runs again.
+    tracing::info!(step = "first", "handler started");
     let result = run_guarded(handler.call(operation, context), deadline).await;
     finish(request, result, budget, None)
 }
@@ -106,7 +224,7 @@ pub(crate) async fn poll_step(
     request: &Arc<Request>,
     waiting: &Waiting,
     deadline: Instant,
-    budget: Duration,
+    budget: &Budget,
     extras: &Extras,
 ) -> Step {
     let handler = match handler_for(router, request) {
@@ -114,6 +232,7 @@ pub(crate) async fn poll_step(
         Err(response) => return Step::Answer(*response),
     };
     let context = extras.context(request, deadline);
+    tracing::info!(step = "poll", poll = waiting.attempt + 1, "handler started");
     let result = run_guarded(
         handler.poll(poll_input(request, waiting), context),
         deadline,
@@ -122,14 +241,17 @@ pub(crate) async fn poll_step(
     finish(request, result, budget, Some(waiting))
 }
 
-/// Long-running work ran out of time: run the handler's `on_timeout` hook
-/// briefly, then answer FAILED.
+/// Long-running work cannot finish in time: its next poll is due after
+/// its deadline. Run the handler's `on_timeout` hook briefly, then answer
+/// FAILED, saying so (it did not run until the deadline: the reason says
+/// when it gave up, and what would give it the time).
 pub(crate) async fn give_up(
     router: &Router,
     request: &Arc<Request>,
     waiting: &Waiting,
-    budget: Duration,
+    budget: &Budget,
 ) -> Response {
+    let given_up = budget.elapsed();
     if let Ok(handler) = handler_for(router, request) {
         let deadline = Instant::now() + ON_TIMEOUT_BUDGET;
         let context = RequestContext::shared(Arc::clone(request), deadline);
@@ -142,7 +264,17 @@ pub(crate) async fn give_up(
             Err(_) => tracing::warn!("on_timeout did not finish within its budget"),
         }
     }
-    to_response(request, RunResult::TimedOut, budget)
+    let reason = format!(
+        "gave up after {} s: the handler asked to be polled again in {} s, past its deadline \
+         {} s after the request arrived, so the operation needs more time than {}{}",
+        seconds(given_up),
+        seconds(waiting.after),
+        seconds(budget.window),
+        budget.limit_name(&request.resource_type),
+        budget.remedy(&request.resource_type),
+    );
+    tracing::warn!(reason = %reason, "answering FAILED");
+    Response::failed(request, answer_id(request), reason)
 }
 
 // `Router::handle` lives here rather than in router.rs so that the
@@ -166,7 +298,8 @@ pub(crate) async fn run_to_answer(
     request: &Arc<Request>,
     deadline: Instant,
 ) -> Response {
-    let budget = deadline.saturating_duration_since(Instant::now());
+    let total = deadline.saturating_duration_since(Instant::now());
+    let budget = &Budget::new(deadline, total, Limit::Caller(total));
     let extras = Extras::default();
     let mut step = first_step(router, request, deadline, budget, &extras).await;
     loop {
@@ -260,7 +393,7 @@ async fn run_guarded(run: BoxFuture<'_, Result<Outcome, Failure>>, deadline: Ins
 fn finish(
     request: &Request,
     result: RunResult,
-    budget: Duration,
+    budget: &Budget,
     previous: Option<&Waiting>,
 ) -> Step {
     let RunResult::Done(mut outcome) = result else {
@@ -294,15 +427,18 @@ fn finish(
 }
 
 /// Map a run onto the answer ROS sees.
-pub(crate) fn to_response(request: &Request, result: RunResult, budget: Duration) -> Response {
+pub(crate) fn to_response(request: &Request, result: RunResult, budget: &Budget) -> Response {
     let reason = match result {
         RunResult::Done(outcome) => return success(request, outcome),
         RunResult::Failed(Failure::Properties(error)) => error.to_string(),
         RunResult::Failed(Failure::Handler(error)) => error_chain(error.as_ref()),
         RunResult::Panicked(message) => format!("handler panicked: {message}"),
         RunResult::TimedOut => format!(
-            "timed out after {} s: the handler did not finish before the deadline",
-            budget.as_secs_f64().round()
+            "timed out after {} s: the handler was still running at its deadline, so the \
+             operation needs more time than {}{}",
+            seconds(budget.window),
+            budget.limit_name(&request.resource_type),
+            budget.remedy(&request.resource_type),
         ),
     };
     tracing::warn!(reason = %reason, "answering FAILED");
@@ -314,9 +450,15 @@ fn success(request: &Request, outcome: Outcome) -> Response {
         return Response::success(request, answer_id(request), outcome.data);
     }
     let chosen = outcome.physical_resource_id.is_some();
-    let id = outcome
-        .physical_resource_id
-        .unwrap_or_else(|| physical_id::generate(&request.stack_id, &request.logical_resource_id));
+    // Derived from the request, so a rerun after a crash answers with the
+    // id the first run may already have delivered.
+    let id = outcome.physical_resource_id.unwrap_or_else(|| {
+        physical_id::generate(
+            &request.stack_id,
+            &request.logical_resource_id,
+            &request.request_id,
+        )
+    });
     let checked = if chosen {
         physical_id::validate(&id)
     } else {
@@ -643,12 +785,139 @@ mod tests {
             .handle(&r, Instant::now() + Duration::from_secs(55))
             .await;
         assert_eq!(resp.status, Status::Failed);
-        assert!(
-            resp.reason
-                .expect("reason")
-                .starts_with("timed out after 55 s")
+        // Polls at 10, 20, 30 and 40 s; the one due at 60 s is past the
+        // deadline, so it gives up at 50 s, and says so.
+        assert_eq!(
+            resp.reason.as_deref(),
+            Some(
+                "gave up after 50 s: the handler asked to be polled again in 10 s, past its \
+                 deadline 55 s after the request arrived, so the operation needs more time than \
+                 the 55 s it was given"
+            )
         );
         assert!(cleaned_up.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    /// Asks to be polled again after its `Seconds`, as the built-in
+    /// `Custom::Wait` (in the handlers crate) does for a wait that short.
+    struct Pause;
+
+    #[derive(serde::Deserialize)]
+    struct PauseProps {
+        #[serde(rename = "Seconds")]
+        seconds: u64,
+    }
+
+    impl Handler for Pause {
+        type Properties = PauseProps;
+        type Error = std::io::Error;
+
+        async fn create(&self, r: CreateRequest<PauseProps>) -> Result<Created, Self::Error> {
+            Ok(Created::new().in_progress(Duration::from_secs(r.properties.seconds), &()))
+        }
+        async fn update(&self, _r: UpdateRequest<PauseProps>) -> Result<Updated, Self::Error> {
+            Ok(Updated::new())
+        }
+        async fn delete(&self, _r: DeleteRequest<PauseProps>) -> Result<Deleted, Self::Error> {
+            Ok(Deleted::new())
+        }
+        async fn poll(
+            &self,
+            _r: crate::handler::PollRequest<PauseProps>,
+        ) -> Result<crate::handler::Polled, Self::Error> {
+            Ok(crate::handler::Polled::done())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_longer_than_the_type_timeout_gives_up_at_once_naming_the_setting() {
+        let router = Router::new().route("Custom::Wait", Pause);
+        let mut r = Request::new(RequestType::Create, "Custom::Wait", "W", "stack-1", "req-1");
+        r.resource_properties.insert("Seconds".into(), 600.into());
+        let r = Arc::new(r);
+        // `--timeout 10`: the handler's deadline is 9 s in, 1 s kept for delivery.
+        let kept = Duration::from_secs(1);
+        let deadline = Instant::now() + Duration::from_secs(10) - kept;
+        let budget = Budget::new(
+            deadline,
+            Duration::from_secs(10) - kept,
+            Limit::Timeout(Duration::from_secs(10)),
+        );
+        let started = Instant::now();
+        let step = first_step(&router, &r, deadline, &budget, &Extras::default()).await;
+        let Step::Wait(waiting) = step else {
+            panic!("a wait is long-running work: {step:?}");
+        };
+        let resp = give_up(&router, &r, &waiting, &budget).await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "answered at once");
+        assert_eq!(resp.status, Status::Failed);
+        let reason = resp.reason.expect("reason");
+        assert!(reason.starts_with("gave up after 0 s: "), "{reason}");
+        assert!(
+            reason.contains("needs more time than Custom::Wait's timeout (10 s)"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("--type-timeout Custom::Wait=SECONDS"),
+            "{reason}"
+        );
+        assert!(!reason.contains("timed out"), "{reason}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sync_timeout_states_the_handlers_time_and_ros_s_wait() {
+        // A web[sync]: request under a long timeout: 10 s less 1 s to reply
+        // is 9 s in all, and the handler's deadline 1 s before that, at 8 s.
+        let r = Arc::new(request(RequestType::Update, "hang", Some("pid-1")));
+        let deadline = Instant::now() + Duration::from_secs(8);
+        let budget = Budget::new(deadline, Duration::from_secs(8), Limit::SyncWait);
+        let step = first_step(&router(), &r, deadline, &budget, &Extras::default()).await;
+        let Step::Answer(resp) = step else {
+            panic!("a hang is cut off: {step:?}");
+        };
+        let reason = resp.reason.expect("reason");
+        assert!(reason.starts_with("timed out after 8 s: "), "{reason}");
+        assert!(reason.contains("ROS waits only 10 s"), "{reason}");
+        assert!(
+            reason.contains("2 s of which the provider keeps"),
+            "{reason}"
+        );
+        assert!(!reason.contains("9 s"), "{reason}");
+        assert!(
+            !reason.contains("--type-timeout"),
+            "a longer timeout would not help: {reason}"
+        );
+
+        // Under a type timeout of 5 s it is the type's timeout that ran out:
+        // 1 s kept to reply, and of the 4 s left 0.5 s for delivery.
+        let deadline = Instant::now() + Duration::from_millis(3500);
+        let budget = Budget::new(
+            deadline,
+            Duration::from_millis(3500),
+            Limit::SyncTimeout(Duration::from_secs(5)),
+        );
+        let step = first_step(&router(), &r, deadline, &budget, &Extras::default()).await;
+        let Step::Answer(resp) = step else {
+            panic!("a hang is cut off: {step:?}");
+        };
+        let reason = resp.reason.expect("reason");
+        assert!(reason.starts_with("timed out after 3.5 s: "), "{reason}");
+        assert!(
+            reason.contains("Custom::Scripted's timeout (5 s)")
+                && reason.contains("--type-timeout Custom::Scripted=SECONDS")
+                && reason.contains("1.5 s of it is kept to reply")
+                && reason.contains("ROS waits only 10 s"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn seconds_are_whole_or_have_one_decimal() {
+        assert_eq!(seconds(Duration::from_secs(8)), "8");
+        assert_eq!(seconds(Duration::from_millis(8_000_400)), "8000.4");
+        assert_eq!(seconds(Duration::from_millis(499)), "0.5");
+        assert_eq!(seconds(Duration::from_millis(7_960)), "8");
+        assert_eq!(seconds(Duration::ZERO), "0");
     }
 
     #[tokio::test]

@@ -1,27 +1,37 @@
 //! Physical resource ids, by ROS's rules (not AWS's).
 //!
 //! - Create: the handler's id, or [`generate`]d from the stack id, the logical
-//!   id and a random part.
+//!   id and a suffix derived from the request.
 //! - Update and Delete: the id from the request, echoed. ROS does not allow a
 //!   custom resource's id to change on update.
 //! - A failed Create answers with a [`failed_create`] marker. A Delete that
 //!   carries the marker, an empty id or no id succeeds without running the
 //!   handler: there is nothing to delete.
 
-use rand::Rng;
+use sha2::{Digest, Sha256};
 
 use crate::response::MAX_PHYSICAL_ID_BYTES;
 
 /// Every failed-create marker starts with this.
 pub const FAILED_CREATE_PREFIX: &str = "stackhook-create-failed";
 
-/// Length of the random part of a generated id. 36^10 values make a clash
-/// between two resources of one stack and logical id practically impossible.
-const RANDOM_PART_LEN: usize = 10;
+/// Length of the derived suffix, in base-36 digits. 36^10 values (about 2^51)
+/// make a clash between two requests for one stack and logical id practically
+/// impossible.
+const SUFFIX_LEN: usize = 10;
 
-/// A fresh, unique id for a Create whose handler did not choose one:
-/// `<stack id>-<logical id>-<random>`, within 255 bytes.
-pub fn generate(stack_id: &str, logical_resource_id: &str) -> String {
+/// The id for a Create whose handler did not choose one:
+/// `<stack id>-<logical id>-<suffix>`, within 255 bytes.
+///
+/// The suffix is derived from the request: ten base-36 digits of
+/// a SHA-256 of the stack id, the logical id and the request id (each
+/// prefixed with its length, so no two triples hash alike). The same request
+/// therefore always gets the same id: a Create run again after a crash (its
+/// answer or its delivered mark lost) answers with the id ROS may already
+/// have, and a handler that names what it creates after the id finds its
+/// first attempt. Another request for the same resource (a new Create with
+/// its own request id) gets another id.
+pub fn generate(stack_id: &str, logical_resource_id: &str, request_id: &str) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     // Built in one buffer: this runs for every Create without an id.
     let mut id = String::with_capacity(stack_id.len().min(64) + logical_resource_id.len() + 12);
@@ -29,20 +39,33 @@ pub fn generate(stack_id: &str, logical_resource_id: &str) -> String {
     if !id.is_empty() {
         id.push('-');
     }
-    let room = MAX_PHYSICAL_ID_BYTES - id.len() - RANDOM_PART_LEN - 1;
+    let room = MAX_PHYSICAL_ID_BYTES - id.len() - SUFFIX_LEN - 1;
     let before_logical = id.len();
     push_clean(&mut id, logical_resource_id, room);
     if id.len() > before_logical {
         id.push('-');
     }
-    // One draw for the whole random part: its RANDOM_PART_LEN base-36
-    // digits (36^10 < 2^64), uniformly.
-    let mut random = rand::rng().random_range(0..36u64.pow(RANDOM_PART_LEN as u32));
-    for _ in 0..RANDOM_PART_LEN {
-        id.push(char::from(ALPHABET[(random % 36) as usize]));
-        random /= 36;
+    // SUFFIX_LEN base-36 digits (36^10 < 2^64) from the digest's first
+    // eight bytes; the modulo's bias is below one part in 5,000.
+    let digest = request_digest(stack_id, logical_resource_id, request_id);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let mut derived = u64::from_le_bytes(first) % 36u64.pow(SUFFIX_LEN as u32);
+    for _ in 0..SUFFIX_LEN {
+        id.push(char::from(ALPHABET[(derived % 36) as usize]));
+        derived /= 36;
     }
     id
+}
+
+/// SHA-256 of the three identifiers, each prefixed with its length in bytes.
+fn request_digest(stack_id: &str, logical_resource_id: &str, request_id: &str) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for part in [stack_id, logical_resource_id, request_id] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    hash.finalize().into()
 }
 
 /// The marker id a failed Create reports, recognisable by [`is_placeholder`].
@@ -136,40 +159,94 @@ fn push_clean(out: &mut String, text: &str, max: usize) {
 mod tests {
     use super::*;
 
+    const STACK: &str = "4a6c9851-3b0f-4f5f-b4ca-a14bf691ffff";
+
     #[test]
     fn a_generated_id_that_would_read_as_a_failed_create_is_refused() {
-        let id = generate(FAILED_CREATE_PREFIX, "Res");
+        let id = generate(FAILED_CREATE_PREFIX, "Res", "r1");
         assert_eq!(validate_generated(&id), validate(&id));
         assert!(validate_generated(&id).is_err());
-        let fine = generate("4a6c9851-3b0f-4f5f-b4ca-a14bf691ffff", "Res");
+        let fine = generate(STACK, "Res", "r1");
         assert_eq!(validate_generated(&fine), Ok(()));
     }
 
     #[test]
-    fn generated_ids_are_unique_and_bounded() {
-        let a = generate("4a6c9851-3b0f-4f5f-b4ca-a14bf691ffff", "MyResource");
-        let b = generate("4a6c9851-3b0f-4f5f-b4ca-a14bf691ffff", "MyResource");
-        assert_ne!(a, b);
-        assert!(a.starts_with("4a6c9851-3b0f-4f5f-b4ca-a14bf691ffff-MyResource-"));
-        assert!(validate(&a).is_ok());
-        let long = generate(&"s".repeat(500), &"L".repeat(500));
-        assert!(long.len() <= MAX_PHYSICAL_ID_BYTES);
-        assert!(validate(&generate("", "")).is_ok());
-        assert_eq!(generate("", "").len(), RANDOM_PART_LEN);
-        let no_stack = generate("", "Res!");
-        assert!(no_stack.starts_with("Res-"), "{no_stack}");
-        assert_eq!(no_stack.len(), 4 + RANDOM_PART_LEN);
-        let no_logical = generate("s-1", "");
-        assert!(no_logical.starts_with("s-1-"), "{no_logical}");
-        assert_eq!(no_logical.len(), 4 + RANDOM_PART_LEN);
-        let exact = generate(&"s".repeat(64), &"L".repeat(500));
-        assert_eq!(exact.len(), MAX_PHYSICAL_ID_BYTES);
+    fn the_same_request_always_gets_the_same_id() {
+        let first = generate(STACK, "MyResource", "req-1");
+        assert_eq!(generate(STACK, "MyResource", "req-1"), first);
+        assert!(
+            first.starts_with(&format!("{STACK}-MyResource-")),
+            "{first}"
+        );
+        // Derived from the identifiers as given, not as cleaned into the id.
+        assert_eq!(generate("s!", "Res", "r"), generate("s!", "Res", "r"));
+        assert_ne!(generate("s!", "Res", "r"), generate("s", "Res", "r"));
     }
 
     #[test]
-    fn every_random_digit_spans_the_alphabet() {
-        let ids: Vec<String> = (0..3000).map(|_| generate("", "")).collect();
-        for position in 0..RANDOM_PART_LEN {
+    fn another_request_for_the_same_resource_gets_another_id() {
+        let first = generate(STACK, "MyResource", "req-1");
+        assert_ne!(generate(STACK, "MyResource", "req-2"), first);
+        // The identifiers are length-prefixed: moving text from one to the
+        // next changes the id, though the concatenation is the same.
+        assert_ne!(generate("s", "ab", "c"), generate("s", "a", "bc"));
+        assert_ne!(
+            generate("", "", "abc")[..SUFFIX_LEN],
+            generate("", "a", "bc")[2..]
+        );
+    }
+
+    #[test]
+    fn the_suffix_is_a_sha256_of_the_length_prefixed_identifiers() {
+        // Worked by hand from the rule, so a change to it shows here.
+        let mut hash = Sha256::new();
+        for part in ["s", "L", "r"] {
+            hash.update(1u64.to_le_bytes());
+            hash.update(part.as_bytes());
+        }
+        let digest: [u8; 32] = hash.finalize().into();
+        let mut n = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+            % 36u64.pow(SUFFIX_LEN as u32);
+        let mut suffix = String::new();
+        for _ in 0..SUFFIX_LEN {
+            let digit = (n % 36) as u32;
+            suffix.push(if digit < 26 {
+                char::from(b'a' + digit as u8)
+            } else {
+                char::from_digit(digit - 26, 10).expect("a digit")
+            });
+            n /= 36;
+        }
+        assert_eq!(generate("s", "L", "r"), format!("s-L-{suffix}"));
+    }
+
+    #[test]
+    fn generated_ids_are_bounded() {
+        let a = generate(STACK, "MyResource", "r");
+        assert!(validate(&a).is_ok());
+        let long = generate(&"s".repeat(500), &"L".repeat(500), &"r".repeat(500));
+        assert!(long.len() <= MAX_PHYSICAL_ID_BYTES);
+        assert!(validate(&long).is_ok());
+        assert!(validate(&generate("", "", "")).is_ok());
+        assert_eq!(generate("", "", "r").len(), SUFFIX_LEN);
+        let no_stack = generate("", "Res!", "r");
+        assert!(no_stack.starts_with("Res-"), "{no_stack}");
+        assert_eq!(no_stack.len(), 4 + SUFFIX_LEN);
+        let no_logical = generate("s-1", "", "r");
+        assert!(no_logical.starts_with("s-1-"), "{no_logical}");
+        assert_eq!(no_logical.len(), 4 + SUFFIX_LEN);
+        let exact = generate(&"s".repeat(64), &"L".repeat(500), "r");
+        assert_eq!(exact.len(), MAX_PHYSICAL_ID_BYTES);
+        let unicode = generate("日本-stack", "Ünï", "r\u{0}");
+        assert!(validate(&unicode).is_ok(), "{unicode:?}");
+    }
+
+    #[test]
+    fn every_suffix_digit_spans_the_alphabet() {
+        let ids: Vec<String> = (0..3000)
+            .map(|n| generate("", "", &format!("request-{n}")))
+            .collect();
+        for position in 0..SUFFIX_LEN {
             let mut seen = std::collections::HashSet::new();
             for id in &ids {
                 let digit = id.as_bytes()[position];

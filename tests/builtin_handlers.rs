@@ -61,7 +61,7 @@ async fn echo_create_update_delete_in_both_modes() {
             Value::Object(created.data.clone().expect("data")),
             create["ResourceProperties"]
         );
-        // A generated id: stack id, logical id, random part.
+        // A generated id: stack id, logical id, a part derived from the request.
         let id = created.physical_resource_id.clone();
         assert!(
             id.starts_with("4a6c9851-3b0f-4f5f-b4ca-a14bf691e2d7-Greeter-"),

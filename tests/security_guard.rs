@@ -8,12 +8,18 @@
 mod security_support;
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
 use serde_json::Value;
-use stackhook::config::CallbackEndpoint;
+use stackhook::config::{CallbackEndpoint, JournalMode};
 use stackhook::delivery::{Delivery, Target};
+use stackhook::handler::{
+    CreateRequest, Created, DeleteRequest, Deleted, Handler, UpdateRequest, Updated,
+};
+use stackhook::journal::{RedbStore, RequestKey, Store};
 use stackhook::request::CallbackUrl;
 use stackhook::response::Data;
 use stackhook::security::callback_guard::{
@@ -24,7 +30,7 @@ use stackhook::{Config, Request, RequestType, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use security_support::{client, create, start};
+use security_support::{client, create, start, start_with};
 
 fn allow(list: &str) -> Vec<HostPattern> {
     parse_allow_list(list).expect("valid allow list")
@@ -219,14 +225,173 @@ async fn server_refuses_to_call_back_to_loopback_by_default() {
     assert!(message.contains("callback refused"), "{message}");
     assert!(!message.contains("Signature="), "{message}");
 
-    // Async mode acknowledges, then refuses to deliver.
+    // Async mode refuses it up front: no answer could be sent.
     let reply = client()
         .post(server.url("/"))
         .json(&create(&sink.url("/cb")))
         .send()
         .await
         .expect("reachable");
+    assert_eq!(reply.status(), 403);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sink.received().is_empty());
+    server.stop().await;
+}
+
+/// Counts its runs.
+#[derive(Clone, Default)]
+struct Counted(Arc<AtomicUsize>);
+
+impl Handler for Counted {
+    type Properties = serde_json::Map<String, Value>;
+    type Error = std::io::Error;
+
+    async fn create(&self, _: CreateRequest<Self::Properties>) -> Result<Created, Self::Error> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(Created::with_id("counted"))
+    }
+    async fn update(&self, _: UpdateRequest<Self::Properties>) -> Result<Updated, Self::Error> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(Updated::new())
+    }
+    async fn delete(&self, _: DeleteRequest<Self::Properties>) -> Result<Deleted, Self::Error> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(Deleted::new())
+    }
+}
+
+fn counted_request(id: &str, public: &str, intranet: Option<&str>) -> Value {
+    let mut body = create(public);
+    body["RequestId"] = id.into();
+    body["ResourceType"] = "Custom::Counted".into();
+    if let Some(intranet) = intranet {
+        body["IntranetResponseURL"] = intranet.into();
+    }
+    body
+}
+
+#[tokio::test]
+async fn a_request_whose_every_callback_is_refused_is_refused_up_front() {
+    let sink = CallbackSink::start().await.expect("sink");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs = Counted::default();
+    let router = stackhook::Router::new().route("Custom::Counted", runs.clone());
+    // `localhost` only: the sink's IP literal is refused, its name allowed.
+    // A disk journal, to see that nothing was recorded.
+    let config = Config::default()
+        .callback_allow(allow("localhost"))
+        .journal(JournalMode::Disk(dir.path().to_path_buf()));
+    let server = start_with(router, config).await;
+    let public = format!("{}?Signature=s3cret", sink.url("/cb"));
+    let intranet = "http://100.100.100.200/latest/meta-data/?Signature=s3cret";
+
+    let reply = client()
+        .post(server.url("/"))
+        .json(&counted_request("async-1", &public, Some(intranet)))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(reply.status(), 403);
+    let body: Value = reply.json().await.expect("json");
+    let error = body["error"].as_str().expect("error").to_string();
+    for part in [
+        "callback refused",
+        "public URL",
+        "intranet URL",
+        "`127.0.0.1`",
+        "`100.100.100.200`",
+        "--callback-allow",
+    ] {
+        assert!(error.contains(part), "{part} missing from: {error}");
+    }
+    assert!(!error.contains("s3cret"), "{error}");
+
+    // Function Compute: a failed invocation, FC's way, naming the same.
+    let reply = client()
+        .post(server.url("/invoke"))
+        .header("content-type", "application/octet-stream")
+        .body(counted_request("fc-1", &public, None).to_string())
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(reply.status(), 404);
+    assert_eq!(
+        reply
+            .headers()
+            .get("x-fc-status")
+            .and_then(|v| v.to_str().ok()),
+        Some("404")
+    );
+    let body: Value = reply.json().await.expect("json");
+    let message = body["errorMessage"].as_str().expect("errorMessage");
+    assert!(
+        message.contains("`127.0.0.1`") && message.contains("--callback-allow"),
+        "{message}"
+    );
+
+    // One allowed URL is enough: the request runs and answers there.
+    let allowed = format!("http://localhost:{}/allowed", sink.addr().port());
+    let reply = client()
+        .post(server.url("/"))
+        .json(&counted_request("async-2", &allowed, Some(intranet)))
+        .send()
+        .await
+        .expect("reachable");
     assert_eq!(reply.status(), 200);
+    let calls = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(calls.len(), 1, "the allowed request was answered");
+    assert!(calls[0].uri.starts_with("/allowed"), "{}", calls[0].uri);
+    server.stop().await;
+
+    assert_eq!(
+        runs.0.load(Ordering::SeqCst),
+        1,
+        "only the request with an allowed callback ran"
+    );
+    assert_eq!(sink.received().len(), 1, "nothing else reached the sink");
+    // The stopped server lets go of the journal as its last tasks end.
+    let mut journal = RedbStore::open(dir.path());
+    for _ in 0..100 {
+        if journal.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        journal = RedbStore::open(dir.path());
+    }
+    let journal = journal.expect("journal");
+    for id in ["async-1", "fc-1"] {
+        let key = RequestKey {
+            stack_id: "stack-0001".into(),
+            logical_resource_id: "Echo".into(),
+            request_id: id.into(),
+        };
+        assert_eq!(
+            journal.get(&key).await.expect("read"),
+            None,
+            "{id} journaled"
+        );
+    }
+    let open = journal.open_records().await.expect("read");
+    assert!(
+        open.iter().all(|(key, _)| key.request_id == "async-2"),
+        "a refused request was left in the outbox: {open:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_sync_request_is_answered_in_its_reply_whatever_its_callbacks() {
+    // /sync never calls back, so the guard has nothing to refuse there.
+    let sink = CallbackSink::start().await.expect("sink");
+    let server = start(Config::default()).await;
+    let reply = client()
+        .post(server.url("/sync"))
+        .json(&create(&sink.url("/cb")))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(reply.status(), 200);
+    let answer: Value = reply.json().await.expect("json");
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sink.received().is_empty());
     server.stop().await;

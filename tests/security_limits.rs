@@ -1,5 +1,5 @@
 //! Limits: oversize and deeply nested bodies, oversize headers, slow
-//! clients, the connection cap and the per-address request cap. Timeouts
+//! clients, the connection cap and the per-address cap on bodies being read. Timeouts
 //! here are short and configured; no assertion depends on timing.
 
 mod security_support;
@@ -13,7 +13,7 @@ use stackhook::sink::CallbackSink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use security_support::{client, create, start};
+use security_support::{client, create, start, start_with};
 
 /// Upper bound for anything the server should do "soon".
 const BOUND: Duration = Duration::from_secs(10);
@@ -228,8 +228,21 @@ async fn connections_over_the_cap_are_closed_and_slots_come_back() {
     server.stop().await;
 }
 
+/// Start a request to `/` from 127.0.0.1 whose body never ends, holding one
+/// of the address's intake slots.
+async fn trickling_body(addr: SocketAddr) -> TcpStream {
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1000\r\n\r\n{",
+    )
+    .await
+    .expect("write");
+    slow
+}
+
 #[tokio::test]
-async fn one_address_cannot_take_every_request_slot() {
+async fn one_address_cannot_take_every_intake_slot() {
+    let sink = CallbackSink::start().await.expect("sink");
     let server = start(
         Config::for_local_testing()
             .max_requests_per_ip(1)
@@ -237,39 +250,166 @@ async fn one_address_cannot_take_every_request_slot() {
     )
     .await;
     // Hold the only slot of 127.0.0.1 with a request whose body never ends.
-    let mut slow = TcpStream::connect(server.addr).await.expect("connect");
-    slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
-        .await
-        .expect("write");
+    let slow = trickling_body(server.addr).await;
 
-    let mut limited = false;
-    for _ in 0..100 {
+    // A request from the same address waits for the slot, then is refused
+    // with a status ROS retries. Its body was not read: nothing to answer.
+    let mut refused = None;
+    for attempt in 0..100 {
         let reply = client()
-            .get(server.url("/healthz"))
+            .post(server.url("/"))
+            .json(&create(&sink.url("/cb")))
             .send()
             .await
             .expect("reachable");
-        if reply.status() == 429 {
-            limited = true;
+        if reply.status() == 503 {
+            refused = Some(reply);
             break;
         }
+        // The slow request may not hold its slot yet.
+        assert_eq!(reply.status(), 200, "attempt {attempt}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(limited, "the second request from the same address got 429");
+    let refused = refused.expect("a request from the same address was refused");
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: Value = refused.json().await.expect("json");
+    let error = body["error"].as_str().expect("error");
+    assert!(error.contains("--max-requests-per-ip"), "{error}");
 
-    // Another client address is served meanwhile.
+    // Another client address is served meanwhile, and so are requests
+    // without a body from this one.
     let other = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .timeout(BOUND)
         .build()
         .expect("client");
+    let mut body = create(&sink.url("/cb"));
+    body["RequestId"] = "req-other".into();
     let reply = other
-        .get(server.url("/healthz"))
+        .post(server.url("/"))
+        .json(&body)
         .send()
         .await
         .expect("reachable");
     assert_eq!(reply.status(), 200);
+    let health = client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(health.status(), 200);
     drop(slow);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_over_the_cap_gets_the_slot_once_the_body_before_it_arrives() {
+    let sink = CallbackSink::start().await.expect("sink");
+    let server = start(
+        Config::for_local_testing()
+            .max_requests_per_ip(1)
+            .body_read_timeout(Duration::from_secs(60)),
+    )
+    .await;
+    let mut slow = trickling_body(server.addr).await;
+    // Make sure the slow request holds the slot: a request sent now waits.
+    let waiting = {
+        let url = server.url("/");
+        let body = create(&sink.url("/cb"));
+        tokio::spawn(async move { client().post(url).json(&body).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The slow body completes (not a valid request: 400) and frees the slot.
+    slow.write_all(&[b' '; 999]).await.expect("write");
+    let reply = read_to_close(&mut slow).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let waited = waiting.await.expect("task").expect("reachable");
+    assert_eq!(waited.status(), 200, "the waiting request was served");
+    server.stop().await;
+}
+
+/// Creates say they started, then wait for a permit the test hands out.
+struct Held {
+    started: std::sync::Arc<tokio::sync::Notify>,
+    go: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl stackhook::Handler for Held {
+    type Properties = serde_json::Map<String, Value>;
+    type Error = std::io::Error;
+
+    async fn create(
+        &self,
+        _: stackhook::handler::CreateRequest<Self::Properties>,
+    ) -> Result<stackhook::handler::Created, Self::Error> {
+        self.started.notify_one();
+        let permit = self.go.acquire().await.map_err(std::io::Error::other)?;
+        permit.forget();
+        Ok(stackhook::handler::Created::with_id("held"))
+    }
+    async fn update(
+        &self,
+        _: stackhook::handler::UpdateRequest<Self::Properties>,
+    ) -> Result<stackhook::handler::Updated, Self::Error> {
+        Ok(stackhook::handler::Updated::new())
+    }
+    async fn delete(
+        &self,
+        _: stackhook::handler::DeleteRequest<Self::Properties>,
+    ) -> Result<stackhook::handler::Deleted, Self::Error> {
+        Ok(stackhook::handler::Deleted::new())
+    }
+}
+
+#[tokio::test]
+async fn a_sync_request_waiting_for_its_handler_holds_no_intake_slot() {
+    let sink = CallbackSink::start().await.expect("sink");
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let go = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = Held {
+        started: std::sync::Arc::clone(&started),
+        go: std::sync::Arc::clone(&go),
+    };
+    let router = stackhook::Router::new()
+        .route("Custom::Held", handler)
+        .route("Custom::Echo", stackhook_handlers::Echo);
+    // One slot: were it held by the sync request, the requests below would
+    // wait 5 s for it and then be refused.
+    let server = start_with(router, Config::for_local_testing().max_requests_per_ip(1)).await;
+    let mut held = create(&sink.url("/cb"));
+    held["ResourceType"] = "Custom::Held".into();
+    held["RequestId"] = "req-held".into();
+    let sync = {
+        let url = server.url("/sync");
+        tokio::spawn(async move { client().post(url).json(&held).send().await })
+    };
+    tokio::time::timeout(BOUND, started.notified())
+        .await
+        .expect("the sync request's handler runs");
+    // While the sync request waits for its handler, requests from the same
+    // address are read and answered.
+    for n in 0..3 {
+        let mut body = create(&sink.url("/cb"));
+        body["RequestId"] = format!("req-{n}").into();
+        let reply = client()
+            .post(server.url("/"))
+            .json(&body)
+            .send()
+            .await
+            .expect("reachable");
+        assert_eq!(reply.status(), 200);
+    }
+    assert!(!sync.is_finished(), "the handler is still held");
+    go.add_permits(1);
+    let reply = sync.await.expect("task").expect("reachable");
+    let answer: Value = reply.json().await.expect("json");
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
     server.stop().await;
 }
 

@@ -403,7 +403,12 @@ async fn handler_past_its_deadline_answers_failed() {
     let answer = run_async(&server, &sink, &body).await;
     assert_eq!(answer.status, Status::Failed);
     let reason = answer.reason.expect("reason");
-    assert!(reason.starts_with("timed out after "), "{reason}");
+    assert!(reason.starts_with("timed out after 1 s: "), "{reason}");
+    assert!(
+        reason.contains("Custom::Sleepy's timeout (2 s)")
+            && reason.contains("--type-timeout Custom::Sleepy=SECONDS"),
+        "{reason}"
+    );
     server.stop().await;
 }
 

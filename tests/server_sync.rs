@@ -110,7 +110,13 @@ async fn handler_slower_than_ros_waits_gets_failed_saying_so() {
     let answer = reply.answer();
     assert_eq!(answer.status, Status::Failed);
     let reason = answer.reason.as_deref().expect("reason");
-    assert!(reason.starts_with("timed out"), "{reason}");
+    // 2 s less 1 s to reply, and half the rest kept for delivery.
+    assert!(reason.starts_with("timed out after 0.5 s: "), "{reason}");
+    assert!(reason.contains("Custom::Slow's timeout (2 s)"), "{reason}");
+    assert!(
+        reason.contains("--type-timeout Custom::Slow=SECONDS"),
+        "{reason}"
+    );
     assert!(reason.contains("ROS waits only 10 s"), "{reason}");
     assert_eq!(answer.physical_resource_id, body["PhysicalResourceId"]);
     assert_identifiers_copied(&answer, &body);
@@ -211,8 +217,14 @@ async fn sync_answer_comes_before_ros_stops_waiting_even_with_a_long_timeout() {
     let answer = stackhook::Response::from_slice(&bytes).expect("an answer");
     assert_eq!(answer.status, Status::Failed);
     let reason = answer.reason.as_deref().expect("reason");
-    assert!(reason.starts_with("timed out after 9 s"), "{reason}");
+    // 10 s less 1 s to reply and 1 s kept for delivery: the handler was
+    // cut off 8 s in, and the reason says so, not 9 s.
+    assert!(reason.starts_with("timed out after 8 s: "), "{reason}");
     assert!(reason.contains("ROS waits only 10 s"), "{reason}");
+    assert!(
+        !reason.contains("--type-timeout"),
+        "a longer timeout would not help: {reason}"
+    );
     // Virtual time: the reply left before ROS's 10 s were up.
     assert!(waited < Duration::from_secs(10), "{waited:?}");
     tokio::time::resume();

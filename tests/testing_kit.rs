@@ -99,17 +99,56 @@ async fn every_ready_made_lifecycle_passes_in_process() {
     }
 }
 
+/// A handler that names what it creates with a fresh random id, instead of
+/// one derived from the request: a redelivered Create runs again and
+/// answers with another id.
+struct RandomId;
+
+impl Handler for RandomId {
+    type Properties = serde_json::Map<String, Value>;
+    type Error = std::io::Error;
+
+    async fn create(&self, _req: CreateRequest<Self::Properties>) -> Result<Created, Self::Error> {
+        Ok(Created::with_id(format!("random-{}", uuid::Uuid::new_v4())))
+    }
+    async fn update(&self, _req: UpdateRequest<Self::Properties>) -> Result<Updated, Self::Error> {
+        Ok(Updated::new())
+    }
+    async fn delete(&self, _req: DeleteRequest<Self::Properties>) -> Result<Deleted, Self::Error> {
+        Ok(Deleted::new())
+    }
+}
+
 #[tokio::test]
 async fn redelivered_create_with_a_new_id_is_a_warning() {
-    // Echo lets the runtime generate ids, so a second Create gets another.
+    let ros = MockRos::new(Router::new().route("Custom::RandomId", RandomId))
+        .resource_type("Custom::RandomId");
     let report = Lifecycle::redelivery(json!({}), json!({"X": 1}))
-        .run(&echo())
+        .run(&ros)
         .await;
-    assert!(report.is_ok());
-    let (step, finding) = report.findings().next().expect("a warning");
+    assert!(report.is_ok(), "a warning, not a violation: {report}");
+    let findings: Vec<_> = report.findings().collect();
+    assert_eq!(findings.len(), 1, "only the Create's two ids: {report}");
+    let (step, finding) = findings[0];
     assert_eq!(step.index, 1);
     assert_eq!(finding.rule, Rule::Redelivery);
     assert_eq!(finding.severity, Severity::Warning);
+    assert!(
+        finding.message.contains("two physical ids") && finding.message.contains("random-"),
+        "{}",
+        finding.message
+    );
+}
+
+#[tokio::test]
+async fn redelivered_create_with_a_generated_id_keeps_it() {
+    // Echo lets the runtime generate the id, which is derived from the
+    // request, so the redelivered Create answers with the same one.
+    let report = Lifecycle::redelivery(json!({}), json!({"X": 1}))
+        .run(&echo())
+        .await;
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.findings().count(), 0, "{report}");
 }
 
 #[tokio::test]

@@ -236,8 +236,8 @@ impl KeyStream {
 impl Handler for RandomString {
     type Properties = RandomStringProperties;
     type Error = RandomStringError;
-    // Deriving the value again gives the same value; a rerun Create picks a new id, which is
-    // fine because the first run never answered.
+    // Deriving the value again gives the same value, and a rerun Create derives the same id
+    // from the same request.
     const IDEMPOTENT: bool = true;
 
     async fn create(
@@ -245,7 +245,11 @@ impl Handler for RandomString {
         request: CreateRequest<Self::Properties>,
     ) -> Result<Created, Self::Error> {
         let context = &request.context;
-        let id = physical_id::generate(context.stack_id(), context.logical_resource_id());
+        let id = physical_id::generate(
+            context.stack_id(),
+            context.logical_resource_id(),
+            context.request_id(),
+        );
         let value = self.value(&id, &request.properties)?;
         Ok(Created::with_id(id).with_data("Value", value))
     }

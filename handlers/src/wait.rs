@@ -18,7 +18,8 @@
 //!       Seconds: "600"
 //! ```
 //! Set the provider's timeout for this type at least as long (for example
-//! `--type-timeout Custom::Wait=900`), or the wait ends FAILED "timed out".
+//! `--type-timeout Custom::Wait=900`), or the wait is answered FAILED at
+//! once, with a reason that names that setting.
 
 use std::time::Duration;
 
@@ -155,7 +156,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_wait_past_the_deadline_fails_as_timed_out() {
+    async fn a_wait_past_the_deadline_fails_at_once_saying_why() {
         let router = Router::new().route(Wait::RESOURCE_TYPE, Wait);
         let mut request = Request::new(RequestType::Create, Wait::RESOURCE_TYPE, "W", "s", "r");
         request
@@ -165,6 +166,10 @@ mod tests {
             .handle(&request, Instant::now() + Duration::from_secs(2))
             .await;
         assert_eq!(response.status, Status::Failed);
-        assert!(response.reason.expect("reason").starts_with("timed out"));
+        let reason = response.reason.expect("reason");
+        assert!(
+            reason.starts_with("gave up after 0 s: the handler asked to be polled again in 300 s"),
+            "{reason}"
+        );
     }
 }

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Config;
-#[cfg(doc)]
-use crate::security::SecurityConfig;
 use crate::security::callback_guard::{self, CallbackGuard, HostPattern};
 use crate::security::sensitive::Sensitive;
 use crate::security::signature::Reading;
+#[cfg(doc)]
+use crate::security::{SecurityConfig, limits};
 
 /// Security setters. The defaults are the safe ones; see `docs/security.md`.
 impl Config {
@@ -137,7 +137,8 @@ impl Config {
         self
     }
 
-    /// Most requests in progress from one client address.
+    /// Most requests from one client address whose body is being read at
+    /// once (see [`limits::DEFAULT_MAX_REQUESTS_PER_IP`]).
     #[must_use]
     pub fn max_requests_per_ip(mut self, requests: usize) -> Self {
         self.security.max_requests_per_ip = requests;

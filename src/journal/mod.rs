@@ -8,16 +8,19 @@
 //! - A long-running request records its handler state ([`Stage::Polling`]).
 //! - The final answer is recorded before delivery ([`Stage::Answered`] with
 //!   `delivered: false`, the outbox) and marked delivered after a 2xx.
-//! - Writes whose loss a restart repairs (the delivered mark, and an answer
-//!   that a rerun of an idempotent handler reproduces) go through
-//!   [`Store::put_eventually`]: they do not wait for their own fsync but
-//!   reach disk with the next durable write, or at [`Store::flush`].
+//! - Writes whose loss a restart repairs (the delivered mark, a sync reply,
+//!   and an answer that a rerun of an idempotent handler reproduces) go
+//!   through [`Store::put_eventually`]: they do not wait for their own
+//!   fsync, but a durable store makes them durable within
+//!   [`DURABILITY_BOUND`]. A crash later than that never loses them, so it
+//!   never reruns an answered request nor sends a second answer.
 //! - Records are keyed by StackId, LogicalResourceId and RequestId, which is
 //!   how redelivered requests are recognised.
 //!
 //! Two stores ship: `RedbStore`, embedded and durable (the `redb` feature), and
 //! [`MemoryStore`], for tests and for deployments that trade durability for
-//! speed. A shared backend implements the same [`Store`] trait.
+//! speed (nothing in it survives the process). A shared backend implements
+//! the same [`Store`] trait; [`Store`] says what each method guarantees.
 
 mod memory;
 #[cfg(feature = "redb")]
@@ -27,7 +30,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,6 +42,21 @@ pub use redb_store::{JOURNAL_FILE, RedbStore};
 use crate::error::Result;
 use crate::request::Request;
 use crate::response::{Data, Response};
+
+/// How soon after a write returns a durable store ([`Store::is_durable`])
+/// has it on disk, for the writes that do not wait for their fsync
+/// ([`Store::put_eventually`], [`Store::put_delivered`]). A crash later than
+/// this never loses them.
+///
+/// [`RedbStore`] lets such a write wait up to 20 ms for a durable write to
+/// share its commit (under load one always comes, and they cost no fsync of
+/// their own), then commits it with its own fsync. The commit under way when
+/// it was queued comes first, so it is on disk within 20 ms and two commits;
+/// 100 ms leaves those commits 40 ms each, which a disk that keeps up with a
+/// journal meets many times over (a small commit's fsync took about 0.2 ms
+/// on the disks we measured). A disk that stalls for longer stretches the
+/// window by as much.
+pub const DURABILITY_BOUND: Duration = Duration::from_millis(100);
 
 /// A boxed future, so stores can be used as `Arc<dyn Store>`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
@@ -125,7 +143,9 @@ pub enum Stage {
         /// The answer, shared: the runtime, waiting duplicates and the
         /// store hold it at the same time.
         response: Arc<Response>,
-        /// Whether it reached ROS.
+        /// Whether the outbox is done with it: it reached ROS, or a start
+        /// found that the callback guard refuses every callback URL of its
+        /// request, and closed it undelivered (logged at ERROR).
         delivered: bool,
     },
 }
@@ -138,7 +158,9 @@ pub struct Record {
     pub request: Arc<Request>,
     /// How it arrived.
     pub channel: Channel,
-    /// When it was first accepted, in Unix milliseconds.
+    /// When it was accepted, in Unix milliseconds: its deadline counts from
+    /// here. (A sync request run again after a restart counts from the
+    /// rerun: ROS's wait for the first reply ended with the process.)
     pub accepted_at_ms: u64,
     /// Where it is now.
     pub stage: Stage,
@@ -231,11 +253,22 @@ pub enum Acceptance {
 /// Implementations must make [`Store::accept`] atomic: of two concurrent
 /// accepts for one key, exactly one inserts.
 ///
+/// # Durability
+/// Each method says what a crash may lose once it has returned. For a
+/// durable store ([`Store::is_durable`]) in short: an accept or a
+/// [`Store::put`] survives a crash once its future completes; a
+/// [`Store::put_eventually`] or [`Store::put_delivered`] once
+/// [`DURABILITY_BOUND`] has passed; [`Store::flush`] makes everything
+/// before it durable. A store that is not durable keeps nothing across a
+/// restart, and none of this applies to it.
+///
 /// A record is always written under its request's key
 /// (`RequestKey::of(&record.request)`); stores may rely on it, and give that
 /// key back from [`Store::open_records`].
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Insert `record` unless `key` exists; return the existing record if so.
+    ///
+    /// Durability: the insert survives a crash once the future completes.
     fn accept<'a>(
         &'a self,
         key: &'a RequestKey,
@@ -245,6 +278,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// insert may not be durable yet, and [`Acceptance::Inserted`] carries a
     /// future that completes when it is. Lets the runtime start work whose
     /// rerun after a crash is harmless while the fsync is under way.
+    ///
+    /// Durability: the insert survives a crash once the [`Durable`]
+    /// completes; a crash before then may lose it, and the request is then
+    /// unknown at the next start (which is why only work whose rerun is
+    /// harmless starts early). The decision holds for every later accept of
+    /// this process meanwhile.
     ///
     /// The default waits for [`Store::accept`], so the decision comes with
     /// durability.
@@ -260,17 +299,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             })
         })
     }
-    /// Insert or replace the record for `key`, durably: when the future
-    /// completes, the write survives a crash.
+    /// Insert or replace the record for `key`, durably.
+    ///
+    /// Durability: the write survives a crash once the future completes.
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()>;
     /// Insert or replace the record for `key` without waiting for it to be
     /// durable. Writes and accepts made after it see it (writes apply in
     /// order); [`Store::get`] may see the previous version until the next
-    /// group commits. It reaches disk with the next durable write or
-    /// [`Store::flush`]; a crash before then may lose it. Only for writes
-    /// whose loss recovery repairs.
+    /// group commits, and [`Store::open_records`] until it is durable.
     ///
-    /// The default is [`Store::put`].
+    /// Durability: the write survives a crash once [`DURABILITY_BOUND`] has
+    /// passed since the future completed (at once with the next
+    /// [`Store::flush`], or with a durable write made after it); a crash
+    /// within the bound may lose it. Only for writes whose loss within the
+    /// bound recovery repairs: the runtime uses it for the delivered mark,
+    /// a sync reply, and the answer of a request whose restart policy is to
+    /// rerun, so a crash after the bound never reruns an answered request
+    /// nor sends a second answer.
+    ///
+    /// The default is [`Store::put`], durable at once.
     fn put_eventually<'a>(
         &'a self,
         key: &'a RequestKey,
@@ -285,6 +332,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// encode the answer again; what it gives back is then the answer as ROS
     /// received it (a reason over ROS's limits arrives shortened).
     ///
+    /// Durability: as [`Store::put_eventually`], within [`DURABILITY_BOUND`].
+    ///
     /// The default is [`Store::put_eventually`].
     fn put_delivered<'a>(
         &'a self,
@@ -296,6 +345,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         self.put_eventually(key, record)
     }
     /// Make every earlier write durable. Called at shutdown.
+    ///
+    /// Durability: every write made before the call survives a crash once
+    /// the future completes.
     ///
     /// The default does nothing: for stores whose every write is durable.
     fn flush(&self) -> StoreFuture<'_, ()> {
@@ -309,7 +361,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn purge(&self, before_ms: u64) -> StoreFuture<'_, usize>;
     /// Whether the store works, for health checks.
     fn check(&self) -> StoreFuture<'_, ()>;
-    /// Whether records survive a restart.
+    /// Whether records survive a restart, within the bounds above. `false`
+    /// (a store in memory) means nothing does.
     fn is_durable(&self) -> bool;
 }
 
@@ -424,6 +477,123 @@ pub(crate) mod contract {
         let read = store.get(&key).await.expect("get").expect("present");
         assert_eq!(read.stage, rec.stage);
         assert!(!is_open(store, &key).await);
+    }
+
+    /// The keys [`write_every_kind`] writes, and what each must hold after.
+    const KINDS: [&str; 5] = [
+        "kind-accepted",
+        "kind-polling",
+        "kind-delivered-from-the-outbox",
+        "kind-rerun-answer",
+        "kind-sync-reply",
+    ];
+
+    /// A record of the kind `name`, on the channel its kind arrives by.
+    fn kind(name: &str) -> (RequestKey, Record) {
+        let (key, mut record) = record(name);
+        if name == "kind-sync-reply" {
+            record.channel = Channel::Sync;
+        }
+        (key, record)
+    }
+
+    /// What the record of the kind `name` holds once [`write_every_kind`]
+    /// is done. Built from the request alone, so that another process
+    /// expects the same.
+    fn final_stage(name: &str) -> Stage {
+        let (_, record) = kind(name);
+        match name {
+            "kind-accepted" => Stage::Running,
+            "kind-polling" => Stage::Polling {
+                state: serde_json::json!({"step": 1}),
+                next_poll_at_ms: 1_000,
+                attempt: 1,
+                data: Data::new(),
+                physical_resource_id: Some("pid".into()),
+            },
+            _ => Stage::Answered {
+                response: Arc::new(Response::success(&record.request, "pid", Data::new())),
+                delivered: true,
+            },
+        }
+    }
+
+    /// Make every kind of write whose loss would change an answer, as the
+    /// runtime makes them: accepts and durable puts first, then the writes
+    /// nobody waits for (the delivered mark after an outbox delivery, the
+    /// answer of a request whose restart policy is to rerun, and a sync
+    /// reply). Nothing durable follows them, which would carry them to disk
+    /// and hide their loss.
+    pub(crate) async fn write_every_kind(store: &dyn Store) {
+        let mut later = Vec::new();
+        for name in KINDS {
+            let (key, mut record) = kind(name);
+            match store.accept_early(&key, &record).await.expect("accept") {
+                Acceptance::Inserted(durable) => durable.await.expect("durable"),
+                Acceptance::Existing(_) => panic!("{key} was new"),
+            }
+            match final_stage(name) {
+                Stage::Running => {}
+                stage @ Stage::Polling { .. } => {
+                    record.stage = stage;
+                    store.put(&key, &record).await.expect("put");
+                }
+                Stage::Answered { response, .. } => {
+                    if name == "kind-delivered-from-the-outbox" {
+                        record.stage = Stage::Answered {
+                            response: Arc::clone(&response),
+                            delivered: false,
+                        };
+                        store.put(&key, &record).await.expect("outbox");
+                    }
+                    record.stage = Stage::Answered {
+                        response,
+                        delivered: true,
+                    };
+                    later.push((key, record));
+                }
+            }
+        }
+        for (key, record) in &later {
+            if key.request_id == "kind-delivered-from-the-outbox" {
+                let Stage::Answered { response, .. } = &record.stage else {
+                    unreachable!("answered above");
+                };
+                let body = response.to_body();
+                store
+                    .put_delivered(key, record, &body)
+                    .await
+                    .expect("marked");
+            } else {
+                store.put_eventually(key, record).await.expect("queued");
+            }
+        }
+    }
+
+    /// Whether `store` holds every write [`write_every_kind`] made: each
+    /// record at its last stage, on its channel, and only the running and
+    /// polling ones open.
+    pub(crate) async fn holds_every_kind(store: &dyn Store) {
+        for name in KINDS {
+            let (key, expected) = kind(name);
+            let held = store
+                .get(&key)
+                .await
+                .expect("get")
+                .unwrap_or_else(|| panic!("{key} lost"));
+            assert_eq!(held.stage, final_stage(name), "{key}");
+            assert_eq!(held.channel, expected.channel, "{key}");
+        }
+        let mut open: Vec<String> = store
+            .open_records()
+            .await
+            .expect("open")
+            .into_iter()
+            .map(|(key, _)| key.request_id)
+            .filter(|id| KINDS.contains(&id.as_str()))
+            .collect();
+        open.sort();
+        assert_eq!(open, ["kind-accepted", "kind-polling"]);
     }
 
     pub(crate) async fn purge_removes_only_old_closed_records(store: &dyn Store) {

@@ -25,12 +25,20 @@
 //! taking the next group, so that one commit serves more of them. An idle
 //! writer commits a lone operation at once.
 //!
-//! [`Store::put_eventually`] writes are queued in the same order but not
-//! waited for. A group made only of them waits up to [`LINGER`] for a
-//! durable operation to ride with, so that under load they cost no commit
-//! of their own; if none comes it commits with `Durability::None` (no
-//! fsync). The next durable group, a [`Store::flush`] or the writer's exit
-//! puts them on disk.
+//! [`Store::put_eventually`] and [`Store::put_delivered`] writes are queued
+//! in the same order but not waited for. A group made only of them waits up
+//! to [`LINGER`] for a durable operation to ride with, so that under load
+//! they cost no commit of their own; if none comes, it commits with its own
+//! fsync. Every commit is durable: redb keeps a commit made without an fsync
+//! (`Durability::None`) only until a later durable one, so such a commit
+//! would leave the delivered mark, a sync reply or a rerun's answer exposed
+//! to a crash for as long as the journal stays quiet. A write nobody waits
+//! for is therefore on disk within [`LINGER`] and two commits (the one under
+//! way when it was queued, then its own), inside
+//! [`DURABILITY_BOUND`](super::DURABILITY_BOUND); at most one commit every
+//! [`LINGER`] is spent on such writes. When the store is dropped, the writer
+//! commits what is still queued before it exits; a crash loses only writes
+//! younger than the bound.
 //!
 //! # Tables
 //! - `records.v2`: key → the [`Record`] as JSON.
@@ -88,8 +96,17 @@ const MAX_GROUP: usize = 512;
 const GATHER: Duration = Duration::from_micros(500);
 
 /// How long a group of eventual writes waits for a durable operation to
-/// share its commit with.
+/// share its commit with, before it commits with an fsync of its own. Under
+/// load a durable write comes long before (each request makes one), so the
+/// eventual writes add no fsync; an idle journal spends at most one fsync per
+/// 20 ms on them. It is most of [`DURABILITY_BOUND`](super::DURABILITY_BOUND),
+/// the window a crash may lose such a write in.
 const LINGER: Duration = Duration::from_millis(20);
+
+const _: () = assert!(
+    LINGER.as_millis() * 2 <= super::DURABILITY_BOUND.as_millis(),
+    "LINGER leaves the commits most of the durability bound"
+);
 
 enum Op {
     Put {
@@ -358,7 +375,7 @@ fn encoding_error(e: serde_json::Error) -> Error {
     Error::Journal(format!("cannot encode a record: {e}"))
 }
 
-/// `record` as [`encode`] writes it, byte for byte, from its request already
+/// `record` as `serde_json::to_vec` writes it, byte for byte, from its request already
 /// encoded (`request`) and, for an answered record, the answer as sent
 /// (`sent`). A round trip writes its record two or three times; this
 /// encodes its request once and its answer once (for the delivery).
@@ -386,29 +403,22 @@ fn encode_from_parts(record: &Record, request: &[u8], sent: Option<&[u8]>) -> Re
 }
 
 /// The writer thread: take every waiting operation, apply them in one
-/// transaction, commit once, answer each. On exit (every sender dropped),
-/// make the last non-durable groups durable.
+/// transaction, commit it with an fsync, answer each. It exits once every
+/// sender is dropped and every queued operation committed: a group that was
+/// lingering when the last sender went commits at once.
 fn write_loop(db: &Database, ops: &mpsc::Receiver<Op>, queued: &Mutex<Queued>) {
-    let mut not_yet_durable = false;
-    while let Some(group) = next_group(ops, GATHER) {
-        let durable = group.iter().any(Op::is_durable);
-        if commit_group(db, group, durable, queued) {
-            not_yet_durable = !durable;
-        }
-    }
-    if not_yet_durable {
-        let (reply, _) = oneshot::channel();
-        commit_group(db, vec![Op::Flush { reply }], true, queued);
+    while let Some(group) = next_group(ops, GATHER, LINGER) {
+        commit_group(db, group, queued);
     }
 }
 
 /// The next group to commit: the first operation (waited for if none is
 /// queued) and every one queued behind it, up to [`MAX_GROUP`]. A group of
-/// eventual writes [`linger`]s for a durable one. A durable group taken
-/// from a backlog, which means the writer is the bottleneck, first waits
-/// `gather` for more; a writer that was idle commits at once. `None` once
-/// every sender is gone.
-fn next_group(ops: &mpsc::Receiver<Op>, gather: Duration) -> Option<Vec<Op>> {
+/// eventual writes [`linger`]s up to `linger` for a durable one. A durable
+/// group taken from a backlog, which means the writer is the bottleneck,
+/// first waits `gather` for more; a writer that was idle commits at once.
+/// `None` once every sender is gone and nothing is queued.
+fn next_group(ops: &mpsc::Receiver<Op>, gather: Duration, linger: Duration) -> Option<Vec<Op>> {
     let (first, backlog) = match ops.try_recv() {
         Ok(op) => (op, true),
         Err(mpsc::TryRecvError::Empty) => (ops.recv().ok()?, false),
@@ -417,7 +427,7 @@ fn next_group(ops: &mpsc::Receiver<Op>, gather: Duration) -> Option<Vec<Op>> {
     let mut group = vec![first];
     take_queued(ops, &mut group);
     if !group.iter().any(Op::is_durable) {
-        linger(ops, &mut group);
+        self::linger(ops, &mut group, linger);
     } else if backlog && group.len() < MAX_GROUP {
         std::thread::sleep(gather);
         take_queued(ops, &mut group);
@@ -436,9 +446,9 @@ fn take_queued(ops: &mpsc::Receiver<Op>, group: &mut Vec<Op>) {
 }
 
 /// Add operations to an eventual-only `group` until a durable one arrives,
-/// the group is full, or [`LINGER`] has passed.
-fn linger(ops: &mpsc::Receiver<Op>, group: &mut Vec<Op>) {
-    let until = Instant::now() + LINGER;
+/// the group is full, `linger` has passed, or every sender is gone.
+fn linger(ops: &mpsc::Receiver<Op>, group: &mut Vec<Op>, linger: Duration) {
+    let until = Instant::now() + linger;
     while group.len() < MAX_GROUP {
         let Some(left) = until.checked_duration_since(Instant::now()) else {
             return;
@@ -532,22 +542,20 @@ fn migrate_v1(txn: &redb::WriteTransaction) -> Result<()> {
     Ok(())
 }
 
-/// Apply `group` in one transaction, settle its writes in `queued` and
-/// answer each operation. Returns whether the transaction committed.
-fn commit_group(db: &Database, group: Vec<Op>, durable: bool, queued: &Mutex<Queued>) -> bool {
+/// Apply `group` in one transaction, commit it durably (one fsync), settle
+/// its writes in `queued` and answer each operation.
+fn commit_group(db: &Database, group: Vec<Op>, queued: &Mutex<Queued>) {
     let txn = match db.begin_write() {
         Ok(mut txn) => {
-            txn.set_durability(if durable {
-                Durability::Immediate
-            } else {
-                Durability::None
-            });
+            // redb's default, stated: see "Fsync policy" above for why no
+            // group commits without an fsync.
+            txn.set_durability(Durability::Immediate);
             txn
         }
         Err(e) => {
             let message = format!("starting a journal transaction: {}", redb::Error::from(e));
             fail_all(group, &message, queued);
-            return false;
+            return;
         }
     };
     let mut settled = Vec::with_capacity(group.len());
@@ -557,7 +565,7 @@ fn commit_group(db: &Database, group: Vec<Op>, durable: bool, queued: &Mutex<Que
             Ok(tables) => tables,
             Err(e) => {
                 fail_all(group, &e.to_string(), queued);
-                return false;
+                return;
             }
         };
         for op in group {
@@ -598,7 +606,6 @@ fn commit_group(db: &Database, group: Vec<Op>, durable: bool, queued: &Mutex<Que
             }
         }
     }
-    committed.is_ok()
 }
 
 /// Answer a put; an eventual put has nobody to answer, so its failure is logged.
@@ -722,7 +729,7 @@ impl Store for RedbStore {
     }
 
     /// Decided here, from the queued writes and a read transaction, with
-    /// [`Queued`] locked so that of two accepts of one key exactly one
+    /// `Queued` locked so that of two accepts of one key exactly one
     /// inserts; the writer thread only makes the insert durable.
     fn accept_early<'a>(
         &'a self,
@@ -878,6 +885,9 @@ mod tests {
         contract::open_records_track_the_outbox(&store).await;
         contract::eventual_writes_are_read_back(&store).await;
         contract::purge_removes_only_old_closed_records(&store).await;
+        contract::write_every_kind(&store).await;
+        store.flush().await.expect("flush");
+        contract::holds_every_kind(&store).await;
     }
 
     /// Open the store in `dir` again, once the writer thread of the last
@@ -1121,19 +1131,85 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn eventual_writes_reach_disk_when_the_store_closes() {
+    async fn a_store_dropped_without_flush_keeps_every_write() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (key, mut record) = contract::record("closing");
         {
             let store = RedbStore::open(dir.path()).expect("open");
-            store.accept(&key, &record).await.expect("accept");
-            record.stage = contract::answered(&record, true);
-            store.put_eventually(&key, &record).await.expect("queued");
+            contract::write_every_kind(&store).await;
         }
-        let store = reopen(dir.path()).await;
-        assert!(store.open_records().await.expect("open").is_empty());
-        let stored = store.get(&key).await.expect("get").expect("present");
-        assert_eq!(stored.stage, record.stage);
+        contract::holds_every_kind(&reopen(dir.path()).await).await;
+    }
+
+    /// Set in the child process of
+    /// `writes_older_than_the_bound_survive_a_kill`: the journal's directory.
+    const CRASH_CHILD_DIR: &str = "STACKHOOK_TEST_JOURNAL_CRASH_DIR";
+
+    /// The file the child writes once its writes are older than the bound.
+    const WAITED_OUT: &str = "waited-out-the-bound";
+
+    /// A process that is killed, not dropped: the writer thread's exit
+    /// commit never runs. This test runs itself again as a child process
+    /// (the same test binary, this test only), which makes every kind of
+    /// write, waits out [`DURABILITY_BOUND`], says so, and waits to be
+    /// killed with SIGKILL. The journal it leaves must hold every write.
+    #[test]
+    fn writes_older_than_the_bound_survive_a_kill() {
+        if let Some(dir) = std::env::var_os(CRASH_CHILD_DIR) {
+            write_and_wait_to_be_killed(std::path::Path::new(&dir));
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let test = format!(
+            "{}::writes_older_than_the_bound_survive_a_kill",
+            module_path!()
+                .split_once("::")
+                .map_or(module_path!(), |(_, path)| path)
+        );
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                test.as_str(),
+                "--exact",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(CRASH_CHILD_DIR, dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("child");
+        let waited_out = dir.path().join(WAITED_OUT);
+        let started = Instant::now();
+        while !waited_out.exists() && started.elapsed() < Duration::from_secs(60) {
+            if let Some(status) = child.try_wait().expect("child") {
+                panic!("the child exited ({status}) before waiting out the bound");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("child");
+        assert!(waited_out.exists(), "the child never waited out the bound");
+        assert!(!status.success(), "killed, not exited: {status}");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            contract::holds_every_kind(&reopen(dir.path()).await).await;
+        });
+    }
+
+    /// The child of `writes_older_than_the_bound_survive_a_kill`.
+    fn write_and_wait_to_be_killed(dir: &std::path::Path) -> ! {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = RedbStore::open(dir).expect("open");
+        runtime.block_on(contract::write_every_kind(&store));
+        std::thread::sleep(crate::journal::DURABILITY_BOUND);
+        std::fs::write(dir.join(WAITED_OUT), b"").expect("marker");
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 
     #[tokio::test]
@@ -1207,7 +1283,7 @@ mod tests {
         let (ops, queue) = mpsc::channel();
         ops.send(flush_op()).expect("send");
         let later = send_later(&ops, Duration::from_millis(20));
-        let group = next_group(&queue, Duration::from_secs(1)).expect("a group");
+        let group = next_group(&queue, Duration::from_secs(1), LINGER).expect("a group");
         assert_eq!(group.len(), 2, "the operation sent 20 ms in rides along");
         later.join().expect("sender");
     }
@@ -1218,17 +1294,74 @@ mod tests {
         let first = send_later(&ops, Duration::from_millis(20));
         let second = send_later(&ops, Duration::from_millis(500));
         let started = Instant::now();
-        let group = next_group(&queue, Duration::from_secs(5)).expect("a group");
+        let group = next_group(&queue, Duration::from_secs(5), LINGER).expect("a group");
         assert_eq!(group.len(), 1, "nothing was waiting: no gathering");
         assert!(started.elapsed() < Duration::from_secs(5));
         first.join().expect("sender");
         second.join().expect("sender");
-        assert_eq!(next_group(&queue, Duration::ZERO).map(|g| g.len()), Some(1));
+        assert_eq!(
+            next_group(&queue, Duration::ZERO, LINGER).map(|g| g.len()),
+            Some(1)
+        );
         drop(ops);
         assert!(
-            next_group(&queue, Duration::ZERO).is_none(),
+            next_group(&queue, Duration::ZERO, LINGER).is_none(),
             "all senders gone"
         );
+    }
+
+    /// A write nobody waits for, as `put_eventually` queues it.
+    fn eventual_op() -> Op {
+        Op::Put {
+            key: "k".into(),
+            record: Bytes::from_static(b"{}"),
+            seq: 0,
+            accepted_at: 0,
+            open: false,
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn eventual_writes_ride_with_the_next_durable_one() {
+        let (ops, queue) = mpsc::channel();
+        ops.send(eventual_op()).expect("send");
+        ops.send(eventual_op()).expect("send");
+        let later = send_later(&ops, Duration::from_millis(20));
+        let started = Instant::now();
+        let group = next_group(&queue, Duration::ZERO, Duration::from_secs(30)).expect("a group");
+        assert_eq!(group.len(), 3, "one commit for all three");
+        assert!(group[2].is_durable());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "taken when the durable one came, not when the linger ran out"
+        );
+        later.join().expect("sender");
+    }
+
+    #[test]
+    fn eventual_writes_alone_are_committed_once_they_have_lingered() {
+        let (ops, queue) = mpsc::channel();
+        ops.send(eventual_op()).expect("send");
+        // The sender stays: nothing but the linger's end lets the group go.
+        let group = next_group(&queue, Duration::ZERO, Duration::from_millis(20)).expect("a group");
+        assert_eq!(group.len(), 1);
+        assert!(!group[0].is_durable(), "committed all the same");
+        drop(ops);
+    }
+
+    #[test]
+    fn a_lingering_group_is_committed_when_the_store_goes() {
+        let (ops, queue) = mpsc::channel();
+        ops.send(eventual_op()).expect("send");
+        let dropper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            drop(ops);
+        });
+        let group = next_group(&queue, Duration::ZERO, Duration::from_secs(30)).expect("a group");
+        assert_eq!(group.len(), 1, "the queued write is committed, not dropped");
+        assert!(next_group(&queue, Duration::ZERO, LINGER).is_none());
+        dropper.join().expect("dropper");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

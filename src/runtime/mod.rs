@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::{Config, JournalMode, ROS_SYNC_WAIT, RestartPolicy, delivery_margin};
+use crate::config::{
+    Config, JournalLifetime, JournalMode, ROS_SYNC_WAIT, RestartPolicy, delivery_margin,
+};
 use crate::delivery::{self, Delivered};
 use crate::dispatch::{self, Extras, Step, Waiting};
 use crate::error::{Error, Result};
@@ -46,8 +48,20 @@ const MIN_DELIVERY_WINDOW: Duration = Duration::from_secs(5);
 /// How often old journal records are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// How long deliveries may still run after the grace period, before exit.
+/// How long deliveries may still run after the grace period, before exit:
+/// long enough for a few attempts at a slow callback, short enough that the
+/// default 20 s grace plus this stays under Kubernetes' default 30 s
+/// termination grace period.
 const FINAL_DELIVERY_WINDOW: Duration = Duration::from_secs(5);
+
+/// How long exit waits, after the final delivery window, for the journal
+/// writes that record the last deliveries.
+const FINAL_WRITE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Why work still waiting at exit is answered FAILED when the journal does
+/// not outlive the process.
+const LEFT_OVER: &str = "the provider shut down before the operation finished, and its journal does \
+     not outlive the process (--journal-lifetime process), so the operation cannot resume after a restart";
 
 /// Whether an answer reached ROS, and if not, why.
 pub(crate) type Delivery = std::result::Result<(), String>;
@@ -98,8 +112,10 @@ pub(crate) enum Admission {
     Answered(Arc<Response>),
     /// The journal has it open, but this process is not working on it.
     Elsewhere,
-    /// Too many requests are queued.
-    Overloaded,
+    /// Too many requests are queued: it was answered FAILED "overloaded" at
+    /// once, and the answer is journaled (the outbox, for a callback), so a
+    /// redelivery gets the same one. The caller delivers or replies it.
+    Overloaded(RequestKey, Record, Arc<Response>),
 }
 
 /// Completes when `durable` does, or sooner, once `delivered` says the
@@ -136,20 +152,25 @@ pub(crate) struct Runtime {
     pub(crate) metrics: Metrics,
     /// Background work (handlers, polls, deliveries) to wait for on shutdown.
     pub(crate) tasks: TaskTracker,
-    /// Cancelled when shutdown begins: no new polls start.
+    /// Cancelled when shutdown begins: the purger stops. Polls due within
+    /// the grace period still run.
     pub(crate) stopping: CancellationToken,
-    /// Cancelled when the shutdown grace period is over: running handlers stop.
+    /// Cancelled when the shutdown grace period is over: running handlers
+    /// stop, and no poll starts.
     pub(crate) cancel: CancellationToken,
     /// Requests running or waiting in this process, with a channel for their answer.
     running: Mutex<RunningMap>,
     limiter: Limiter,
     schedule: mpsc::UnboundedSender<(Instant, RequestKey)>,
+    /// Shutdown's questions to the scheduler.
+    scheduler: mpsc::UnboundedSender<SchedulerControl>,
     /// Authentication and limits for incoming requests.
     pub(crate) security: crate::security::Gate,
 }
 
 impl Runtime {
     pub(crate) fn new(router: Router, config: Config) -> Result<Arc<Self>> {
+        config.validate()?;
         let store: Arc<dyn Store> = match &config.journal {
             #[cfg(feature = "redb")]
             JournalMode::Disk(dir) => Arc::new(crate::journal::RedbStore::open(dir)?),
@@ -169,6 +190,12 @@ impl Runtime {
         config: Config,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Self>> {
+        if config.journal_lifetime == JournalLifetime::Persistent && !store.is_durable() {
+            return Err(Error::Config(
+                "the journal lifetime is persistent, but the journal does not survive the process"
+                    .into(),
+            ));
+        }
         let delivery = delivery::Delivery::new(&config)?;
         let security = crate::security::Gate::new(&config.security)?;
         let limiter = Limiter {
@@ -181,6 +208,7 @@ impl Runtime {
             max_queue: config.max_queue,
         };
         let (schedule, due) = mpsc::unbounded_channel();
+        let (scheduler_control, control) = mpsc::unbounded_channel();
         let metrics = Metrics::new(&router);
         let runtime = Arc::new(Runtime {
             router,
@@ -194,13 +222,18 @@ impl Runtime {
             running: Mutex::new(RunningMap::default()),
             limiter,
             schedule,
+            scheduler: scheduler_control,
             security,
         });
-        tokio::spawn(scheduler(
-            Arc::downgrade(&runtime),
-            due,
-            runtime.stopping.clone(),
-        ));
+        let weak = Arc::downgrade(&runtime);
+        tokio::spawn(scheduler(due, control, move |key| {
+            let Some(runtime) = weak.upgrade() else {
+                return false;
+            };
+            let poller = Arc::clone(&runtime);
+            runtime.tasks.spawn(poller.poll_due(key));
+            true
+        }));
         tokio::spawn(purger(Arc::downgrade(&runtime), runtime.stopping.clone()));
         Ok(runtime)
     }
@@ -248,6 +281,7 @@ impl Runtime {
         // starts only after the fsync.
         let early =
             channel == Channel::Async && self.restart_policy(request) == RestartPolicy::Rerun;
+        // `None`: the queue is full.
         let on_delivery = {
             let mut running = self.running();
             let vacant = match running.entry(request) {
@@ -260,16 +294,21 @@ impl Runtime {
                 Slot::Vacant(vacant) => vacant,
             };
             if self.metrics.queue_depth.get() >= self.limiter.max_queue as i64 {
-                return Ok(Admission::Overloaded);
+                None
+            } else {
+                let mut entry = Running::default();
+                let on_delivery = (early && self.store.is_durable()).then(|| {
+                    let (delivered, on_delivery) = oneshot::channel();
+                    entry.delivered = Some(delivered);
+                    on_delivery
+                });
+                vacant.insert(entry);
+                Some(on_delivery)
             }
-            let mut entry = Running::default();
-            let on_delivery = (early && self.store.is_durable()).then(|| {
-                let (delivered, on_delivery) = oneshot::channel();
-                entry.delivered = Some(delivered);
-                on_delivery
-            });
-            vacant.insert(entry);
-            on_delivery
+        };
+        let Some(on_delivery) = on_delivery else {
+            // Boxed: a rare path, whose state would enlarge every admission.
+            return Box::pin(self.record_overloaded(request, channel)).await;
         };
         let record = Record::accepted(Arc::clone(request), channel);
         let accepted = match self.store.accept_early(&key, &record).await {
@@ -345,16 +384,10 @@ impl Runtime {
         request: &Arc<Request>,
         waiting: Option<&Waiting>,
         deadline: Instant,
-        budget: Duration,
+        budget: &dispatch::Budget,
         extras: &Extras,
     ) -> Step {
-        let shut_down = || {
-            Step::Answer(Response::failed(
-                request,
-                dispatch::answer_id(request),
-                "the provider shut down before the handler finished",
-            ))
-        };
+        let shut_down = || Step::Answer(self.cut_off(request));
         let Some(_slots) = self.slots(&request.resource_type).await else {
             return shut_down();
         };
@@ -399,20 +432,43 @@ impl Runtime {
     ) -> Option<(Arc<Response>, Delivery)> {
         let request = Arc::clone(&record.request);
         let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
-        let handler_deadline = end - delivery_margin(total).min(total / 2);
+        let kept = delivery_margin(total).min(total / 2);
+        let handler_deadline = end - kept;
+        let budget = &dispatch::Budget::new(
+            handler_deadline,
+            total.saturating_sub(kept),
+            self.limit(&record, total),
+        );
         // Concluded in one place, after the loop: the task's state machine
         // then holds one inlined `conclude`, not one per way out.
         let response = loop {
             let step = self
-                .step(&request, waiting.as_ref(), handler_deadline, total, &extras)
+                .step(
+                    &request,
+                    waiting.as_ref(),
+                    handler_deadline,
+                    budget,
+                    &extras,
+                )
                 .await;
             let next = match step {
                 Step::Answer(response) => break response,
                 Step::Wait(next) => next,
             };
             let due = Instant::now() + next.after;
-            if due >= handler_deadline || self.cancel.is_cancelled() {
-                break dispatch::give_up(&self.router, &request, &next, total).await;
+            if due >= handler_deadline {
+                break dispatch::give_up(&self.router, &request, &next, budget).await;
+            }
+            // Past the grace period the next poll cannot run in this process.
+            // An inline request's answer is due now; waiting work stays in
+            // the journal only if the journal outlives the process.
+            if self.cancel.is_cancelled() {
+                if inline {
+                    break self.cut_off(&request);
+                }
+                if self.answers_left_over() {
+                    break self.left_over(&request);
+                }
             }
             record.stage = Stage::Polling {
                 state: next.state.clone(),
@@ -432,7 +488,7 @@ impl Runtime {
             }
             tokio::select! {
                 () = tokio::time::sleep_until(due) => {}
-                () = self.cancel.cancelled() => {}
+                () = self.cancel.cancelled() => break self.cut_off(&request),
             }
             waiting = Some(next);
         };
@@ -444,13 +500,18 @@ impl Runtime {
     /// reached ROS (always true for sync replies).
     ///
     /// How the answer is journaled depends on what a crash would cost:
-    /// - a sync answer is already in the reply: an eventual write, for
-    ///   redeliveries only;
     /// - a request whose restart policy is to rerun gets its answer again
-    ///   from the rerun: it is delivered first, then the answer and its
+    ///   from the rerun: a sync reply is recorded with an eventual write;
+    ///   a callback answer is delivered first, then the answer and its
     ///   delivery are recorded in one eventual write;
-    /// - any other answer goes to the outbox durably before delivery, and
-    ///   is marked delivered after.
+    /// - any other sync reply is recorded durably before it is given: lost,
+    ///   the restart would answer the redelivery FAILED, reversing it;
+    /// - any other callback answer goes to the outbox durably before
+    ///   delivery, and is marked delivered after.
+    ///
+    /// An eventual write is durable within the journal's
+    /// [`DURABILITY_BOUND`](crate::journal::DURABILITY_BOUND): a crash later
+    /// than that reruns nothing and answers nothing again.
     ///
     /// The request stays in the running map until its answer is queued for
     /// the journal, so a redelivery always finds one or the other. Leaving
@@ -480,12 +541,17 @@ impl Runtime {
             delivered: !uses_callback,
         };
         let mut delivered = Ok(());
+        let rerun = self.restart_policy(&record.request) == RestartPolicy::Rerun;
         if !uses_callback {
-            if let Err(error) = self.store.put_eventually(key, record).await {
+            let journaled = if rerun {
+                self.store.put_eventually(key, record).await
+            } else {
+                self.store.put(key, record).await
+            };
+            if let Err(error) = journaled {
                 tracing::error!(%error, "could not journal the answer");
             }
         } else {
-            let rerun = self.restart_policy(&record.request) == RestartPolicy::Rerun;
             if !rerun && let Err(error) = self.store.put(key, record).await {
                 tracing::error!(%error, "could not journal the answer; delivering it anyway");
             }
@@ -586,25 +652,69 @@ impl Runtime {
         );
     }
 
-    /// Answer a request whose queue is full: FAILED, at once.
-    pub(crate) async fn answer_overloaded(&self, request: &Request, channel: Channel) -> Response {
-        let response = Response::failed(
+    /// Answer FAILED "overloaded" a request that arrived with the queue
+    /// full, by journaling the answer: in the outbox when it goes to a
+    /// callback, closed when it is the sync reply. A redelivery then gets
+    /// this same answer rather than a run, whose answer would differ.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when the journal cannot record it.
+    async fn record_overloaded(
+        &self,
+        request: &Arc<Request>,
+        channel: Channel,
+    ) -> Result<Admission> {
+        let key = RequestKey::of(request);
+        let response = Arc::new(Response::failed(
             request,
             dispatch::answer_id(request),
             format!(
-                "the provider is overloaded: {} requests are already waiting; try the stack operation again later",
+                "the provider is overloaded: {} requests are already waiting for a handler \
+                 (--max-queue); try the stack operation again later",
                 self.limiter.max_queue
             ),
-        );
+        ));
+        let mut record = Record::accepted(Arc::clone(request), channel);
+        record.stage = Stage::Answered {
+            response: Arc::clone(&response),
+            delivered: !channel.uses_callback(),
+        };
+        if let Some(existing) = self.store.accept(&key, &record).await? {
+            self.metrics
+                .of(&request.resource_type)
+                .request(request.request_type, Outcome::Duplicate);
+            return Ok(match existing.stage {
+                Stage::Answered { response, .. } => Admission::Answered(response),
+                Stage::Running | Stage::Polling { .. } => Admission::Elsewhere,
+            });
+        }
         self.metrics
             .of(&request.resource_type)
             .request(request.request_type, Outcome::Overloaded);
-        if channel.uses_callback() {
-            let until = Instant::now() + MIN_DELIVERY_WINDOW;
-            let delivered = self.delivery.deliver(request, &response, until).await;
-            self.metrics.delivery(delivered.is_ok());
+        if !channel.uses_callback()
+            && let Err(error) = self.store.put_eventually(&key, &record).await
+        {
+            // Only the store's bookkeeping: the answer is recorded already.
+            tracing::warn!(%error, "could not mark the overloaded answer as replied");
         }
-        response
+        Ok(Admission::Overloaded(key, record, response))
+    }
+
+    /// Deliver a journaled answer from the outbox in the background, as
+    /// any answer is: retried until the request's time runs out.
+    pub(crate) fn spawn_outbox_delivery(self: &Arc<Self>, key: RequestKey, mut record: Record) {
+        self.metrics.outbox_pending.inc();
+        let runtime = Arc::clone(self);
+        let span = Self::span(&record.request);
+        self.tasks.spawn(
+            async move {
+                let total = runtime.total(&record.request);
+                let _ = runtime
+                    .deliver_recorded(&key, &mut record, total, true)
+                    .await;
+            }
+            .instrument(span),
+        );
     }
 
     /// Run an event invocation to its delivered answer (Function Compute
@@ -645,19 +755,41 @@ impl Runtime {
                 ))
             }
             Admission::Elsewhere => Ok((still_running(request), Err(NOT_ANSWERED.into()))),
-            Admission::Overloaded => {
-                let response = self
-                    .answer_overloaded(request, Channel::FunctionCompute)
-                    .await;
-                Ok((response, Ok(())))
+            Admission::Overloaded(key, mut record, response) => {
+                // Delivered before the reply, as every FC answer is.
+                self.metrics.outbox_pending.inc();
+                let delivered = self
+                    .deliver_recorded(&key, &mut record, total, true)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                Ok((Arc::unwrap_or_clone(response), delivered))
             }
         }
     }
 
-    /// Answer in sync mode, within ROS's fixed 10 s wait.
+    /// What set `total`, the time `record`'s request has, for the reasons
+    /// that say it ran out: a sync request has at most ROS's wait (see
+    /// [`Runtime::answer_sync`]), and an invocation at most its function's
+    /// timeout.
+    fn limit(&self, record: &Record, total: Duration) -> dispatch::Limit {
+        let timeout = self.total(&record.request);
+        match record.channel {
+            Channel::Sync if timeout >= ROS_SYNC_WAIT => dispatch::Limit::SyncWait,
+            Channel::Sync => dispatch::Limit::SyncTimeout(timeout),
+            Channel::FunctionCompute if total < timeout => dispatch::Limit::FunctionTimeout(total),
+            Channel::Async | Channel::FunctionCompute => dispatch::Limit::Timeout(total),
+        }
+    }
+
+    /// Answer in sync mode, within ROS's fixed 10 s wait. A reason that
+    /// says time ran out names the limit that did (see [`Runtime::limit`]).
     pub(crate) async fn answer_sync(&self, request: &Arc<Request>) -> Response {
-        let total = self.total(request).min(ROS_SYNC_WAIT) - SYNC_REPLY_MARGIN;
-        let mut response = match self.admit(request, Channel::Sync).await {
+        let total = self
+            .total(request)
+            .min(ROS_SYNC_WAIT)
+            .saturating_sub(SYNC_REPLY_MARGIN);
+        match self.admit(request, Channel::Sync).await {
             Ok(Admission::Owner(key, record, _)) => {
                 match self
                     .drive(key, record, None, total, true, Extras::default())
@@ -679,21 +811,13 @@ impl Runtime {
                 }
             }
             Ok(Admission::Elsewhere) => still_running(request),
-            Ok(Admission::Overloaded) => self.answer_overloaded(request, Channel::Sync).await,
+            Ok(Admission::Overloaded(_, _, response)) => Arc::unwrap_or_clone(response),
             Err(error) => Response::failed(
                 request,
                 dispatch::answer_id(request),
                 format!("the provider could not record the request: {error}"),
             ),
-        };
-        if let Some(reason) = response
-            .reason
-            .as_mut()
-            .filter(|r| r.starts_with("timed out"))
-        {
-            reason.push_str("; ROS waits only 10 s for the answer to a web[sync]: request");
         }
-        response
     }
 
     /// Send FAILED for a body that was not a valid request but names its
@@ -735,6 +859,14 @@ impl Runtime {
             match &record.stage {
                 Stage::Answered { .. } if !record.channel.uses_callback() => {}
                 Stage::Answered { .. } => {
+                    // Retried, it would be refused again at every start.
+                    let refused = span.in_scope(|| self.delivery.refused(&record.request));
+                    if let Some(refused) = refused {
+                        self.close_undeliverable(&key, &mut record, &refused)
+                            .instrument(span)
+                            .await;
+                        continue;
+                    }
                     self.metrics.outbox_pending.inc();
                     self.tasks.spawn(
                         async move {
@@ -754,24 +886,41 @@ impl Runtime {
                     self.metrics.waiting.inc();
                     let _ = self.schedule.send((wall_to_instant(*next_poll_at_ms), key));
                 }
+                // Run again, or answered FAILED with the true cause. A
+                // redelivery meanwhile joins it (it is in the running map),
+                // and later ones get the recorded answer.
                 Stage::Running => {
-                    let policy = self.restart_policy(&record.request);
+                    let not_rerun = self.not_rerun_because(&record.request);
                     self.running().insert(&record.request, Running::default());
-                    let total = self.total(&record.request);
+                    let sync = record.channel == Channel::Sync;
+                    let total = if sync {
+                        self.sync_total(&record.request)
+                    } else {
+                        self.total(&record.request)
+                    };
+                    if sync && not_rerun.is_none() {
+                        // ROS's wait for the reply ended with the process,
+                        // and a reply may have been given: the rerun answers
+                        // the redelivery with what a first run would, in a
+                        // fresh sync window counted from now.
+                        record.accepted_at_ms = now_ms();
+                    }
                     self.tasks.spawn(
                         async move {
-                            if policy == RestartPolicy::Rerun && record.channel != Channel::Sync {
-                                tracing::info!("the provider restarted during the operation; running it again");
-                                runtime.drive(key, record, None, total, false, Extras::default()).await;
-                            } else {
-                                tracing::warn!("the provider restarted during the operation; answering FAILED");
-                                let response = Response::failed(
-                                    &record.request,
-                                    dispatch::answer_id(&record.request),
-                                    "the provider restarted during the operation; it was not run again because \
-                                     the handler is not declared idempotent",
-                                );
-                                let _ = runtime.conclude(&key, &mut record, response, total).await;
+                            match not_rerun {
+                                None => {
+                                    tracing::info!("the provider restarted during the operation; running it again");
+                                    runtime.drive(key, record, None, total, sync, Extras::default()).await;
+                                }
+                                Some(cause) => {
+                                    tracing::warn!(%cause, "the provider restarted during the operation; answering FAILED");
+                                    let response = Response::failed(
+                                        &record.request,
+                                        dispatch::answer_id(&record.request),
+                                        format!("the provider restarted during the operation; it was not run again because {cause}"),
+                                    );
+                                    let _ = runtime.conclude(&key, &mut record, response, total).await;
+                                }
                             }
                         }
                         .instrument(span),
@@ -780,6 +929,60 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// Close an answer found in the outbox that no callback URL may receive
+    /// any more: the callback guard refuses each (`--callback-allow`
+    /// changed since the request was accepted). Logged at ERROR with the
+    /// refused hosts and the flag, never a URL's query; the record is
+    /// closed durably, so the next start does not try again.
+    async fn close_undeliverable(&self, key: &RequestKey, record: &mut Record, refused: &str) {
+        let Stage::Answered {
+            response,
+            delivered,
+        } = &mut record.stage
+        else {
+            return;
+        };
+        tracing::error!(
+            status = response.status.as_str(),
+            %refused,
+            "an answer left in the outbox can never be delivered: the callback guard \
+             (--callback-allow, STACKHOOK_CALLBACK_ALLOW) refuses every callback URL of its \
+             request; closed undelivered, so it is not retried, and ROS waits for the \
+             resource's Timeout"
+        );
+        *delivered = true;
+        if let Err(error) = self.store.put(key, record).await {
+            tracing::error!(%error, "could not close the undeliverable answer in the journal; the next start tries it again");
+        }
+    }
+
+    /// Why `request`, found running when the process started, is not run
+    /// again: the configured policy or the handler's declaration. `None`
+    /// when it is run again.
+    fn not_rerun_because(&self, request: &Request) -> Option<String> {
+        let resource_type = &request.resource_type;
+        if let Some(policy) = self.config.restart_policies.get(resource_type) {
+            return (*policy == RestartPolicy::Fail).then(|| {
+                format!(
+                    "the restart policy for {resource_type} is `fail` (--restart-policy {resource_type}=fail)"
+                )
+            });
+        }
+        match self.router.handler_for(resource_type) {
+            Some(handler) if handler.idempotent() => None,
+            Some(_) => Some(format!(
+                "the handler for {resource_type} is not declared idempotent (if running it twice is \
+                 safe, declare it so, or set --restart-policy {resource_type}=rerun)"
+            )),
+            None => Some(format!("no handler is registered for {resource_type}")),
+        }
+    }
+
+    /// The time a sync request of `request`'s type has, within ROS's wait.
+    fn sync_total(&self, request: &Request) -> Duration {
+        self.total(request).min(ROS_SYNC_WAIT) - SYNC_REPLY_MARGIN
     }
 
     fn restart_policy(&self, request: &Request) -> RestartPolicy {
@@ -827,57 +1030,153 @@ impl Runtime {
             .await;
     }
 
-    /// Shut down: stop polls, let work finish within the grace period, then
-    /// answer FAILED for what is still running.
-    pub(crate) async fn shutdown(&self, grace: Duration) {
+    /// Shut down, once the server has stopped accepting.
+    ///
+    /// Until `grace_end` work carries on: running handlers finish, answers
+    /// are delivered, and polls due before then still run (and answer). It
+    /// ends sooner once nothing is running and no poll is due before then.
+    /// Then handlers still running are cancelled and answered FAILED, and
+    /// what still waits for a later poll is settled by the journal's
+    /// lifetime (see [`JournalLifetime`]): answered FAILED when the journal
+    /// ends with the process, left in it to resume at the next start when
+    /// it outlives it. Answers get one final window to be delivered, and the
+    /// journal is flushed.
+    pub(crate) async fn shutdown(self: &Arc<Self>, grace_end: Instant) {
         self.stopping.cancel();
         self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait())
+        if tokio::time::timeout_at(grace_end, self.settle(grace_end))
             .await
             .is_err()
         {
             tracing::warn!("grace period over: answering FAILED for the requests still running");
-            self.cancel.cancel();
-            if tokio::time::timeout(FINAL_DELIVERY_WINDOW * 2, self.tasks.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!("some deliveries did not finish; their answers stay in the outbox");
+        }
+        let final_end = Instant::now() + FINAL_DELIVERY_WINDOW;
+        let unfired = self.stop_polls().await;
+        // Running handlers stop and answer FAILED; deliveries get the final
+        // window (see `hard_stop`).
+        self.cancel.cancel();
+        let mut late = None;
+        if let Some(Unfired { queued, late: rest }) = unfired {
+            late = Some(rest);
+            if !queued.is_empty() {
+                if self.answers_left_over() {
+                    tracing::warn!(
+                        count = queued.len(),
+                        "answering FAILED for the work still waiting: the journal does not outlive the process (--journal-lifetime process)"
+                    );
+                    self.fail_waiting(queued);
+                } else {
+                    tracing::info!(
+                        count = queued.len(),
+                        "work still waiting stays in the journal and resumes at the next start (--journal-lifetime persistent)"
+                    );
+                }
             }
         }
-        if !self.store.is_durable() {
-            self.fail_waiting().await;
+        let written = final_end + FINAL_WRITE_WINDOW;
+        if tokio::time::timeout_at(written, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some deliveries did not finish; their answers stay in the outbox");
+        }
+        // A handler that was between its journal write and its scheduling
+        // when the polls stopped scheduled its next poll after that.
+        if let Some(mut late) = late
+            && self.answers_left_over()
+        {
+            let mut keys = Vec::new();
+            while let Ok((_, key)) = late.try_recv() {
+                keys.push(key);
+            }
+            if !keys.is_empty() {
+                self.fail_waiting(keys);
+                let until = written.max(Instant::now() + FINAL_WRITE_WINDOW);
+                let _ = tokio::time::timeout_at(until, self.tasks.wait()).await;
+            }
         }
         if let Err(error) = self.store.flush().await {
             tracing::warn!(%error, "could not flush the journal; the last delivered marks may be lost, and those answers delivered again");
         }
     }
 
-    /// Without a durable journal, long-running work cannot resume after exit:
-    /// answer it FAILED now rather than leave the stack waiting.
-    async fn fail_waiting(&self) {
-        let Ok(open) = self.store.open_records().await else {
-            return;
-        };
-        for (key, mut record) in open {
-            if matches!(record.stage, Stage::Polling { .. }) {
-                let response = Response::failed(
-                    &record.request,
-                    dispatch::answer_id(&record.request),
-                    "the provider shut down while waiting on the operation, and its journal is not durable",
-                );
-                let until = Instant::now() + FINAL_DELIVERY_WINDOW;
-                let response = Arc::new(response);
-                record.stage = Stage::Answered {
-                    response: Arc::clone(&response),
-                    delivered: false,
-                };
-                let _ = self.store.put(&key, &record).await;
-                let _ = self
-                    .delivery
-                    .deliver(&record.request, &response, until)
-                    .await;
+    /// Wait until nothing runs and no poll is due before `grace_end`.
+    async fn settle(&self, grace_end: Instant) {
+        loop {
+            self.tasks.wait().await;
+            let (reply, fired) = oneshot::channel();
+            let settle = SchedulerControl::Settle {
+                until: grace_end,
+                reply,
+            };
+            if self.scheduler.send(settle).is_err() {
+                return;
             }
+            // `true`: polls were started meanwhile; wait for them too.
+            if !fired.await.unwrap_or(false) {
+                return;
+            }
+        }
+    }
+
+    /// Stop firing polls; the ones still queued, and the channel for any
+    /// scheduled after, are handed over. `None` if the scheduler is gone.
+    async fn stop_polls(&self) -> Option<Unfired> {
+        let (reply, unfired) = oneshot::channel();
+        self.scheduler.send(SchedulerControl::Stop { reply }).ok()?;
+        unfired.await.ok()
+    }
+
+    /// Whether work that cannot finish in this process is answered FAILED
+    /// before exit, rather than left in the journal for a later process.
+    fn answers_left_over(&self) -> bool {
+        self.config.journal_lifetime == JournalLifetime::Process
+    }
+
+    /// The FAILED answer for a request cut off by the end of the grace period.
+    fn cut_off(&self, request: &Request) -> Response {
+        Response::failed(
+            request,
+            dispatch::answer_id(request),
+            format!(
+                "the provider shut down before the handler finished: the {} s shutdown grace period (--shutdown-grace) ended first",
+                self.config.shutdown_grace.as_secs_f64()
+            ),
+        )
+    }
+
+    /// The FAILED answer for waiting work the journal cannot keep.
+    fn left_over(&self, request: &Request) -> Response {
+        Response::failed(request, dispatch::answer_id(request), LEFT_OVER)
+    }
+
+    /// Answer FAILED, and deliver in the final window, the waiting work
+    /// under `keys`, whose polls will not run in this process: the journal
+    /// does not outlive it, so no later process would run them either.
+    fn fail_waiting(self: &Arc<Self>, keys: Vec<RequestKey>) {
+        for key in keys {
+            let runtime = Arc::clone(self);
+            self.tasks.spawn(async move {
+                let mut record = match runtime.store.get(&key).await {
+                    Ok(Some(record)) => record,
+                    Ok(None) => return,
+                    Err(error) => {
+                        tracing::error!(%error, %key, "could not load waiting work to answer it");
+                        return;
+                    }
+                };
+                if !matches!(record.stage, Stage::Polling { .. }) {
+                    return;
+                }
+                runtime.metrics.waiting.dec();
+                let span = Self::span(&record.request);
+                let response = runtime.left_over(&record.request);
+                let total = runtime.total(&record.request);
+                let _ = runtime
+                    .conclude(&key, &mut record, response, total)
+                    .instrument(span)
+                    .await;
+            });
         }
     }
 }
@@ -908,14 +1207,42 @@ fn wall_to_instant(at_ms: u64) -> Instant {
     }
 }
 
+/// What shutdown asks of the scheduler.
+#[derive(Debug)]
+enum SchedulerControl {
+    /// Reply `false` if no queued poll is due before `until`; otherwise
+    /// `true` once the next due ones have started (they may schedule more).
+    Settle {
+        until: Instant,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Fire nothing more, and hand over what is queued.
+    Stop { reply: oneshot::Sender<Unfired> },
+}
+
+/// Polls the scheduler will not fire.
+#[derive(Debug)]
+struct Unfired {
+    /// Queued when the scheduler stopped.
+    queued: Vec<RequestKey>,
+    /// The schedule, for polls scheduled after it stopped.
+    late: mpsc::UnboundedReceiver<(Instant, RequestKey)>,
+}
+
 /// Fires due polls. Waiting work costs one entry here and one journal
 /// record: no task or thread.
+///
+/// `fire` starts a poll, or returns `false` once the runtime is gone. The
+/// scheduler keeps firing while shutdown lets the grace period run, so a
+/// poll due within it runs and answers; shutdown then stops it (see
+/// [`SchedulerControl`]).
 async fn scheduler(
-    runtime: Weak<Runtime>,
     mut incoming: mpsc::UnboundedReceiver<(Instant, RequestKey)>,
-    stopping: CancellationToken,
+    mut control: mpsc::UnboundedReceiver<SchedulerControl>,
+    mut fire: impl FnMut(RequestKey) -> bool,
 ) {
     let mut queue: BTreeSet<(Instant, RequestKey)> = BTreeSet::new();
+    let mut settling: Option<oneshot::Sender<bool>> = None;
     loop {
         let next = queue.first().map(|(at, _)| *at);
         tokio::select! {
@@ -923,24 +1250,50 @@ async fn scheduler(
                 Some(entry) => { queue.insert(entry); }
                 None => return,
             },
+            command = control.recv() => {
+                // A poll scheduled before the command was sent is in
+                // `incoming` already: the answer must count it.
+                while let Ok(entry) = incoming.try_recv() {
+                    queue.insert(entry);
+                }
+                match command {
+                    Some(SchedulerControl::Settle { until, reply }) => {
+                        if queue.first().is_some_and(|(at, _)| *at < until) {
+                            settling = Some(reply);
+                        } else {
+                            let _ = reply.send(false);
+                        }
+                    }
+                    Some(SchedulerControl::Stop { reply }) => {
+                        let queued = queue.into_iter().map(|(_, key)| key).collect();
+                        let _ = reply.send(Unfired { queued, late: incoming });
+                        return;
+                    }
+                    None => return,
+                }
+            }
             () = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             } => {
-                let Some(runtime) = runtime.upgrade() else { return };
                 let now = Instant::now();
+                let mut fired = false;
                 while let Some(entry) = queue.first().cloned() {
                     if entry.0 > now {
                         break;
                     }
                     queue.remove(&entry);
-                    let poller = Arc::clone(&runtime);
-                    runtime.tasks.spawn(poller.poll_due(entry.1));
+                    if !fire(entry.1) {
+                        return;
+                    }
+                    fired = true;
+                }
+                if fired && let Some(reply) = settling.take() {
+                    let _ = reply.send(true);
                 }
             }
-            () = stopping.cancelled() => return,
         }
     }
 }
@@ -1279,6 +1632,279 @@ mod tests {
             journal_writes_of("Custom::Again", 200).await,
             vec![("accept", "running", false), ("eventual", "answered", true)]
         );
+    }
+
+    /// Declared idempotent: counts its runs, takes a little time (so a
+    /// deadline already past would cut it off), and lets the runtime
+    /// generate the id.
+    struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Handler for Counted {
+        type Properties = serde_json::Value;
+        type Error = std::io::Error;
+        const IDEMPOTENT: bool = true;
+
+        async fn create(&self, _: CreateRequest<Self::Properties>) -> std::io::Result<Created> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(Created::new())
+        }
+        async fn update(&self, _: UpdateRequest<Self::Properties>) -> std::io::Result<Updated> {
+            Ok(Updated::new())
+        }
+        async fn delete(&self, _: DeleteRequest<Self::Properties>) -> std::io::Result<Deleted> {
+            Ok(Deleted::new())
+        }
+    }
+
+    /// A runtime over `store` with `Custom::Done` (not idempotent) and
+    /// `Custom::Counted` (idempotent, its runs counted), configured by
+    /// `config`, and the run count.
+    fn recovering(
+        store: Arc<dyn Store>,
+        config: Config,
+    ) -> (Arc<Runtime>, Arc<std::sync::atomic::AtomicUsize>) {
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let router = Router::new()
+            .route("Custom::Done", Done)
+            .route("Custom::Counted", Counted(Arc::clone(&runs)));
+        let runtime = Runtime::with_store(router, config, store).expect("runtime");
+        (runtime, runs)
+    }
+
+    /// A Create of `resource_type` left running by a process that died a
+    /// minute ago, as the journal has it.
+    async fn left_running(
+        store: &dyn Store,
+        resource_type: &str,
+        id: &str,
+        channel: Channel,
+        sink: &CallbackSink,
+    ) -> Arc<Request> {
+        let mut request = Request::new(RequestType::Create, resource_type, "Res", "stack", id);
+        request.response_url = Some(CallbackUrl::new(sink.url("/cb")));
+        let request = Arc::new(request);
+        let mut record = Record::accepted(Arc::clone(&request), channel);
+        record.accepted_at_ms -= 60_000;
+        store
+            .put(&RequestKey::of(&request), &record)
+            .await
+            .expect("put");
+        request
+    }
+
+    #[tokio::test]
+    async fn a_sync_request_left_running_is_rerun_and_its_redeliveries_get_that_answer() {
+        let sink = CallbackSink::start().await.expect("sink");
+        let store = Arc::new(MemoryStore::new());
+        let request =
+            left_running(&*store, "Custom::Counted", "sync-1", Channel::Sync, &sink).await;
+        let (runtime, runs) = recovering(store.clone(), Config::for_local_testing());
+        runtime.recover().await.expect("recover");
+        // Its sync window ended with the dead process a minute ago; the
+        // rerun gets a fresh one, or the handler would be cut off at once.
+        let first = runtime.answer_sync(&request).await;
+        assert_eq!(first.status, crate::response::Status::Success, "{first:?}");
+        assert_eq!(
+            first.physical_resource_id,
+            crate::physical_id::generate("stack", "Res", "sync-1"),
+            "the id a first run would have given"
+        );
+        let again = runtime.answer_sync(&request).await;
+        assert_eq!(again, first, "a redelivery gets the recorded answer");
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let recorded = store
+            .get(&RequestKey::of(&request))
+            .await
+            .expect("get")
+            .expect("recorded");
+        assert!(
+            matches!(recorded.stage, Stage::Answered { ref response, .. } if **response == first)
+        );
+        assert!(
+            sink.received().is_empty(),
+            "a sync request gets no callback"
+        );
+    }
+
+    /// The FAILED answers the requests left running get after a restart,
+    /// through their callbacks (async) and to a redelivery (sync).
+    async fn restart_reasons(resource_type: &str, config: Config) -> (Vec<String>, usize) {
+        let sink = CallbackSink::start().await.expect("sink");
+        let store = Arc::new(MemoryStore::new());
+        left_running(&*store, resource_type, "async-1", Channel::Async, &sink).await;
+        let sync = left_running(&*store, resource_type, "sync-1", Channel::Sync, &sink).await;
+        let (runtime, runs) = recovering(store, config);
+        runtime.recover().await.expect("recover");
+        let mut reasons: Vec<String> = sink
+            .wait_for(1, Duration::from_secs(10))
+            .await
+            .iter()
+            .filter_map(|received| received.response())
+            .map(|response| {
+                assert_eq!(response.status, crate::response::Status::Failed);
+                response.reason.unwrap_or_default()
+            })
+            .collect();
+        let redelivered = runtime.answer_sync(&sync).await;
+        assert_eq!(redelivered.status, crate::response::Status::Failed);
+        reasons.push(redelivered.reason.unwrap_or_default());
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        (reasons, runs.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_request_left_running_under_a_fail_policy_is_failed_naming_the_policy() {
+        let config =
+            Config::for_local_testing().restart_policy("Custom::Counted", RestartPolicy::Fail);
+        let (reasons, runs) = restart_reasons("Custom::Counted", config).await;
+        assert_eq!(runs, 0, "not run again");
+        for reason in reasons {
+            assert!(
+                reason.contains("restarted during the operation"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("--restart-policy Custom::Counted=fail"),
+                "{reason}"
+            );
+            assert!(!reason.contains("idempotent"), "a false cause: {reason}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_left_running_whose_handler_is_not_idempotent_is_failed_saying_so() {
+        let (reasons, _) = restart_reasons("Custom::Done", Config::for_local_testing()).await;
+        for reason in reasons {
+            assert!(
+                reason.contains("restarted during the operation"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("the handler for Custom::Done is not declared idempotent"),
+                "{reason}"
+            );
+        }
+    }
+
+    /// The journal writes of one sync Create of `resource_type`.
+    async fn sync_writes_of(resource_type: &str) -> Vec<(&'static str, &'static str, bool)> {
+        let store = Arc::new(LoggedStore::default());
+        let (runtime, _) = recovering(store.clone(), Config::for_local_testing());
+        let request = Arc::new(Request::new(
+            RequestType::Create,
+            resource_type,
+            "Res",
+            "stack",
+            "r1",
+        ));
+        let reply = runtime.answer_sync(&request).await;
+        assert_eq!(reply.status, crate::response::Status::Success, "{reply:?}");
+        store.writes()
+    }
+
+    #[tokio::test]
+    async fn a_sync_reply_a_rerun_cannot_reproduce_is_fsynced_before_it_is_given() {
+        assert_eq!(
+            sync_writes_of("Custom::Done").await,
+            vec![("accept", "running", false), ("durable", "answered", true)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sync_reply_a_rerun_reproduces_is_journaled_without_waiting() {
+        assert_eq!(
+            sync_writes_of("Custom::Counted").await,
+            vec![("accept", "running", false), ("eventual", "answered", true)]
+        );
+    }
+
+    /// A scheduler's two inputs, and the request ids of the polls it fired.
+    type Recorded = (
+        mpsc::UnboundedSender<(Instant, RequestKey)>,
+        mpsc::UnboundedSender<SchedulerControl>,
+        Arc<Mutex<Vec<String>>>,
+    );
+
+    /// A scheduler whose fired polls are recorded, not run.
+    fn recording_scheduler() -> Recorded {
+        let (schedule, incoming) = mpsc::unbounded_channel();
+        let (control, commands) = mpsc::unbounded_channel();
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&fired);
+        tokio::spawn(scheduler(incoming, commands, move |key| {
+            record.lock().expect("fired").push(key.request_id);
+            true
+        }));
+        (schedule, control, fired)
+    }
+
+    fn key(request_id: &str) -> RequestKey {
+        RequestKey::of(&Request::new(
+            RequestType::Create,
+            "Custom::Wait",
+            "Res",
+            "stack",
+            request_id,
+        ))
+    }
+
+    async fn settle(control: &mpsc::UnboundedSender<SchedulerControl>, until: Instant) -> bool {
+        let (reply, fired) = oneshot::channel();
+        control
+            .send(SchedulerControl::Settle { until, reply })
+            .expect("scheduler running");
+        fired.await.expect("a reply")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_due_within_the_grace_period_fire_and_later_ones_do_not_hold_it() {
+        let (schedule, control, fired) = recording_scheduler();
+        let start = Instant::now();
+        let grace_end = start + Duration::from_secs(3);
+        schedule
+            .send((start + Duration::from_secs(2), key("due")))
+            .expect("send");
+        schedule
+            .send((start + Duration::from_secs(600), key("later")))
+            .expect("send");
+        // Sent before the question, so counted by it: the reply waits for
+        // the poll due within the grace period, and says it was started.
+        assert!(settle(&control, grace_end).await);
+        assert_eq!(Instant::now(), start + Duration::from_secs(2));
+        assert_eq!(*fired.lock().expect("fired"), ["due"]);
+        // Only a poll due after the grace end is left: nothing to wait for.
+        assert!(!settle(&control, grace_end).await);
+        assert_eq!(Instant::now(), start + Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopped_polls_are_handed_over_in_due_order_with_later_ones() {
+        let (schedule, control, fired) = recording_scheduler();
+        let start = Instant::now();
+        schedule
+            .send((start + Duration::from_secs(90), key("second")))
+            .expect("send");
+        schedule
+            .send((start + Duration::from_secs(60), key("first")))
+            .expect("send");
+        let (reply, unfired) = oneshot::channel();
+        control
+            .send(SchedulerControl::Stop { reply })
+            .expect("send");
+        let Unfired { queued, mut late } = unfired.await.expect("handed over");
+        let ids: Vec<_> = queued.iter().map(|k| k.request_id.as_str()).collect();
+        assert_eq!(ids, ["first", "second"]);
+        schedule
+            .send((start + Duration::from_secs(1), key("late")))
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(
+            fired.lock().expect("fired").is_empty(),
+            "nothing fires once stopped"
+        );
+        let (_, late_key) = late.try_recv().expect("a poll scheduled after the stop");
+        assert_eq!(late_key.request_id, "late");
     }
 
     #[tokio::test]

@@ -152,6 +152,20 @@ impl fmt::Display for GuardError {
 
 impl std::error::Error for GuardError {}
 
+impl GuardError {
+    /// What would let the URL receive answers, if a setting can: a host or
+    /// address added to the allow list. `None` for a URL no list allows.
+    pub fn remedy(&self) -> Option<String> {
+        match self {
+            GuardError::NotAllowed(host) | GuardError::AddressNotListed(host) => Some(format!(
+                "to send answers there, add `{host}` to the allow list with --callback-allow \
+                 (STACKHOOK_CALLBACK_ALLOW)"
+            )),
+            GuardError::Unparseable | GuardError::Scheme(_) | GuardError::NoHost => None,
+        }
+    }
+}
+
 /// The allow list, checked before every delivery.
 #[derive(Debug, Clone)]
 pub struct CallbackGuard {
@@ -277,6 +291,36 @@ impl CallbackGuard {
         } else {
             Ok(kept)
         }
+    }
+
+    /// Why none of `targets` may receive an answer, or `None` when one may
+    /// (or there are none): each refused URL with the host the guard
+    /// refused and, where a setting can allow it, the flag that does.
+    /// Stops at the first URL that passes, so an allowed request parses
+    /// one URL.
+    pub(crate) fn refuse_all<'a>(
+        &self,
+        targets: impl IntoIterator<Item = (Target, &'a CallbackUrl)>,
+    ) -> Option<String> {
+        let mut refusals = Vec::new();
+        for (target, url) in targets {
+            match self.approve(url.expose()) {
+                Ok(_) => return None,
+                Err(error) => {
+                    tracing::warn!(
+                        target = target.as_str(),
+                        host = host_of(url.expose()).as_deref().unwrap_or("-"),
+                        reason = %error,
+                        "callback refused by the callback guard"
+                    );
+                    refusals.push(match error.remedy() {
+                        Some(remedy) => format!("{} URL: {error}; {remedy}", target.as_str()),
+                        None => format!("{} URL: {error}", target.as_str()),
+                    });
+                }
+            }
+        }
+        (!refusals.is_empty()).then(|| refusals.join("; "))
     }
 
     /// `url` parsed, if it passes; otherwise the refusal, logged with the
@@ -482,6 +526,47 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("evil.example"));
         assert!(!err.to_string().contains("s3cret"));
+    }
+
+    fn target_urls(public: Option<&str>, intranet: Option<&str>) -> Vec<(Target, CallbackUrl)> {
+        let public = public.map(|u| (Target::Public, CallbackUrl::new(u)));
+        let intranet = intranet.map(|u| (Target::Intranet, CallbackUrl::new(u)));
+        intranet.into_iter().chain(public).collect()
+    }
+
+    fn refusal_of(guard: &CallbackGuard, targets: &[(Target, CallbackUrl)]) -> Option<String> {
+        guard.refuse_all(targets.iter().map(|(target, url)| (*target, url)))
+    }
+
+    #[test]
+    fn a_request_is_refused_only_when_every_callback_is() {
+        let guard = guard("*.aliyuncs.com");
+        let both_bad = target_urls(
+            Some("https://evil.example/cb?Signature=s3cret"),
+            Some("http://100.100.100.200/latest/meta-data"),
+        );
+        let refusal = refusal_of(&guard, &both_bad).expect("both refused");
+        assert!(
+            refusal.contains("intranet URL") && refusal.contains("public URL"),
+            "{refusal}"
+        );
+        assert!(refusal.contains("`evil.example`"), "{refusal}");
+        assert!(refusal.contains("`100.100.100.200`"), "{refusal}");
+        assert!(refusal.contains("--callback-allow"), "{refusal}");
+        assert!(!refusal.contains("s3cret"), "{refusal}");
+
+        let one_good = target_urls(
+            Some("https://ros.cn-hangzhou.aliyuncs.com/cb"),
+            Some("http://100.100.100.200/"),
+        );
+        assert_eq!(refusal_of(&guard, &one_good), None);
+        assert_eq!(refusal_of(&guard, &[]), None, "no URL is not a refusal");
+
+        // No setting allows a non-http scheme: the reason names no flag.
+        let ftp = target_urls(Some("ftp://ros.aliyuncs.com/x"), None);
+        let refusal = refusal_of(&guard, &ftp).expect("refused");
+        assert!(refusal.contains("scheme `ftp`"), "{refusal}");
+        assert!(!refusal.contains("--callback-allow"), "{refusal}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Limits that keep hostile or broken clients from crashing the process or
 //! starving others: nesting depth, header size, read times, connections and
-//! concurrent requests per client address.
+//! request bodies read at once per client address.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::sync::lock;
 
@@ -38,14 +38,36 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 const HYPER_MIN_BUF: usize = 8192;
 
 /// Open connections at once; more are closed as soon as they are accepted.
-/// Far above what ROS opens, below the usual 1024-descriptor soft limit once
-/// the outgoing callback connections are counted.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// ROS sends bursts from a few egress addresses (behind a proxy, from one):
+/// a stack group's async requests, and sync requests that each hold their
+/// connection for up to ROS's 10 s wait. 1024 takes 150 sync and 300 async
+/// requests at once with room for a second burst, kept-alive connections
+/// and probes. The process needs a descriptor limit above this plus its
+/// outgoing callbacks (container runtimes give 1048576; under systemd set
+/// `LimitNOFILE`); see `docs/security.md`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
-/// Requests in progress from one client address; more get 429. ROS sends a
-/// few at a time per stack; 32 lets many parallel stacks through from one
-/// egress address while one noisy client cannot take every slot.
-pub const DEFAULT_MAX_REQUESTS_PER_IP: usize = 32;
+/// Requests from one client address whose body is being read at once.
+///
+/// Only intake counts: from the token check to the body read and checked
+/// (depth, signature). After it, a request is ROS's, and the runtime's own
+/// limits (`--max-concurrency`, `--max-queue`) govern it and answer it
+/// FAILED "overloaded" when they must. A sync request waiting for its
+/// handler therefore holds no slot. ROS sends a body at once and a proxy
+/// forwards it buffered, so a slot is held for milliseconds; what holds
+/// slots for long is a client that trickles its body (up to the body read
+/// timeout), and 64 of those from one address, at up to 1 MiB each, is all
+/// one address can make the server buffer.
+pub const DEFAULT_MAX_REQUESTS_PER_IP: usize = 64;
+
+/// How long a request waits for one of its address's intake slots before
+/// it is refused with 503 and `Retry-After`. A burst's slots free within
+/// milliseconds, so this only runs out when slow bodies hold every slot;
+/// it stays well inside ROS's 10 s sync wait.
+pub const PER_IP_SLOT_WAIT: Duration = Duration::from_secs(5);
+
+/// The `Retry-After` (seconds) of a refusal for load before the body was read.
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// Whether `body` nests arrays and objects deeper than `max`.
 ///
@@ -117,11 +139,14 @@ impl ConnectionLimit {
     }
 }
 
-/// Caps requests in progress per client address.
+/// Caps the requests per client address whose body is being read (see
+/// [`DEFAULT_MAX_REQUESTS_PER_IP`]).
 #[derive(Debug)]
 pub struct PerIpLimit {
     max: usize,
     active: Mutex<foldhash::HashMap<IpAddr, usize>>,
+    /// Woken when a full address frees a slot.
+    freed: Notify,
 }
 
 /// One request's slot; released on drop. It borrows its limit rather than
@@ -130,7 +155,7 @@ pub struct PerIpLimit {
 #[derive(Debug)]
 pub struct IpSlot<'a> {
     ip: IpAddr,
-    active: &'a Mutex<foldhash::HashMap<IpAddr, usize>>,
+    limit: &'a PerIpLimit,
 }
 
 impl PerIpLimit {
@@ -139,6 +164,7 @@ impl PerIpLimit {
         PerIpLimit {
             max: max.max(1),
             active: Mutex::new(foldhash::HashMap::default()),
+            freed: Notify::new(),
         }
     }
 
@@ -153,10 +179,29 @@ impl PerIpLimit {
             return None;
         }
         *count += 1;
-        Some(IpSlot {
-            ip,
-            active: &self.active,
-        })
+        Some(IpSlot { ip, limit: self })
+    }
+
+    /// A slot for a request from `ip`, waiting up to `wait` for one to be
+    /// freed when the address has `max` in progress; `None` if none was.
+    pub async fn enter(&self, ip: IpAddr, wait: Duration) -> Option<IpSlot<'_>> {
+        if let Some(slot) = self.try_enter(ip) {
+            return Some(slot);
+        }
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the check, so a slot freed between the
+            // check and the wait still wakes this request.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(slot) = self.try_enter(ip) {
+                return Some(slot);
+            }
+            if tokio::time::timeout_at(until, freed).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// Requests in progress from `ip`.
@@ -170,12 +215,22 @@ impl PerIpLimit {
 
 impl Drop for IpSlot<'_> {
     fn drop(&mut self) {
-        let mut active = lock(self.active);
-        if let Some(count) = active.get_mut(&self.ip) {
+        let limit = self.limit;
+        let was_full = {
+            let mut active = lock(&limit.active);
+            let Some(count) = active.get_mut(&self.ip) else {
+                return;
+            };
+            let was_full = *count >= limit.max;
             *count = count.saturating_sub(1);
             if *count == 0 {
                 active.remove(&self.ip);
             }
+            was_full
+        };
+        // Only a full address can have requests waiting for a slot.
+        if was_full {
+            limit.freed.notify_waiters();
         }
     }
 }
@@ -351,6 +406,55 @@ mod tests {
         assert!(limit.try_enter("::1".parse().expect("ip")).is_some());
         drop(a);
         assert!(limit.try_enter(ip).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_over_the_cap_gets_the_next_freed_slot() {
+        let limit = std::sync::Arc::new(PerIpLimit::new(1));
+        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let holder = {
+            let limit = std::sync::Arc::clone(&limit);
+            tokio::spawn(async move {
+                let _slot = limit.try_enter(ip).expect("free");
+                let _ = released.await;
+            })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(limit.in_progress(ip), 1);
+        let started = tokio::time::Instant::now();
+        let waiter = {
+            let limit = std::sync::Arc::clone(&limit);
+            tokio::spawn(async move {
+                let slot = limit.enter(ip, Duration::from_secs(5)).await;
+                (slot.is_some(), started.elapsed())
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!waiter.is_finished(), "waits while the slot is held");
+        release.send(()).expect("holder waits");
+        holder.await.expect("holder");
+        let (entered, waited) = waiter.await.expect("waiter");
+        assert!(entered, "the freed slot went to the waiting request");
+        assert_eq!(waited, Duration::from_secs(2));
+        assert_eq!(limit.in_progress(ip), 0, "and came back when it was done");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_over_the_cap_is_refused_when_no_slot_frees_in_time() {
+        let limit = PerIpLimit::new(2);
+        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
+        let _a = limit.try_enter(ip).expect("first");
+        let _b = limit.try_enter(ip).expect("second");
+        let started = tokio::time::Instant::now();
+        assert!(limit.enter(ip, Duration::from_secs(5)).await.is_none());
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        // Another address never waits on this one's slots.
+        let other = limit
+            .enter("10.0.0.2".parse().expect("ip"), Duration::ZERO)
+            .await;
+        assert!(other.is_some());
+        assert_eq!(limit.in_progress(ip), 2);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! - [`signature`]: ROS's `HttpConfig.SignKey` signature, with pluggable readings.
 //! - [`token`]: the shared `X-Stackhook-Token` / `?token=` for `web:` URLs.
 //! - [`callback_guard`]: the allow list callbacks must match (SSRF guard).
-//! - [`limits`]: nesting depth, header size, read times, connections, per-address requests.
+//! - [`limits`]: nesting depth, header size, read times, connections, bodies read at once per address.
 //! - [`sensitive`]: [`Sensitive<T>`](sensitive::Sensitive), a value that never prints.
 //! - [`redact`]: bodies made safe for TRACE logs.
 
@@ -26,7 +26,8 @@ use http_body_util::Full;
 use serde_json::json;
 
 use crate::reply::json_reply;
-use callback_guard::HostPattern;
+use crate::request::{CallbackUrl, Target};
+use callback_guard::{CallbackGuard, HostPattern};
 use limits::{ConnectionLimit, IpSlot, PerIpLimit};
 use sensitive::Sensitive;
 use signature::{Reading, SignatureScheme, Verifier};
@@ -91,6 +92,8 @@ pub(crate) struct Gate {
     body_read_timeout: Duration,
     pub(crate) connections: ConnectionLimit,
     per_ip: PerIpLimit,
+    per_ip_max: usize,
+    callbacks: CallbackGuard,
     sensitive: Vec<String>,
 }
 
@@ -99,6 +102,8 @@ pub(crate) struct Gate {
 pub(crate) struct Refusal {
     status: StatusCode,
     error: String,
+    /// Seconds after which to try again, for a refusal for load.
+    retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -106,12 +111,20 @@ impl Refusal {
         Refusal {
             status,
             error: error.into(),
+            retry_after: None,
         }
     }
 
-    /// The reply: `{"error": "..."}` with the status.
+    /// The reply: `{"error": "..."}` with the status, and `Retry-After`
+    /// when the refusal is for load.
     pub(crate) fn into_reply(self) -> hyper::Response<Full<Bytes>> {
-        json_reply(self.status, json!({"error": self.error}))
+        let mut reply = json_reply(self.status, json!({"error": self.error}));
+        if let Some(seconds) = self.retry_after {
+            reply
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
+        reply
     }
 }
 
@@ -174,6 +187,8 @@ impl Gate {
             body_read_timeout: config.body_read_timeout,
             connections: ConnectionLimit::new(config.max_connections),
             per_ip: PerIpLimit::new(config.max_requests_per_ip),
+            per_ip_max: config.max_requests_per_ip.max(1),
+            callbacks: CallbackGuard::new(config.callback_allow.clone()),
             sensitive: config.sensitive_properties.clone(),
         })
     }
@@ -187,15 +202,63 @@ impl Gate {
         }
     }
 
-    /// A slot for a request from `ip`, or the 429 reply.
-    pub(crate) fn enter(&self, ip: std::net::IpAddr) -> Result<IpSlot<'_>, Refusal> {
-        self.per_ip.try_enter(ip).ok_or_else(|| {
-            tracing::warn!(%ip, "too many concurrent requests from one address");
-            Refusal::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many concurrent requests from this address",
-            )
-        })
+    /// A slot for reading a request's body from `ip`, waiting a little for
+    /// one when the address has every slot; or the 503 reply, with
+    /// `Retry-After`. Its body was not read, so there is nothing to answer
+    /// at a callback: ROS retries the status.
+    pub(crate) async fn enter(&self, ip: std::net::IpAddr) -> Result<IpSlot<'_>, Refusal> {
+        // A free slot is taken without the waiting machinery, which is
+        // boxed: its state would otherwise enlarge every request's future.
+        if let Some(slot) = self.per_ip.try_enter(ip) {
+            return Ok(slot);
+        }
+        match Box::pin(self.per_ip.enter(ip, limits::PER_IP_SLOT_WAIT)).await {
+            Some(slot) => Ok(slot),
+            None => {
+                tracing::warn!(
+                    %ip,
+                    limit = self.per_ip_max,
+                    "too many request bodies from one address being read at once; refused with 503"
+                );
+                Err(Refusal {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    error: format!(
+                        "too many requests from this address are sending their bodies at once \
+                         (the limit is {}, --max-requests-per-ip); try again",
+                        self.per_ip_max
+                    ),
+                    retry_after: Some(limits::RETRY_AFTER_SECS),
+                })
+            }
+        }
+    }
+
+    /// Refuses, with 403, a request that no answer could reach: every
+    /// callback URL in `targets` (those the delivery's endpoint policy would
+    /// use, `Delivery::targets`) is refused by the callback guard. Checked
+    /// before the request is journaled or its handler runs, so nothing is
+    /// left in the outbox to be refused again at every start. The reason
+    /// names each refused host and the flag that allows it; never a URL's
+    /// query.
+    pub(crate) fn check_callbacks<'a>(
+        &self,
+        targets: impl IntoIterator<Item = (Target, &'a CallbackUrl)>,
+    ) -> Result<(), Refusal> {
+        match self.callbacks.refuse_all(targets) {
+            None => Ok(()),
+            Some(refusals) => {
+                tracing::warn!(
+                    "every callback URL is refused by the callback guard; request refused, not run"
+                );
+                Err(Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "callback refused: no answer could be sent to this request's callback URL, \
+                         so it was not run: {refusals}"
+                    ),
+                ))
+            }
+        }
     }
 
     /// Checks that need only the head: the token.

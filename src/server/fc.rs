@@ -9,12 +9,14 @@
 //! - 200 with the answer as the body when the answer was delivered, SUCCESS
 //!   or FAILED alike (a 404 would make FC retry a delivered answer);
 //! - 404 with `x-fc-status: 404` and `{"errorMessage": …}` when the event is
-//!   not a valid request or the answer could not be delivered.
+//!   not a valid request, when the callback guard refuses every callback URL
+//!   (the handler does not run), or when the answer could not be delivered.
 //!
 //! `FC Invoke Start RequestId:` and `FC Invoke End RequestId:` lines go to
 //! stdout, as FC's log tooling expects.
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +69,7 @@ pub(super) async fn invoke(
     runtime: &Arc<Runtime>,
     head: &Parts,
     body: Incoming,
+    ip: IpAddr,
 ) -> hyper::Response<Full<Bytes>> {
     let fc_id = fc_request_id(head);
     let fc_timeout = head
@@ -82,15 +85,23 @@ pub(super) async fn invoke(
         fc_credentials: FcCredentials::from_headers(&head.headers).map(std::sync::Arc::new),
     };
     fc_log(&format!("FC Invoke Start RequestId: {fc_id}"));
-    let reply = match read_body(runtime, head, body).await {
+    let reply = match read_body(runtime, head, body, ip).await {
         Err(reply) => failed(as_fc_error(reply).await),
         Ok(body) => match Intake::parse(&body) {
-            Intake::Request(request) => {
+            Intake::Request(request) => 'invoke: {
+                let span = Runtime::span(&request);
+                let guarded = span.in_scope(|| {
+                    runtime
+                        .security
+                        .check_callbacks(runtime.delivery.targets(&request))
+                });
+                if let Err(refusal) = guarded {
+                    break 'invoke failed(as_fc_error(refusal.into_reply()).await);
+                }
                 let mut total = runtime.config.timeout_for(&request.resource_type);
                 if let Some(cap) = fc_timeout {
                     total = total.min(cap);
                 }
-                let span = Runtime::span(&request);
                 match runtime
                     .answer_invocation(&request, total, extras)
                     .instrument(span)

@@ -15,15 +15,18 @@
 //! URL and the identifiers, FAILED is sent there too, so the stack does not hang.
 //!
 //! Authentication and limits (see [`crate::security`] and `docs/security.md`)
-//! add 401 (unauthenticated, never dispatched), 408 (slow body), 429 (too
-//! many requests from one address) and 431 (oversize headers).
+//! add 401 (unauthenticated, never dispatched), 403 (every callback URL
+//! refused by the callback guard; never dispatched), 408 (slow body), 431
+//! (oversize headers) and 503 with `Retry-After` (too many bodies from one
+//! address being read at once). Refusals for load once a body was read are
+//! answers: FAILED "overloaded", at the callback or in the sync reply.
 
 mod fc;
 mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,9 +54,13 @@ use crate::runtime::{Admission, Intake, Runtime, delivery_note};
 
 /// Serve `router` on `listener` until `shutdown` completes.
 ///
-/// On shutdown it stops accepting, lets open connections and in-flight
-/// handlers finish within the configured grace period, then cancels what is
-/// left: each cancelled request is answered FAILED before this returns.
+/// On shutdown it stops accepting, and lets open connections, in-flight
+/// handlers and polls due within the configured grace period finish. Then
+/// it cancels what is still running, answering each FAILED, and settles
+/// the work still waiting by the journal's lifetime
+/// ([`JournalLifetime`](crate::config::JournalLifetime)): answered FAILED,
+/// or left in the journal for the next start. Answers get a final 5 s to be
+/// delivered before this returns.
 ///
 /// # Errors
 /// [`Error::Config`] when the runtime cannot be built (TLS initialisation,
@@ -141,13 +148,15 @@ pub async fn serve(
     let grace = runtime.config.shutdown_grace;
     tracing::info!(
         grace_s = grace.as_secs_f64(),
+        journal_lifetime = %runtime.config.journal_lifetime,
         "shutting down: no new connections"
     );
-    let started = Instant::now();
-    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
-    runtime
-        .shutdown(grace.saturating_sub(started.elapsed()))
-        .await;
+    // One deadline for the whole grace period, counted from the signal:
+    // open connections drain while polls keep running, then the runtime
+    // finishes (see `Runtime::shutdown`).
+    let grace_end = Instant::now() + grace;
+    let _ = tokio::time::timeout_at(grace_end, graceful.shutdown()).await;
+    runtime.shutdown(grace_end).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -159,17 +168,14 @@ async fn route(
     body: Incoming,
     peer: SocketAddr,
 ) -> hyper::Response<Full<Bytes>> {
-    let _slot = match runtime.security.enter(peer.ip()) {
-        Ok(slot) => slot,
-        Err(refusal) => return refusal.into_reply(),
-    };
+    let ip = peer.ip();
     // The async route is the hot one: its future is kept inline, and the
     // others are boxed, so that each request's future (moved into hyper's
     // connection per request) is only as large as the async route's.
     match (&head.method, head.uri.path()) {
-        (&Method::POST, "/") => async_mode(runtime, head, body).await,
-        (&Method::POST, "/sync") => Box::pin(sync_mode(runtime, head, body)).await,
-        (&Method::POST, "/invoke") => Box::pin(fc::invoke(runtime, head, body)).await,
+        (&Method::POST, "/") => async_mode(runtime, head, body, ip).await,
+        (&Method::POST, "/sync") => Box::pin(sync_mode(runtime, head, body, ip)).await,
+        (&Method::POST, "/invoke") => Box::pin(fc::invoke(runtime, head, body, ip)).await,
         (&Method::POST, "/initialize") => fc::initialize(head),
         (&Method::GET, "/pre-stop") => fc::pre_stop(head),
         (&Method::GET | &Method::HEAD, "/healthz") => Box::pin(health(runtime)).await,
@@ -194,14 +200,25 @@ async fn route(
 
 /// Read the whole body within the configured size and time limits, after
 /// the token check and before the depth and signature checks.
+///
+/// The read holds one of the client address's intake slots (see
+/// [`crate::security::limits::DEFAULT_MAX_REQUESTS_PER_IP`]), from after
+/// the token check until the body passed its checks: what happens to the
+/// request after that is the runtime's to limit, and to answer.
 pub(crate) async fn read_body(
     runtime: &Runtime,
     head: &Parts,
     body: Incoming,
+    ip: IpAddr,
 ) -> Result<Bytes, hyper::Response<Full<Bytes>>> {
     runtime
         .security
         .check_head(head)
+        .map_err(|refusal| refusal.into_reply())?;
+    let _slot = runtime
+        .security
+        .enter(ip)
+        .await
         .map_err(|refusal| refusal.into_reply())?;
     let path = head.uri.path();
     let limit = runtime.config.body_limit;
@@ -252,8 +269,9 @@ async fn async_mode(
     runtime: &Arc<Runtime>,
     head: &Parts,
     body: Incoming,
+    ip: IpAddr,
 ) -> hyper::Response<Full<Bytes>> {
-    let body = match read_body(runtime, head, body).await {
+    let body = match read_body(runtime, head, body, ip).await {
         Ok(body) => body,
         Err(reply) => return reply,
     };
@@ -269,7 +287,15 @@ async fn async_mode(
         }
         Intake::Request(request) => {
             let span = Runtime::span(&request);
-            accept_async(runtime, request).instrument(span).await
+            let guarded = span.in_scope(|| {
+                runtime
+                    .security
+                    .check_callbacks(runtime.delivery.targets(&request))
+            });
+            match guarded {
+                Ok(()) => accept_async(runtime, request).instrument(span).await,
+                Err(refusal) => refusal.into_reply(),
+            }
         }
         // Boxed: bad input is rare, and its future would make every
         // request's larger (see `route`).
@@ -314,13 +340,20 @@ async fn accept_async(
             runtime.spawn_redelivery(request, response);
             reply
         }
-        Ok(Admission::Overloaded) => {
-            tracing::warn!("queue full; answering FAILED");
-            // Boxed, as the failure below: rare paths, large futures.
-            let response = Box::pin(runtime.answer_overloaded(&request, Channel::Async)).await;
+        Ok(Admission::Overloaded(key, record, response)) => {
+            // Answered FAILED, and the answer journaled: acknowledged like
+            // any recorded request, and delivered from the outbox. A 5xx
+            // would only bring the same request back.
+            tracing::warn!("queue full; answered FAILED \"overloaded\" at the callback");
+            runtime.spawn_outbox_delivery(key, record);
             json_reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": response.reason, "requestId": request.request_id}),
+                StatusCode::OK,
+                json!({
+                    "accepted": true,
+                    "requestId": request.request_id,
+                    "status": response.status.as_str(),
+                    "reason": response.reason,
+                }),
             )
         }
         Err(error) => {
@@ -346,8 +379,9 @@ async fn sync_mode(
     runtime: &Arc<Runtime>,
     head: &Parts,
     body: Incoming,
+    ip: IpAddr,
 ) -> hyper::Response<Full<Bytes>> {
-    let body = match read_body(runtime, head, body).await {
+    let body = match read_body(runtime, head, body, ip).await {
         Ok(body) => body,
         Err(reply) => return reply,
     };

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use stackhook::config::{
-    CallbackEndpoint, CallbackMethod, Config, JournalMode, RestartPolicy, parse_type_pair,
-    parse_type_timeout,
+    CallbackEndpoint, CallbackMethod, Config, JournalLifetime, JournalMode, RestartPolicy,
+    parse_type_pair, parse_type_timeout,
 };
 use stackhook::router::GENERIC_RESOURCE_TYPE;
 use stackhook::security::callback_guard::HostPattern;
@@ -26,6 +26,14 @@ const DEFAULT_PORT: u16 = 9000;
 enum JournalKind {
     Disk,
     Memory,
+}
+
+/// No doc comments on the values: clap would list them as separate lines,
+/// and `--journal-lifetime`'s help says what each does.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LifetimeKind {
+    Process,
+    Persistent,
 }
 
 #[derive(Args)]
@@ -48,7 +56,7 @@ pub(crate) struct ServeArgs {
     /// Timeout for one resource type, as TYPE=SECONDS (repeatable, or comma-separated in the env var)
     #[arg(long = "type-timeout", env = "STACKHOOK_TYPE_TIMEOUTS", value_delimiter = ',', value_parser = parse_type_timeout)]
     type_timeouts: Vec<(String, Duration)>,
-    /// Seconds in-flight requests may finish after SIGTERM or SIGINT before they are answered FAILED
+    /// Seconds after SIGTERM or SIGINT in which in-flight requests finish and polls due within them run and answer; then handlers still running are answered FAILED, answers get a final 5 s to be delivered, and --journal-lifetime decides what becomes of work still waiting
     #[arg(long, env = "STACKHOOK_SHUTDOWN_GRACE", default_value_t = 20)]
     shutdown_grace: u64,
     /// Registered type that answers requests of the generic ALIYUN::ROS::CustomResource type
@@ -57,6 +65,14 @@ pub(crate) struct ServeArgs {
     /// Journal: disk (embedded, durable, under --state-dir) or memory (faster; dedupe within one process, nothing survives a restart)
     #[arg(long, env = "STACKHOOK_JOURNAL", value_enum, default_value = "disk")]
     journal: JournalKind,
+    /// Whether the journal outlives the process, which decides what a stop (SIGTERM, SIGINT) does with work still waiting for a poll after --shutdown-grace. process (the default, under Function Compute too): the journal is gone with the process (a container without a mounted state volume, FC, --journal memory), so that work is answered FAILED before exit, naming this setting. persistent: --state-dir is on storage the next start opens (a mounted volume, a VM's disk), so that work stays in the journal and resumes at the next start; needs --journal disk
+    #[arg(
+        long,
+        env = "STACKHOOK_JOURNAL_LIFETIME",
+        value_enum,
+        default_value = "process"
+    )]
+    journal_lifetime: LifetimeKind,
     /// Days finished requests are remembered, to recognise redeliveries [default: 7 with the disk journal, 1 with the memory journal]
     #[arg(long, env = "STACKHOOK_RETENTION_DAYS")]
     retention_days: Option<u64>,
@@ -87,21 +103,6 @@ pub(crate) struct ServeArgs {
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
-    let key = match &args.secret_key {
-        Some(text) => secret_key::from_text(text).context("reading STACKHOOK_SECRET_KEY")?,
-        None => secret_key::load_or_create(&args.state_dir)
-            .with_context(|| format!("loading the secret key from {}", args.state_dir.display()))?,
-    };
-    let mut router = handlers::builtin_router(&key);
-    if let Some(target) = &args.generic_type {
-        anyhow::ensure!(
-            router.resource_types().any(|t| t == target),
-            "--generic-type {target} is not a registered type (registered: {})",
-            router.resource_types().collect::<Vec<_>>().join(", ")
-        );
-        router = router.alias(GENERIC_RESOURCE_TYPE, target);
-    }
-
     let mut config = Config::default()
         .body_limit(args.body_limit)
         .timeout(Duration::from_secs(args.timeout))
@@ -116,6 +117,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             JournalKind::Disk => JournalMode::Disk(args.state_dir.clone()),
             JournalKind::Memory => JournalMode::Memory,
         })
+        .journal_lifetime(match args.journal_lifetime {
+            LifetimeKind::Process => JournalLifetime::Process,
+            LifetimeKind::Persistent => JournalLifetime::Persistent,
+        })
         .max_concurrency(args.max_concurrency)
         .max_queue(args.max_queue);
     if let Some(days) = args.retention_days {
@@ -128,6 +133,24 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config = config.restart_policy(resource_type, policy);
     }
     let config = args.security.apply(config);
+    // Before anything is created or bound: a setting that cannot work is
+    // one error line.
+    config.validate()?;
+
+    let key = match &args.secret_key {
+        Some(text) => secret_key::from_text(text).context("reading STACKHOOK_SECRET_KEY")?,
+        None => secret_key::load_or_create(&args.state_dir)
+            .with_context(|| format!("loading the secret key from {}", args.state_dir.display()))?,
+    };
+    let mut router = handlers::builtin_router(&key);
+    if let Some(target) = &args.generic_type {
+        anyhow::ensure!(
+            router.resource_types().any(|t| t == target),
+            "--generic-type {target} is not a registered type (registered: {})",
+            router.resource_types().collect::<Vec<_>>().join(", ")
+        );
+        router = router.alias(GENERIC_RESOURCE_TYPE, target);
+    }
 
     let listen = match args.listen {
         Some(addr) => addr,
@@ -234,7 +257,7 @@ struct SecurityArgs {
     /// Most connections open at once; more are closed on accept
     #[arg(long, env = "STACKHOOK_MAX_CONNECTIONS", default_value_t = stackhook::security::limits::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
-    /// Most requests in progress from one client address; more get 429
+    /// Most requests from one client address whose body is being read at once; another waits up to 5 s for a slot, then gets 503 with Retry-After (behind a proxy: see docs/security.md)
     #[arg(long, env = "STACKHOOK_MAX_REQUESTS_PER_IP", default_value_t = stackhook::security::limits::DEFAULT_MAX_REQUESTS_PER_IP)]
     max_requests_per_ip: usize,
     /// Property name whose value is hidden in TRACE body logs (repeatable, or comma-separated in the env var)
