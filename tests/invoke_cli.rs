@@ -232,3 +232,104 @@ async fn bad_overrides_exit_2_with_a_clear_message() {
         stderr(&output)
     );
 }
+
+/// A `stackhook serve` run as a newcomer first runs it: the real binary with
+/// no `--callback-allow`, so its callback guard refuses loopback. Its JSON
+/// log lines are kept; the process is killed when dropped.
+struct Served {
+    child: std::process::Child,
+    addr: SocketAddr,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Served {
+    fn start(state_dir: &Path) -> Served {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(common::stackhook_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .env("RUST_LOG", "info")
+            .env_remove("STACKHOOK_CALLBACK_ALLOW")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start stackhook serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let kept = std::sync::Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let entry = serde_json::from_str::<Value>(&line).unwrap_or(json!({"raw": line}));
+                if entry["message"] == "stackhook is listening" {
+                    let _ = tx.send(entry["addr"].as_str().unwrap_or_default().to_string());
+                }
+                kept.lock().expect("logs").push(entry);
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("stackhook serve logs the address it listens on");
+        Served {
+            child,
+            addr: addr.parse().expect("a socket address"),
+            logs,
+        }
+    }
+
+    fn lines_with(&self, message: &str) -> usize {
+        let logs = self.logs.lock().expect("logs");
+        logs.iter()
+            .filter(|line| line["message"] == message)
+            .count()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_refusing_the_local_callback_is_reported_at_once_with_the_flag() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(state.path());
+    // `invoke`'s default wait is 70 s. A refusal must end it at once; were
+    // it waited out, this bound would cut the run off first.
+    let run = tokio::process::Command::new(common::stackhook_bin())
+        .arg("invoke")
+        .arg(common::fixtures_dir().join("echo-create.json"))
+        .args(["--url", &format!("http://{}/", served.addr)])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(35), run)
+        .await
+        .expect("invoke ends long before its 70 s wait")
+        .expect("run stackhook invoke");
+    let stderr = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(output.stdout.is_empty(), "no answer is printed: {stderr}");
+    assert!(stderr.contains("provider replied HTTP 403"), "{stderr}");
+    assert!(
+        stderr
+            .contains("error: the provider refused this request's callback URLs: callback refused"),
+        "{stderr}"
+    );
+    // The server's refusal names the refused host and the flag; the hint
+    // says exactly what to start it with.
+    assert!(stderr.contains("`127.0.0.1`"), "{stderr}");
+    assert!(
+        stderr.contains("with --callback-allow (STACKHOOK_CALLBACK_ALLOW)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("start it with `--callback-allow 127.0.0.1`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no answer arrived"), "{stderr}");
+    // Refused up front: the handler never ran.
+    assert_eq!(served.lines_with("handler started"), 0);
+}
