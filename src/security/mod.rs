@@ -33,7 +33,7 @@ use sensitive::Sensitive;
 use signature::{Reading, SignatureScheme, Verifier};
 use token::TokenCheck;
 
-/// The security part of [`Config`]. Set it through `Config`'s setters.
+/// The security part of [`Config`](crate::Config). Set it through `Config`'s setters.
 #[derive(Debug, Clone)]
 pub struct SecurityConfig {
     pub(crate) auth_token: Option<Sensitive<String>>,
