@@ -936,7 +936,7 @@ async fn read_status(stream: &mut tokio::net::TcpStream) -> Option<u16> {
     text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
-// The rows of the README's fault table that `tests/fault_matrix.rs` does not
+// The rows of the fault table (docs/reliability.md) that `tests/fault_matrix.rs` does not
 // show, each against the real binary where a flag reaches the behaviour.
 
 /// A Create of `resource_type` answered at `public` (and `intranet`, if given).
