@@ -852,6 +852,14 @@ impl Runtime {
             match &record.stage {
                 Stage::Answered { .. } if !record.channel.uses_callback() => {}
                 Stage::Answered { .. } => {
+                    // Retried, it would be refused again at every start.
+                    let refused = span.in_scope(|| self.delivery.refused(&record.request));
+                    if let Some(refused) = refused {
+                        self.close_undeliverable(&key, &mut record, &refused)
+                            .instrument(span)
+                            .await;
+                        continue;
+                    }
                     self.metrics.outbox_pending.inc();
                     self.tasks.spawn(
                         async move {
@@ -888,14 +896,6 @@ impl Runtime {
                         // and a reply may have been given: the rerun answers
                         // the redelivery with what a first run would, in a
                         // fresh sync window counted from now.
-                    // Retried, it would be refused again at every start.
-                    let refused = span.in_scope(|| self.delivery.refused(&record.request));
-                    if let Some(refused) = refused {
-                        self.close_undeliverable(&key, &mut record, &refused)
-                            .instrument(span)
-                            .await;
-                        continue;
-                    }
                         record.accepted_at_ms = now_ms();
                     }
                     self.tasks.spawn(
@@ -922,6 +922,33 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// Close an answer found in the outbox that no callback URL may receive
+    /// any more: the callback guard refuses each (`--callback-allow`
+    /// changed since the request was accepted). Logged at ERROR with the
+    /// refused hosts and the flag, never a URL's query; the record is
+    /// closed durably, so the next start does not try again.
+    async fn close_undeliverable(&self, key: &RequestKey, record: &mut Record, refused: &str) {
+        let Stage::Answered {
+            response,
+            delivered,
+        } = &mut record.stage
+        else {
+            return;
+        };
+        tracing::error!(
+            status = response.status.as_str(),
+            %refused,
+            "an answer left in the outbox can never be delivered: the callback guard \
+             (--callback-allow, STACKHOOK_CALLBACK_ALLOW) refuses every callback URL of its \
+             request; closed undelivered, so it is not retried, and ROS waits for the \
+             resource's Timeout"
+        );
+        *delivered = true;
+        if let Err(error) = self.store.put(key, record).await {
+            tracing::error!(%error, "could not close the undeliverable answer in the journal; the next start tries it again");
+        }
     }
 
     /// Why `request`, found running when the process started, is not run
@@ -960,33 +987,6 @@ impl Runtime {
             _ => RestartPolicy::Fail,
         }
     }
-    /// Close an answer found in the outbox that no callback URL may receive
-    /// any more: the callback guard refuses each (`--callback-allow`
-    /// changed since the request was accepted). Logged at ERROR with the
-    /// refused hosts and the flag, never a URL's query; the record is
-    /// closed durably, so the next start does not try again.
-    async fn close_undeliverable(&self, key: &RequestKey, record: &mut Record, refused: &str) {
-        let Stage::Answered {
-            response,
-            delivered,
-        } = &mut record.stage
-        else {
-            return;
-        };
-        tracing::error!(
-            status = response.status.as_str(),
-            %refused,
-            "an answer left in the outbox can never be delivered: the callback guard \
-             (--callback-allow, STACKHOOK_CALLBACK_ALLOW) refuses every callback URL of its \
-             request; closed undelivered, so it is not retried, and ROS waits for the \
-             resource's Timeout"
-        );
-        *delivered = true;
-        if let Err(error) = self.store.put(key, record).await {
-            tracing::error!(%error, "could not close the undeliverable answer in the journal; the next start tries it again");
-        }
-    }
-
 
     /// A due poll: load the work and take its next step.
     async fn poll_due(self: Arc<Self>, key: RequestKey) {
