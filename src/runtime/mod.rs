@@ -1634,6 +1634,94 @@ mod tests {
         );
     }
 
+    /// A scheduler's two inputs, and the request ids of the polls it fired.
+    type Recorded = (
+        mpsc::UnboundedSender<(Instant, RequestKey)>,
+        mpsc::UnboundedSender<SchedulerControl>,
+        Arc<Mutex<Vec<String>>>,
+    );
+
+    /// A scheduler whose fired polls are recorded, not run.
+    fn recording_scheduler() -> Recorded {
+        let (schedule, incoming) = mpsc::unbounded_channel();
+        let (control, commands) = mpsc::unbounded_channel();
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&fired);
+        tokio::spawn(scheduler(incoming, commands, move |key| {
+            record.lock().expect("fired").push(key.request_id);
+            true
+        }));
+        (schedule, control, fired)
+    }
+
+    fn key(request_id: &str) -> RequestKey {
+        RequestKey::of(&Request::new(
+            RequestType::Create,
+            "Custom::Wait",
+            "Res",
+            "stack",
+            request_id,
+        ))
+    }
+
+    async fn settle(control: &mpsc::UnboundedSender<SchedulerControl>, until: Instant) -> bool {
+        let (reply, fired) = oneshot::channel();
+        control
+            .send(SchedulerControl::Settle { until, reply })
+            .expect("scheduler running");
+        fired.await.expect("a reply")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_due_within_the_grace_period_fire_and_later_ones_do_not_hold_it() {
+        let (schedule, control, fired) = recording_scheduler();
+        let start = Instant::now();
+        let grace_end = start + Duration::from_secs(3);
+        schedule
+            .send((start + Duration::from_secs(2), key("due")))
+            .expect("send");
+        schedule
+            .send((start + Duration::from_secs(600), key("later")))
+            .expect("send");
+        // Sent before the question, so counted by it: the reply waits for
+        // the poll due within the grace period, and says it was started.
+        assert!(settle(&control, grace_end).await);
+        assert_eq!(Instant::now(), start + Duration::from_secs(2));
+        assert_eq!(*fired.lock().expect("fired"), ["due"]);
+        // Only a poll due after the grace end is left: nothing to wait for.
+        assert!(!settle(&control, grace_end).await);
+        assert_eq!(Instant::now(), start + Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopped_polls_are_handed_over_in_due_order_with_later_ones() {
+        let (schedule, control, fired) = recording_scheduler();
+        let start = Instant::now();
+        schedule
+            .send((start + Duration::from_secs(90), key("second")))
+            .expect("send");
+        schedule
+            .send((start + Duration::from_secs(60), key("first")))
+            .expect("send");
+        let (reply, unfired) = oneshot::channel();
+        control
+            .send(SchedulerControl::Stop { reply })
+            .expect("send");
+        let Unfired { queued, mut late } = unfired.await.expect("handed over");
+        let ids: Vec<_> = queued.iter().map(|k| k.request_id.as_str()).collect();
+        assert_eq!(ids, ["first", "second"]);
+        schedule
+            .send((start + Duration::from_secs(1), key("late")))
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(
+            fired.lock().expect("fired").is_empty(),
+            "nothing fires once stopped"
+        );
+        let (_, late_key) = late.try_recv().expect("a poll scheduled after the stop");
+        assert_eq!(late_key.request_id, "late");
+    }
+
     /// Declared idempotent: counts its runs, takes a little time (so a
     /// deadline already past would cut it off), and lets the runtime
     /// generate the id.
@@ -1817,94 +1905,6 @@ mod tests {
             sync_writes_of("Custom::Counted").await,
             vec![("accept", "running", false), ("eventual", "answered", true)]
         );
-    }
-
-    /// A scheduler's two inputs, and the request ids of the polls it fired.
-    type Recorded = (
-        mpsc::UnboundedSender<(Instant, RequestKey)>,
-        mpsc::UnboundedSender<SchedulerControl>,
-        Arc<Mutex<Vec<String>>>,
-    );
-
-    /// A scheduler whose fired polls are recorded, not run.
-    fn recording_scheduler() -> Recorded {
-        let (schedule, incoming) = mpsc::unbounded_channel();
-        let (control, commands) = mpsc::unbounded_channel();
-        let fired = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&fired);
-        tokio::spawn(scheduler(incoming, commands, move |key| {
-            record.lock().expect("fired").push(key.request_id);
-            true
-        }));
-        (schedule, control, fired)
-    }
-
-    fn key(request_id: &str) -> RequestKey {
-        RequestKey::of(&Request::new(
-            RequestType::Create,
-            "Custom::Wait",
-            "Res",
-            "stack",
-            request_id,
-        ))
-    }
-
-    async fn settle(control: &mpsc::UnboundedSender<SchedulerControl>, until: Instant) -> bool {
-        let (reply, fired) = oneshot::channel();
-        control
-            .send(SchedulerControl::Settle { until, reply })
-            .expect("scheduler running");
-        fired.await.expect("a reply")
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn polls_due_within_the_grace_period_fire_and_later_ones_do_not_hold_it() {
-        let (schedule, control, fired) = recording_scheduler();
-        let start = Instant::now();
-        let grace_end = start + Duration::from_secs(3);
-        schedule
-            .send((start + Duration::from_secs(2), key("due")))
-            .expect("send");
-        schedule
-            .send((start + Duration::from_secs(600), key("later")))
-            .expect("send");
-        // Sent before the question, so counted by it: the reply waits for
-        // the poll due within the grace period, and says it was started.
-        assert!(settle(&control, grace_end).await);
-        assert_eq!(Instant::now(), start + Duration::from_secs(2));
-        assert_eq!(*fired.lock().expect("fired"), ["due"]);
-        // Only a poll due after the grace end is left: nothing to wait for.
-        assert!(!settle(&control, grace_end).await);
-        assert_eq!(Instant::now(), start + Duration::from_secs(2));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn stopped_polls_are_handed_over_in_due_order_with_later_ones() {
-        let (schedule, control, fired) = recording_scheduler();
-        let start = Instant::now();
-        schedule
-            .send((start + Duration::from_secs(90), key("second")))
-            .expect("send");
-        schedule
-            .send((start + Duration::from_secs(60), key("first")))
-            .expect("send");
-        let (reply, unfired) = oneshot::channel();
-        control
-            .send(SchedulerControl::Stop { reply })
-            .expect("send");
-        let Unfired { queued, mut late } = unfired.await.expect("handed over");
-        let ids: Vec<_> = queued.iter().map(|k| k.request_id.as_str()).collect();
-        assert_eq!(ids, ["first", "second"]);
-        schedule
-            .send((start + Duration::from_secs(1), key("late")))
-            .expect("send");
-        tokio::time::sleep(Duration::from_secs(120)).await;
-        assert!(
-            fired.lock().expect("fired").is_empty(),
-            "nothing fires once stopped"
-        );
-        let (_, late_key) = late.try_recv().expect("a poll scheduled after the stop");
-        assert_eq!(late_key.request_id, "late");
     }
 
     #[tokio::test]
