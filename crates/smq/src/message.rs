@@ -134,7 +134,10 @@ pub fn decode_body(body: &str) -> Result<DecodedBody> {
     }
 }
 
-fn unwrap_envelope(notification: Notification, envelope: Envelope) -> Result<DecodedBody> {
+pub(crate) fn unwrap_envelope(
+    notification: Notification,
+    envelope: Envelope,
+) -> Result<DecodedBody> {
     notification.check_md5()?;
     match decode_json(notification.message.trim()) {
         Some((json, encoding)) => Ok(DecodedBody {
