@@ -217,9 +217,13 @@ impl Emulator {
         format!("{}{}", self.endpoint(), path)
     }
 
-    /// Stop serving and close every connection.
-    pub fn shutdown(self) {
-        // Drop does it.
+    /// Stop serving, close every connection and wait until the port is
+    /// closed. (Dropping the emulator does the same without waiting.)
+    pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
+        self.accept.abort();
+        // The listener is dropped once the aborted task has finished.
+        let _ = (&mut self.accept).await;
     }
 }
 
