@@ -47,6 +47,21 @@ pub enum Error {
     /// The push signing certificate could not be fetched or read.
     #[error("push signing certificate: {0}")]
     Certificate(String),
+    /// The consumer's start-up check failed: the queue is missing, the key
+    /// may not use it, the signature or clock is off, or SMQ is unreachable
+    /// ([`Error::is_retryable`] tells which).
+    #[error("cannot consume SMQ queue {queue} at {endpoint}: {hint}")]
+    QueueCheck {
+        /// The queue's ARN.
+        queue: String,
+        /// The endpoint asked.
+        endpoint: String,
+        /// What to fix.
+        hint: &'static str,
+        /// SMQ's answer (or the network failure).
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -59,6 +74,7 @@ impl Error {
         match self {
             Error::Network(_) => true,
             Error::Service(e) => e.is_retryable(),
+            Error::QueueCheck { source, .. } => source.is_retryable(),
             _ => false,
         }
     }
@@ -67,6 +83,7 @@ impl Error {
     pub fn service(&self) -> Option<&ServiceError> {
         match self {
             Error::Service(e) => Some(e),
+            Error::QueueCheck { source, .. } => source.service(),
             _ => None,
         }
     }

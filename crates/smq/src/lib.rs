@@ -12,8 +12,15 @@
 //! - [`message`]: a message body in any shape (raw JSON, base64 JSON, a
 //!   topic envelope around either) decoded to its JSON, with the MD5
 //!   checked and the shape reported;
+//! - [`Consumer`]: the queue consumer. N receivers long-poll batches, hand
+//!   each request to an [`Intake`] (the embedding runtime's journal), keep a
+//!   slow record's message hidden, delete only what is recorded, delete
+//!   poison at a DequeueCount limit, back off with full jitter, and stop
+//!   receiving at once on shutdown; counters in [`ConsumerStats`];
 //! - [`push`]: topic HTTP push notifications read in the XML, JSON and
-//!   SIMPLIFIED formats and their RSA signatures verified;
+//!   SIMPLIFIED formats and their RSA signatures verified, and
+//!   [`push::handle`], a push endpoint's whole job (verify, decode, record
+//!   through the [`Intake`], the status to answer) without an HTTP server;
 //! - `emulator` (feature `emulator`): a local SMQ queue server with fault
 //!   injection, and a topic pusher that signs like SMQ.
 //!
@@ -42,8 +49,10 @@
 
 mod arn;
 mod client;
+mod consumer;
 mod credentials;
 mod error;
+mod intake;
 pub mod message;
 mod notification;
 pub mod push;
@@ -59,6 +68,12 @@ pub use client::{
     Queue, QueueAttributes, REQUEST_TIMEOUT, ReceivedMessage, SentMessage, VISIBILITY_RANGE_SECS,
     VisibilityChanged,
 };
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerStats, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX,
+    DEFAULT_BATCH_SIZE, DEFAULT_EXTEND_AFTER, DEFAULT_POISON_DEQUEUE_LIMIT, DEFAULT_RECEIVERS,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_VISIBILITY_EXTENSION, DEFAULT_WAIT, MAX_RECEIVERS,
+};
 pub use credentials::Credentials;
 pub use error::{Error, ErrorCode, Result, ServiceError};
+pub use intake::{Intake, IntakeOutcome, Origin, Via};
 pub use notification::{Notification, NotifyFormat};

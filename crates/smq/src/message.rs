@@ -19,6 +19,7 @@
 //! Errors never quote the body: a ROS request's properties may be secret.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -76,6 +77,31 @@ impl BodyShape {
 impl fmt::Display for BodyShape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Which body shapes have been seen, so each is logged at INFO once.
+#[derive(Debug, Default)]
+pub(crate) struct ShapesSeen(AtomicU64);
+
+impl ShapesSeen {
+    pub(crate) const fn new() -> Self {
+        ShapesSeen(AtomicU64::new(0))
+    }
+
+    /// Whether `shape` is seen for the first time.
+    pub(crate) fn first(&self, shape: BodyShape) -> bool {
+        let envelope = match shape.envelope {
+            Envelope::None => 0,
+            Envelope::TopicXml => 1,
+            Envelope::TopicJson => 2,
+        };
+        let encoding = match shape.encoding {
+            Encoding::Raw => 0,
+            Encoding::Base64 => 1,
+        };
+        let bit = 1u64 << (envelope * 2 + encoding);
+        self.0.fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 }
 

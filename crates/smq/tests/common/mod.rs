@@ -29,3 +29,5 @@ pub const NOW: Option<Duration> = Some(Duration::ZERO);
 /// An upper bound for something that should happen promptly; only a hang
 /// exceeds it.
 pub const PROMPTLY: Duration = Duration::from_secs(10);
+
+pub mod intake;

@@ -19,6 +19,8 @@
 //! [`PinnedCerts`] to pin them) and cached by URL, as Alibaba advises.
 //! Answer SMQ within 5 s: record the notification, answer 2xx, then work.
 
+mod handler;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,6 +37,8 @@ use crate::message::{self, DecodedBody, Envelope};
 use crate::notification::{Notification, NotifyFormat};
 use crate::signature::{self, CONTENT_MD5};
 use crate::xml;
+
+pub use handler::{PUSH_ANSWER_BUDGET, PushOutcome, PushReply, handle, handle_within};
 
 /// The header with the base64 certificate URL.
 pub const SIGNING_CERT_URL_HEADER: &str = "x-mns-signing-cert-url";
