@@ -24,6 +24,20 @@ pub const DEFAULT_POOL_SIZE: usize = 8;
 /// one clear line instead of hanging.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// TCP keepalives when the URL sets none: idle time, then probes at this
+/// interval, three of them. A database that vanished without closing the
+/// connection (a failover, a dropped NAT entry) is then noticed within
+/// about 30 s instead of the operating system's two hours.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// How long sent data may stay unacknowledged before the connection is
+/// given up (Linux's `TCP_USER_TIMEOUT`), when the URL sets none: a write
+/// to a vanished database fails in this time instead of retransmitting for
+/// fifteen minutes.
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The schema the journal's tables live in when none is set.
 pub const DEFAULT_SCHEMA: &str = "stackhook";
 
@@ -153,6 +167,23 @@ impl PostgresConfig {
         });
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        let given = |name: &str| {
+            passed
+                .iter()
+                .any(|pair| pair.starts_with(&format!("{name}=")))
+        };
+        if !given("keepalives_idle") {
+            pg.keepalives_idle(DEFAULT_KEEPALIVE);
+        }
+        if !given("keepalives_interval") {
+            pg.keepalives_interval(KEEPALIVE_INTERVAL);
+        }
+        if !given("keepalives_retries") {
+            pg.keepalives_retries(KEEPALIVE_RETRIES);
+        }
+        if !given("tcp_user_timeout") {
+            pg.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
         }
         if pg.get_application_name().is_none() {
             pg.application_name("stackhook");
@@ -365,9 +396,18 @@ mod tests {
     fn both_schemes_parse_with_their_ssl_modes() {
         for (url, mode) in [
             ("postgres://u:p@db.example/j", SslMode::Prefer),
-            ("postgresql://u@db.example/j?sslmode=disable", SslMode::Disable),
-            ("postgres://u@db.example:6543/j?sslmode=require", SslMode::Require),
-            ("postgres://u@db.example/j?sslmode=verify-ca", SslMode::VerifyCa),
+            (
+                "postgresql://u@db.example/j?sslmode=disable",
+                SslMode::Disable,
+            ),
+            (
+                "postgres://u@db.example:6543/j?sslmode=require",
+                SslMode::Require,
+            ),
+            (
+                "postgres://u@db.example/j?sslmode=verify-ca",
+                SslMode::VerifyCa,
+            ),
             (
                 "postgresql://u@db.example/j?connect_timeout=3&sslmode=verify-full",
                 SslMode::VerifyFull,
@@ -382,16 +422,33 @@ mod tests {
         }
         let config =
             PostgresConfig::from_url("postgres://u@h/j?connect_timeout=3").expect("parses");
-        assert_eq!(config.pg.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(
+            config.pg.get_connect_timeout(),
+            Some(&Duration::from_secs(3))
+        );
         assert_eq!(config.pg.get_ports(), &[5432]);
         assert_eq!(config.pg.get_dbname(), Some("j"));
+        assert_eq!(config.pg.get_keepalives_idle(), DEFAULT_KEEPALIVE);
+        assert_eq!(
+            config.pg.get_tcp_user_timeout(),
+            Some(&DEFAULT_TCP_USER_TIMEOUT)
+        );
+        let config =
+            PostgresConfig::from_url("postgres://u@h/j?keepalives_idle=60&tcp_user_timeout=5")
+                .expect("parses");
+        assert_eq!(config.pg.get_keepalives_idle(), Duration::from_secs(60));
+        assert_eq!(
+            config.pg.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(5))
+        );
     }
 
     #[test]
     fn sslrootcert_is_kept_and_removed_from_the_client_options() {
-        let config =
-            PostgresConfig::from_url("postgres://u@h/j?sslmode=verify-full&sslrootcert=/tmp/ca%20x.pem")
-                .expect("parses");
+        let config = PostgresConfig::from_url(
+            "postgres://u@h/j?sslmode=verify-full&sslrootcert=/tmp/ca%20x.pem",
+        )
+        .expect("parses");
         assert_eq!(config.root_cert, Some(PathBuf::from("/tmp/ca x.pem")));
     }
 
@@ -439,7 +496,10 @@ mod tests {
             assert!(!text.contains(SECRET), "{text}");
         }
         assert_eq!(good.secret(), Some(SECRET));
-        let bad_schema = good.schema("Robert'); DROP").quoted_schema().expect_err("bad");
+        let bad_schema = good
+            .schema("Robert'); DROP")
+            .quoted_schema()
+            .expect_err("bad");
         assert!(!format!("{bad_schema} {bad_schema:?}").contains(SECRET));
     }
 

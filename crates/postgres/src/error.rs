@@ -40,14 +40,13 @@ pub enum Error {
     /// A fenced write lost: another replica claimed the record since this
     /// replica took it, so this replica must stop working on it and never
     /// deliver an answer for it.
-    #[error(
-        "the journal record {key} belongs to another replica now (this replica held epoch {epoch}); its work here stops"
-    )]
+    #[error("{}", fenced(key, *epoch))]
     Fenced {
         /// The record's key, as `stack/logical id/request id`.
         key: String,
-        /// The epoch this replica held; the record's is higher, or its
-        /// owner is another replica.
+        /// The epoch this replica held (the record's is higher now, or its
+        /// owner another replica); 0 when it held none and the record
+        /// was not free to take.
         epoch: i64,
     },
     /// A stored record could not be read back.
@@ -70,6 +69,18 @@ impl Error {
 impl From<Error> for stackhook::Error {
     fn from(error: Error) -> Self {
         stackhook::Error::Journal(error.to_string())
+    }
+}
+
+fn fenced(key: &str, epoch: i64) -> String {
+    if epoch == 0 {
+        format!(
+            "the journal record {key} belongs to another replica, whose lease is live; this replica does not work on it"
+        )
+    } else {
+        format!(
+            "the journal record {key} belongs to another replica now (this replica held epoch {epoch}); its work here stops"
+        )
     }
 }
 

@@ -65,10 +65,10 @@ mod tls;
 mod writer;
 
 pub use config::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEASE, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, PostgresConfig,
-    SslMode, redact_url,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_LEASE, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA,
+    DEFAULT_TCP_USER_TIMEOUT, PostgresConfig, SslMode, redact_url,
 };
 pub use error::{Error, Result};
 pub use migrate::SCHEMA_VERSION;
-pub use store::{Claim, PostgresStore};
+pub use store::{Claim, Ownership, PostgresStore};
 pub use writer::{LINGER, MAX_GROUP};

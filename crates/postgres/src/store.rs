@@ -1,8 +1,8 @@
 //! [`PostgresStore`]: the journal in PostgreSQL, shared by replicas.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -40,6 +40,17 @@ pub struct Claim {
     pub record: Record,
     /// The fencing epoch this replica now holds it at.
     pub epoch: i64,
+}
+
+/// Who owns a record, as the database has it: [`PostgresStore::ownership`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    /// The replica that owns it; `None` once released.
+    pub owner: Option<String>,
+    /// Its fencing epoch: 1 when accepted, raised by every claim.
+    pub epoch: i64,
+    /// Whether its lease runs (by the database's clock).
+    pub lease_live: bool,
 }
 
 /// The statements, with the schema filled in.
@@ -403,7 +414,11 @@ impl PostgresStore {
         let rows = client
             .query(
                 &statement,
-                &[&self.config.replica_id, &lease_ms(self.config.lease), &limit],
+                &[
+                    &self.config.replica_id,
+                    &lease_ms(self.config.lease),
+                    &limit,
+                ],
             )
             .await
             .map_err(|e| self.db_error(e))?;
@@ -467,21 +482,26 @@ impl PostgresStore {
         Ok(released)
     }
 
-    /// Who owns `key` in the database: the owner (if any), the epoch, and
-    /// whether the lease is live. For tests and diagnostics.
+    /// Who owns `key`, as the database has it now; `None` if there is no
+    /// such record. For diagnostics and tests.
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn ownership(&self, key: &RequestKey) -> Result<Option<(Option<String>, i64, bool)>> {
+    pub async fn ownership(&self, key: &RequestKey) -> Result<Option<Ownership>> {
         let client = self.client().await?;
-        self.count(1);
-        let row = client
-            .query_opt(&self.sql.owner, &[&key.encode()])
+        let statement = client
+            .prepare_cached(&self.sql.owner)
             .await
             .map_err(|e| self.db_error(e))?;
-        Ok(row.map(|row| {
-            let live: Option<bool> = row.get(2);
-            (row.get(0), row.get(1), live.unwrap_or(false))
+        self.count(1);
+        let row = client
+            .query_opt(&statement, &[&key.encode()])
+            .await
+            .map_err(|e| self.db_error(e))?;
+        Ok(row.map(|row| Ownership {
+            owner: row.get(0),
+            epoch: row.get(1),
+            lease_live: row.get::<_, Option<bool>>(2).unwrap_or(false),
         }))
     }
 
@@ -547,10 +567,7 @@ impl PostgresStore {
     /// [`Error::Database`].
     pub async fn try_purge(&self, before_ms: u64) -> Result<Option<usize>> {
         let mut client = self.client().await?;
-        let txn = client
-            .transaction()
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let txn = client.transaction().await.map_err(|e| self.db_error(e))?;
         self.count(1);
         let locked: bool = txn
             .query_one(

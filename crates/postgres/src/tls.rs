@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{PostgresConfig, SslMode};
@@ -58,7 +60,8 @@ fn roots(config: &PostgresConfig) -> std::result::Result<RootCertStore, String> 
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|e| format!("reading sslrootcert {}: {e}", path.display()))?;
             for cert in certs {
-                let cert = cert.map_err(|e| format!("reading sslrootcert {}: {e}", path.display()))?;
+                let cert =
+                    cert.map_err(|e| format!("reading sslrootcert {}: {e}", path.display()))?;
                 roots
                     .add(cert)
                     .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;

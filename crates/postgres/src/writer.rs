@@ -261,7 +261,8 @@ impl Writer {
                     Failure::Deadlock(text)
                 }
                 Some(_) => Failure::Statement(text),
-                None => Failure::Connection(text),
+                None if is_connection_error(&e) => Failure::Connection(text),
+                None => Failure::Statement(text),
             }
         };
         let statement = client.prepare_cached(&self.sql).await.map_err(classify)?;
@@ -316,6 +317,15 @@ impl Writer {
         }
         Ok(outcome)
     }
+}
+
+/// Whether `e` is the connection failing (closed, or an I/O error), after
+/// which the statement may or may not have committed.
+fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    e.is_closed()
+        || e.source()
+            .is_some_and(|source| source.is::<std::io::Error>())
 }
 
 /// A map's entries for a group's keys only, so the lock is held briefly.

@@ -88,14 +88,20 @@ async fn a_refused_connection_is_one_clear_line_without_the_password() {
     assert!(matches!(error, Error::Connect { .. }), "{error:?}");
     let text = error.to_string();
     assert!(text.to_lowercase().contains("refused"), "{text}");
-    assert!(text.contains(&format!("postgres://bob:***@127.0.0.1:{port}/j")), "{text}");
+    assert!(
+        text.contains(&format!("postgres://bob:***@127.0.0.1:{port}/j")),
+        "{text}"
+    );
     assert_hides(&error, secret);
 }
 
 /// Whether the connections named `application` are all encrypted.
 async fn uses_tls(store: &PostgresStore, url: &str, application: &str) -> bool {
     let (key, rec) = common::record("tls", Channel::Async);
-    store.accept(&key, &rec).await.expect("accept over this mode");
+    store
+        .accept(&key, &rec)
+        .await
+        .expect("accept over this mode");
     let raw = common::raw(url).await;
     let rows = raw
         .query(
@@ -128,7 +134,11 @@ async fn ssl_modes_work_over_rustls() {
         )
         .await
         .unwrap_or_else(|e| panic!("{mode}: {e}"));
-        assert_eq!(uses_tls(&store, &url, &application).await, expect_tls, "{mode}");
+        assert_eq!(
+            uses_tls(&store, &url, &application).await,
+            expect_tls,
+            "{mode}"
+        );
         drop(store);
         common::drop_schema(&url, &schema).await;
     }

@@ -213,7 +213,7 @@ async fn unawaited_writes_reach_the_database_without_a_flush() {
     let schema = common::schema("every_kind");
     let store = common::store(&url, &schema, "a").await;
     let mut later = Vec::new();
-    for i in 0..KINDS.len() {
+    for (i, name) in KINDS.iter().enumerate() {
         let (key, mut record) = kind(i);
         match store.accept_early(&key, &record).await.expect("accept") {
             Acceptance::Inserted(durable) => durable.await.expect("durable"),
@@ -226,7 +226,7 @@ async fn unawaited_writes_reach_the_database_without_a_flush() {
                 store.put(&key, &record).await.expect("put");
             }
             Stage::Answered { response, .. } => {
-                if KINDS[i] == "kind-delivered-from-the-outbox" {
+                if *name == "kind-delivered-from-the-outbox" {
                     record.stage = Stage::Answered {
                         response: Arc::clone(&response),
                         delivered: false,
@@ -247,7 +247,10 @@ async fn unawaited_writes_reach_the_database_without_a_flush() {
                 unreachable!("answered above");
             };
             let body = response.to_body();
-            store.put_delivered(key, record, &body).await.expect("marked");
+            store
+                .put_delivered(key, record, &body)
+                .await
+                .expect("marked");
         } else {
             store.put_eventually(key, record).await.expect("queued");
         }
@@ -295,8 +298,10 @@ async fn check_and_durability() {
     common::drop_schema(&url, &schema).await;
 }
 
-/// Under concurrency a request costs at most three round trips (accept,
-/// answer, delivered mark), and writes share statements.
+/// A request costs at most three round trips (accept, answer, delivered
+/// mark), and under concurrency writes share statements: 200 requests at
+/// once take fewer round trips than requests, where one statement per
+/// write would take 600.
 #[tokio::test]
 async fn a_request_costs_at_most_three_round_trips() {
     let Some(url) = common::url() else { return };
@@ -330,7 +335,7 @@ async fn a_request_costs_at_most_three_round_trips() {
     store.flush().await.expect("flush");
     let used = store.round_trips() - before;
     assert!(
-        used <= 3 * requests,
+        used <= requests,
         "{used} round trips for {requests} requests"
     );
     assert!(store.open_records().await.expect("open").is_empty());

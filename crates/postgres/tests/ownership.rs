@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use stackhook::journal::{Channel, Stage, Store};
 use stackhook::response::{Data, Response};
-use stackhook_postgres::Error;
+use stackhook_postgres::{Error, Ownership};
 
 use common::record;
 
@@ -23,7 +23,10 @@ async fn live_leases_are_not_claimed_and_expired_ones_are() {
     let (key, rec) = record("k", Channel::Async);
     a.accept(&key, &rec).await.expect("accept");
     assert_eq!(a.epoch(&key), Some(1));
-    assert!(b.claim(10).await.expect("claim").is_empty(), "a's lease is live");
+    assert!(
+        b.claim(10).await.expect("claim").is_empty(),
+        "a's lease is live"
+    );
 
     common::expire(&raw, &schema, &key).await;
     let claims = b.claim(10).await.expect("claim");
@@ -32,9 +35,19 @@ async fn live_leases_are_not_claimed_and_expired_ones_are() {
     assert_eq!(claims[0].record, rec);
     assert_eq!(claims[0].epoch, 2);
     assert_eq!(b.epoch(&key), Some(2));
-    let (owner, epoch, live) = b.ownership(&key).await.expect("read").expect("row");
-    assert_eq!((owner.as_deref(), epoch, live), (Some("b"), 2, true));
-    assert!(a.claim(10).await.expect("claim").is_empty(), "b's lease is live");
+    let ownership = b.ownership(&key).await.expect("read").expect("row");
+    assert_eq!(
+        ownership,
+        Ownership {
+            owner: Some("b".into()),
+            epoch: 2,
+            lease_live: true
+        }
+    );
+    assert!(
+        a.claim(10).await.expect("claim").is_empty(),
+        "b's lease is live"
+    );
     common::drop_schema(&url, &schema).await;
 }
 
@@ -87,7 +100,7 @@ async fn claim_skips_locked_rows() {
         .expect("claim does not wait for the lock")
         .expect("claim");
     let keys: Vec<_> = claims.iter().map(|c| c.key.clone()).collect();
-    assert_eq!(keys, [free.clone()]);
+    assert_eq!(keys, std::slice::from_ref(&free));
     txn.rollback().await.expect("unlock");
     let claims = b.claim(10).await.expect("claim");
     let keys: Vec<_> = claims.iter().map(|c| c.key.clone()).collect();
@@ -198,8 +211,8 @@ async fn release_frees_the_replicas_records_for_a_peer_at_once() {
     a.put_eventually(&k2, &r2).await.expect("queued");
     assert_eq!(a.release().await.expect("release"), 2);
     assert_eq!(a.epoch(&k1), None);
-    let (owner, _, live) = a.ownership(&k1).await.expect("read").expect("row");
-    assert_eq!((owner, live), (None, false));
+    let ownership = a.ownership(&k1).await.expect("read").expect("row");
+    assert_eq!((ownership.owner, ownership.lease_live), (None, false));
 
     let mut claims = b.claim(10).await.expect("claim");
     claims.sort_by(|x, y| x.key.cmp(&y.key));
@@ -241,7 +254,9 @@ async fn a_write_at_a_stale_epoch_is_fenced() {
     }
     assert_eq!(a.epoch(&key), None, "a no longer holds it");
     // Through the trait, the core's error says so.
-    let error = Store::put(&a, &key, &stale).await.expect_err("still fenced");
+    let error = Store::put(&a, &key, &stale)
+        .await
+        .expect_err("still fenced");
     assert!(error.to_string().contains("another replica"), "{error}");
     // Unawaited writes are fenced too.
     a.put_eventually(&key, &stale).await.expect("queued");
@@ -258,6 +273,29 @@ async fn a_write_at_a_stale_epoch_is_fenced() {
     common::drop_schema(&url, &schema).await;
 }
 
+/// The epoch fences on its own: a record claimed again under the same
+/// replica id (another incarnation of it, say) refuses the old epoch.
+#[tokio::test]
+async fn a_stale_epoch_is_fenced_even_under_the_same_owner() {
+    let Some(url) = common::url() else { return };
+    let schema = common::schema("fenced_epoch");
+    let a = common::store(&url, &schema, "a").await;
+    let raw = common::raw(&url).await;
+    let (key, rec) = record("k", Channel::Async);
+    a.accept(&key, &rec).await.expect("accept");
+    raw.execute(
+        &format!("UPDATE {schema}.records SET epoch = epoch + 1 WHERE key = $1"),
+        &[&key.encode()],
+    )
+    .await
+    .expect("claimed again elsewhere");
+    match a.put_fenced(&key, &rec).await {
+        Err(Error::Fenced { epoch: 1, .. }) => {}
+        other => panic!("expected a fenced error at epoch 1, got {other:?}"),
+    }
+    common::drop_schema(&url, &schema).await;
+}
+
 /// A replica that never held a record cannot write over another's live
 /// lease; once the lease lapses, its write takes the record.
 #[tokio::test]
@@ -269,12 +307,20 @@ async fn an_unheld_write_takes_only_a_free_record() {
     let raw = common::raw(&url).await;
     let (key, rec) = record("k", Channel::Async);
     a.accept(&key, &rec).await.expect("accept");
-    let error = b.put_fenced(&key, &rec).await.expect_err("a's lease is live");
+    let error = b
+        .put_fenced(&key, &rec)
+        .await
+        .expect_err("a's lease is live");
     assert!(error.is_fenced(), "{error}");
     common::expire(&raw, &schema, &key).await;
     b.put_fenced(&key, &rec).await.expect("free now");
     assert_eq!(b.epoch(&key), Some(2));
-    assert!(a.put_fenced(&key, &rec).await.expect_err("taken").is_fenced());
+    assert!(
+        a.put_fenced(&key, &rec)
+            .await
+            .expect_err("taken")
+            .is_fenced()
+    );
     common::drop_schema(&url, &schema).await;
 }
 
