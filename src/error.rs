@@ -48,6 +48,13 @@ pub enum Error {
     #[error("journal error: {0}")]
     Journal(String),
 
+    /// A fenced journal write lost: another replica of a shared journal
+    /// claimed the record since this one took it (its lease ran out, or it
+    /// released it). The writer must stop working on that record and never
+    /// deliver an answer for it; the new owner does.
+    #[error("journal write fenced: {0}")]
+    Fenced(String),
+
     /// An I/O operation failed.
     #[error("{context}")]
     Io {
@@ -75,6 +82,12 @@ impl Error {
             field: field.into(),
             message: message.into(),
         }
+    }
+
+    /// Whether this is [`Error::Fenced`]: the record belongs to another
+    /// replica now.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Error::Fenced(_))
     }
 
     /// An [`Error::Io`] saying what was being done.

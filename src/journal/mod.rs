@@ -21,8 +21,25 @@
 //! [`MemoryStore`], for tests and for deployments that trade durability for
 //! speed (nothing in it survives the process). A shared backend implements
 //! the same [`Store`] trait; [`Store`] says what each method guarantees.
+//!
+//! # Ownership
+//! A shared journal (`stackhook-postgres`) is written by several replicas.
+//! Every record there has an owner (a replica id, [`Store::replica_id`]), a
+//! lease that the owner renews ([`Store::renew`]) and a fencing epoch. A
+//! replica takes over records whose lease ran out or that were released
+//! ([`Store::claim`], which raises their epoch); from then on a write from
+//! the replica that held them before fails with
+//! [`Error::Fenced`](crate::Error::Fenced), and that replica stops working
+//! on the record. The embedded stores have one owner, the process: they
+//! hold what they write, and what they release or find left open by the
+//! process before is theirs to claim. The behaviour every store shares is
+//! in the `contract` module (the `contract-tests` feature), which each
+//! store's tests run.
 
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
 mod memory;
+mod owner;
 #[cfg(feature = "redb")]
 mod redb_store;
 
@@ -206,6 +223,21 @@ impl Future for Done {
     }
 }
 
+/// A record taken over with [`Store::claim`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The record's key.
+    pub key: RequestKey,
+    /// The record as the store had it.
+    pub record: Record,
+    /// The fencing epoch the claimer now holds it at: higher than any
+    /// before, so the previous holder's writes are fenced.
+    pub epoch: u64,
+}
+
+/// How long [`Store::wait_for_answer`]'s default waits between reads.
+const ANSWER_POLL: Duration = Duration::from_millis(20);
+
 /// Completes when an accepted record is durable: see [`Store::accept_early`].
 #[must_use = "the record may not be durable until this completes"]
 pub struct Durable(StoreFuture<'static, ()>);
@@ -364,6 +396,84 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Whether records survive a restart, within the bounds above. `false`
     /// (a store in memory) means nothing does.
     fn is_durable(&self) -> bool;
+
+    /// Whether several replicas share this store, so that a record may be
+    /// owned by another process. The default: no.
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// The id of the replica this store writes as, the owner of the records
+    /// it accepts. The default, for a single-owner store: `local`.
+    fn replica_id(&self) -> &str {
+        "local"
+    }
+    /// Take up to `limit` open records that no live owner holds (their
+    /// lease ran out, or they were released), oldest first, each at an
+    /// epoch higher than before; a shared store skips rows another
+    /// replica is claiming at the same moment, so claimers split the work.
+    /// The caller then owns them and follows the restart policy for each.
+    ///
+    /// The default finds none: a store whose records never outlive their
+    /// owner.
+    fn claim(&self, limit: usize) -> StoreFuture<'_, Vec<Claimed>> {
+        let _ = limit;
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// Extend the lease of every open record this replica holds, in one
+    /// call; returns how many. A replica heartbeats with it well within the
+    /// lease.
+    ///
+    /// The default renews nothing: a store without leases.
+    fn renew(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async { Ok(0) })
+    }
+    /// Give up every open record this replica holds, after committing the
+    /// writes queued before, so that a peer claims them at once instead of
+    /// after their lease; returns how many. Called at shutdown.
+    ///
+    /// The default flushes and releases nothing.
+    fn release(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            self.flush().await?;
+            Ok(0)
+        })
+    }
+    /// Wait until `key`'s record is answered, for at most `timeout`, and
+    /// return the answer; `None` if it is not answered by then or there is
+    /// no such record. For a sync duplicate that arrived while another
+    /// replica runs the request.
+    ///
+    /// The default reads the record every 20 ms.
+    fn wait_for_answer<'a>(
+        &'a self,
+        key: &'a RequestKey,
+        timeout: Duration,
+    ) -> StoreFuture<'a, Option<Arc<Response>>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                if let Some(Record {
+                    stage: Stage::Answered { response, .. },
+                    ..
+                }) = self.get(key).await?
+                {
+                    return Ok(Some(response));
+                }
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Ok(None);
+                }
+                tokio::time::sleep_until(deadline.min(now + ANSWER_POLL)).await;
+            }
+        })
+    }
+    /// [`Store::purge`], unless another replica is purging right now:
+    /// `None` then. Replicas of a shared store never purge at once.
+    ///
+    /// The default purges: a store with one owner.
+    fn try_purge(&self, before_ms: u64) -> StoreFuture<'_, Option<usize>> {
+        Box::pin(async move { Ok(Some(self.purge(before_ms).await?)) })
+    }
 }
 
 /// Now, in Unix milliseconds.
@@ -372,246 +482,4 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-pub(crate) mod contract {
-    //! The behaviour every store must have, run against each one.
-
-    use super::*;
-    use crate::request::RequestType;
-    use crate::response::Status;
-
-    pub(crate) fn record(id: &str) -> (RequestKey, Record) {
-        let request = Request::new(RequestType::Create, "Custom::T", "Res", "stack", id);
-        (
-            RequestKey::of(&request),
-            Record::accepted(Arc::new(request), Channel::Async),
-        )
-    }
-
-    /// A FAILED answer to `record`'s request, delivered or not.
-    pub(crate) fn answered(record: &Record, delivered: bool) -> Stage {
-        Stage::Answered {
-            response: Arc::new(Response::failed(&record.request, "pid", "x")),
-            delivered,
-        }
-    }
-
-    /// Whether `key` is among the store's open records.
-    pub(crate) async fn is_open(store: &dyn Store, key: &RequestKey) -> bool {
-        store
-            .open_records()
-            .await
-            .expect("open")
-            .iter()
-            .any(|(k, _)| k == key)
-    }
-
-    pub(crate) async fn accept_inserts_once(store: &dyn Store) {
-        let (key, rec) = record("r1");
-        assert_eq!(store.accept(&key, &rec).await.expect("accept"), None);
-        let again = store.accept(&key, &rec).await.expect("accept");
-        assert_eq!(again.map(|r| r.stage), Some(Stage::Running));
-    }
-
-    /// An early accept decides like `accept`, and its insert is readable
-    /// once durable; a second one, early or not, finds it.
-    pub(crate) async fn accept_early_decides_once(store: &dyn Store) {
-        let (key, rec) = record("early");
-        let Acceptance::Inserted(durable) = store.accept_early(&key, &rec).await.expect("accept")
-        else {
-            panic!("a new key is inserted");
-        };
-        let Acceptance::Existing(existing) =
-            store.accept_early(&key, &rec).await.expect("accept again")
-        else {
-            panic!("the decision holds before the insert is durable");
-        };
-        assert_eq!(existing, rec);
-        durable.await.expect("durable");
-        assert_eq!(store.get(&key).await.expect("get"), Some(rec.clone()));
-        assert_eq!(
-            store
-                .accept(&key, &rec)
-                .await
-                .expect("accept")
-                .map(|r| r.stage),
-            Some(Stage::Running)
-        );
-    }
-
-    pub(crate) async fn open_records_track_the_outbox(store: &dyn Store) {
-        let (key, mut rec) = record("r2");
-        store.accept(&key, &rec).await.expect("accept");
-        assert!(is_open(store, &key).await);
-        let response = Arc::new(Response::failed(&rec.request, "pid", "x"));
-        rec.stage = Stage::Answered {
-            response: Arc::clone(&response),
-            delivered: false,
-        };
-        store.put(&key, &rec).await.expect("put");
-        let open = store.open_records().await.expect("open");
-        assert!(open.iter().any(|(k, r)| k == &key && r.stage == rec.stage));
-        rec.stage = Stage::Answered {
-            response,
-            delivered: true,
-        };
-        store.put(&key, &rec).await.expect("put");
-        assert!(!is_open(store, &key).await);
-        let stored = store.get(&key).await.expect("get").expect("present");
-        assert!(
-            matches!(stored.stage, Stage::Answered { ref response, delivered: true } if response.status == Status::Failed)
-        );
-    }
-
-    pub(crate) async fn eventual_writes_are_read_back(store: &dyn Store) {
-        let (key, mut rec) = record("eventual");
-        store.accept(&key, &rec).await.expect("accept");
-        rec.stage = answered(&rec, true);
-        store.put_eventually(&key, &rec).await.expect("queued");
-        // A later accept, as a redelivered request makes, sees it at once.
-        let seen = store.accept(&key, &rec).await.expect("accept");
-        assert_eq!(seen.map(|r| r.stage), Some(rec.stage.clone()));
-        store.flush().await.expect("flush");
-        let read = store.get(&key).await.expect("get").expect("present");
-        assert_eq!(read.stage, rec.stage);
-        assert!(!is_open(store, &key).await);
-    }
-
-    /// The keys [`write_every_kind`] writes, and what each must hold after.
-    const KINDS: [&str; 5] = [
-        "kind-accepted",
-        "kind-polling",
-        "kind-delivered-from-the-outbox",
-        "kind-rerun-answer",
-        "kind-sync-reply",
-    ];
-
-    /// A record of the kind `name`, on the channel its kind arrives by.
-    fn kind(name: &str) -> (RequestKey, Record) {
-        let (key, mut record) = record(name);
-        if name == "kind-sync-reply" {
-            record.channel = Channel::Sync;
-        }
-        (key, record)
-    }
-
-    /// What the record of the kind `name` holds once [`write_every_kind`]
-    /// is done. Built from the request alone, so that another process
-    /// expects the same.
-    fn final_stage(name: &str) -> Stage {
-        let (_, record) = kind(name);
-        match name {
-            "kind-accepted" => Stage::Running,
-            "kind-polling" => Stage::Polling {
-                state: serde_json::json!({"step": 1}),
-                next_poll_at_ms: 1_000,
-                attempt: 1,
-                data: Data::new(),
-                physical_resource_id: Some("pid".into()),
-            },
-            _ => Stage::Answered {
-                response: Arc::new(Response::success(&record.request, "pid", Data::new())),
-                delivered: true,
-            },
-        }
-    }
-
-    /// Make every kind of write whose loss would change an answer, as the
-    /// runtime makes them: accepts and durable puts first, then the writes
-    /// nobody waits for (the delivered mark after an outbox delivery, the
-    /// answer of a request whose restart policy is to rerun, and a sync
-    /// reply). Nothing durable follows them, which would carry them to disk
-    /// and hide their loss.
-    pub(crate) async fn write_every_kind(store: &dyn Store) {
-        let mut later = Vec::new();
-        for name in KINDS {
-            let (key, mut record) = kind(name);
-            match store.accept_early(&key, &record).await.expect("accept") {
-                Acceptance::Inserted(durable) => durable.await.expect("durable"),
-                Acceptance::Existing(_) => panic!("{key} was new"),
-            }
-            match final_stage(name) {
-                Stage::Running => {}
-                stage @ Stage::Polling { .. } => {
-                    record.stage = stage;
-                    store.put(&key, &record).await.expect("put");
-                }
-                Stage::Answered { response, .. } => {
-                    if name == "kind-delivered-from-the-outbox" {
-                        record.stage = Stage::Answered {
-                            response: Arc::clone(&response),
-                            delivered: false,
-                        };
-                        store.put(&key, &record).await.expect("outbox");
-                    }
-                    record.stage = Stage::Answered {
-                        response,
-                        delivered: true,
-                    };
-                    later.push((key, record));
-                }
-            }
-        }
-        for (key, record) in &later {
-            if key.request_id == "kind-delivered-from-the-outbox" {
-                let Stage::Answered { response, .. } = &record.stage else {
-                    unreachable!("answered above");
-                };
-                let body = response.to_body();
-                store
-                    .put_delivered(key, record, &body)
-                    .await
-                    .expect("marked");
-            } else {
-                store.put_eventually(key, record).await.expect("queued");
-            }
-        }
-    }
-
-    /// Whether `store` holds every write [`write_every_kind`] made: each
-    /// record at its last stage, on its channel, and only the running and
-    /// polling ones open.
-    pub(crate) async fn holds_every_kind(store: &dyn Store) {
-        for name in KINDS {
-            let (key, expected) = kind(name);
-            let held = store
-                .get(&key)
-                .await
-                .expect("get")
-                .unwrap_or_else(|| panic!("{key} lost"));
-            assert_eq!(held.stage, final_stage(name), "{key}");
-            assert_eq!(held.channel, expected.channel, "{key}");
-        }
-        let mut open: Vec<String> = store
-            .open_records()
-            .await
-            .expect("open")
-            .into_iter()
-            .map(|(key, _)| key.request_id)
-            .filter(|id| KINDS.contains(&id.as_str()))
-            .collect();
-        open.sort();
-        assert_eq!(open, ["kind-accepted", "kind-polling"]);
-    }
-
-    pub(crate) async fn purge_removes_only_old_closed_records(store: &dyn Store) {
-        let (old_key, mut old) = record("old");
-        old.accepted_at_ms = 1_000;
-        old.stage = answered(&old, true);
-        store.put(&old_key, &old).await.expect("put");
-        let (open_key, mut open) = record("old-open");
-        open.accepted_at_ms = 1_000;
-        store.put(&open_key, &open).await.expect("put");
-        let (new_key, new) = record("new");
-        store.put(&new_key, &new).await.expect("put");
-        assert_eq!(store.purge(2_000).await.expect("purge"), 1);
-        assert!(store.get(&old_key).await.expect("get").is_none());
-        assert!(store.get(&open_key).await.expect("get").is_some());
-        assert!(store.get(&new_key).await.expect("get").is_some());
-        open.stage = answered(&open, true);
-        store.put(&open_key, &open).await.expect("put");
-        assert_eq!(store.purge(2_000).await.expect("purge"), 1);
-    }
 }

@@ -62,7 +62,8 @@ use bytes::Bytes;
 use redb::{Database, Durability, ReadableTable, TableDefinition, TableHandle};
 use tokio::sync::oneshot;
 
-use super::{Acceptance, Durable, Record, RequestKey, Stage, Store, StoreFuture};
+use super::owner::SingleOwner;
+use super::{Acceptance, Claimed, Durable, Record, RequestKey, Stage, Store, StoreFuture};
 use crate::error::{Error, Result};
 use crate::request::Request;
 use crate::sync::lock;
@@ -205,6 +206,9 @@ pub struct RedbStore {
     /// Cleared when the writer thread exits.
     writer_alive: Arc<AtomicBool>,
     path: PathBuf,
+    /// What it released, and what the process before left open (single
+    /// owner: `journal/owner.rs`).
+    owner: SingleOwner,
 }
 
 fn journal_error(context: &str, error: impl Into<redb::Error>) -> Error {
@@ -243,14 +247,45 @@ impl RedbStore {
                 alive.store(false, Ordering::Release);
             })
             .map_err(|e| Error::io("starting the journal writer thread", e))?;
-        Ok(RedbStore {
+        let mut store = RedbStore {
             db,
             writer,
             queued,
             requests: Mutex::default(),
             writer_alive,
             path,
-        })
+            owner: SingleOwner::default(),
+        };
+        // Whatever the process before left open, its leases ended with it.
+        let left = store.read_open()?;
+        store.owner = SingleOwner::with_free(left.into_iter().map(|(key, _)| key));
+        Ok(store)
+    }
+
+    /// Every open record, as committed.
+    fn read_open(&self) -> Result<Vec<(RequestKey, Record)>> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| journal_error("reading", e))?;
+        let open = txn
+            .open_table(OPEN)
+            .map_err(|e| journal_error("reading", e))?;
+        let records = txn
+            .open_table(RECORDS)
+            .map_err(|e| journal_error("reading", e))?;
+        let mut out = Vec::new();
+        for entry in open.iter().map_err(|e| journal_error("reading", e))? {
+            let (key, _) = entry.map_err(|e| journal_error("reading", e))?;
+            if let Some(bytes) = records
+                .get(key.value())
+                .map_err(|e| journal_error("reading", e))?
+            {
+                let record = decode(bytes.value())?;
+                out.push((RequestKey::of(&record.request), record));
+            }
+        }
+        Ok(out)
     }
 
     /// The journal file.
@@ -320,6 +355,7 @@ impl RedbStore {
     /// Queue a write nobody waits for: [`Store::put_eventually`], and
     /// [`Store::put_delivered`] with the answer as `sent`.
     fn put_unwaited(&self, key: &RequestKey, record: &Record, sent: Option<&[u8]>) -> Result<()> {
+        self.owner.took(key);
         let key = key.encode();
         let bytes = self.encode_for_put(&key, record, sent)?;
         self.queue_put(&mut lock(&self.queued), key, record, bytes.into(), None)
@@ -759,6 +795,7 @@ impl Store for RedbStore {
     }
 
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
+        self.owner.took(key);
         let (reply, answer) = oneshot::channel();
         let key = key.encode();
         let queued = self.encode_for_put(&key, record, None).and_then(|bytes| {
@@ -812,31 +849,7 @@ impl Store for RedbStore {
     }
 
     fn open_records(&self) -> StoreFuture<'_, Vec<(RequestKey, Record)>> {
-        let read = || -> Result<Vec<(RequestKey, Record)>> {
-            let txn = self
-                .db
-                .begin_read()
-                .map_err(|e| journal_error("reading", e))?;
-            let open = txn
-                .open_table(OPEN)
-                .map_err(|e| journal_error("reading", e))?;
-            let records = txn
-                .open_table(RECORDS)
-                .map_err(|e| journal_error("reading", e))?;
-            let mut out = Vec::new();
-            for entry in open.iter().map_err(|e| journal_error("reading", e))? {
-                let (key, _) = entry.map_err(|e| journal_error("reading", e))?;
-                if let Some(bytes) = records
-                    .get(key.value())
-                    .map_err(|e| journal_error("reading", e))?
-                {
-                    let record = decode(bytes.value())?;
-                    out.push((RequestKey::of(&record.request), record));
-                }
-            }
-            Ok(out)
-        };
-        Box::pin(std::future::ready(read()))
+        Box::pin(std::future::ready(self.read_open()))
     }
 
     fn purge(&self, before_ms: u64) -> StoreFuture<'_, usize> {
@@ -868,6 +881,30 @@ impl Store for RedbStore {
     fn is_durable(&self) -> bool {
         true
     }
+
+    /// Records found open when the store was opened, or released since,
+    /// are claimable. Reads what is committed: a flush first makes every
+    /// queued write part of it.
+    fn claim(&self, limit: usize) -> StoreFuture<'_, Vec<Claimed>> {
+        Box::pin(async move {
+            self.flush().await?;
+            Ok(self.owner.claim(self.read_open()?, limit))
+        })
+    }
+
+    fn renew(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            self.flush().await?;
+            Ok(self.owner.held(&self.read_open()?))
+        })
+    }
+
+    fn release(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            self.flush().await?;
+            Ok(self.owner.release(self.read_open()?))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -880,11 +917,7 @@ mod tests {
     async fn contract() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = RedbStore::open(dir.path()).expect("open");
-        contract::accept_inserts_once(&store).await;
-        contract::accept_early_decides_once(&store).await;
-        contract::open_records_track_the_outbox(&store).await;
-        contract::eventual_writes_are_read_back(&store).await;
-        contract::purge_removes_only_old_closed_records(&store).await;
+        contract::all(&store).await;
         contract::write_every_kind(&store).await;
         store.flush().await.expect("flush");
         contract::holds_every_kind(&store).await;
@@ -914,6 +947,27 @@ mod tests {
         let open = store.open_records().await.expect("open");
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].1.stage, Stage::Running);
+    }
+
+    /// What the process before left open is free: the next one claims it
+    /// once, at a higher epoch; what it accepts itself it holds.
+    #[tokio::test]
+    async fn records_left_by_the_process_before_are_claimed_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (left, record) = contract::record("left");
+        {
+            let store = RedbStore::open(dir.path()).expect("open");
+            store.accept(&left, &record).await.expect("accept");
+        }
+        let store = reopen(dir.path()).await;
+        let (mine, record) = contract::record("mine");
+        store.accept(&mine, &record).await.expect("accept");
+        let claims = store.claim(10).await.expect("claim");
+        assert_eq!(claims.len(), 1, "{claims:?}");
+        assert_eq!(claims[0].key, left);
+        assert_eq!(claims[0].epoch, 2);
+        assert!(store.claim(10).await.expect("claim").is_empty());
+        assert_eq!(store.renew().await.expect("renew"), 2);
     }
 
     fn encode(record: &Record) -> Vec<u8> {

@@ -64,11 +64,16 @@ impl Error {
     }
 }
 
-/// Into the core crate's error, whose `Journal` variant carries the
-/// message. A fenced write reads "… belongs to another replica now …".
+/// Into the core crate's error: a fenced write becomes its typed
+/// `Fenced` (the runtime stops working on that record), everything else
+/// its `Journal` variant, with the message.
 impl From<Error> for stackhook::Error {
     fn from(error: Error) -> Self {
-        stackhook::Error::Journal(error.to_string())
+        if error.is_fenced() {
+            stackhook::Error::Fenced(error.to_string())
+        } else {
+            stackhook::Error::Journal(error.to_string())
+        }
     }
 }
 

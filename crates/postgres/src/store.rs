@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use stackhook::journal::{Channel, Record, RequestKey, Stage, Store, StoreFuture};
+use stackhook::journal::{Channel, Claimed, Record, RequestKey, Stage, Store, StoreFuture};
 use stackhook::response::Response;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -118,8 +118,8 @@ impl Drop for AbortOnDrop {
 /// store remembers the epoch of every open record it holds, and each write
 /// to one is conditioned on this replica still owning it at that epoch.
 /// A write that loses fails with [`Error::Fenced`] (through the [`Store`]
-/// trait, `stackhook::Error::Journal` with that message): another replica
-/// claimed the record, and this one must stop working on it.
+/// trait, `stackhook::Error::Fenced`): another replica claimed the record,
+/// and this one must stop working on it.
 pub struct PostgresStore {
     config: PostgresConfig,
     sql: Sql,
@@ -656,6 +656,48 @@ impl Store for PostgresStore {
 
     fn is_durable(&self) -> bool {
         true
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn replica_id(&self) -> &str {
+        &self.config.replica_id
+    }
+
+    fn claim(&self, limit: usize) -> StoreFuture<'_, Vec<Claimed>> {
+        Box::pin(async move {
+            Ok(PostgresStore::claim(self, limit)
+                .await?
+                .into_iter()
+                .map(|claim| Claimed {
+                    key: claim.key,
+                    record: claim.record,
+                    epoch: u64::try_from(claim.epoch).unwrap_or(0),
+                })
+                .collect())
+        })
+    }
+
+    fn renew(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { Ok(PostgresStore::renew(self).await?) })
+    }
+
+    fn release(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { Ok(PostgresStore::release(self).await?) })
+    }
+
+    fn wait_for_answer<'a>(
+        &'a self,
+        key: &'a RequestKey,
+        timeout: Duration,
+    ) -> StoreFuture<'a, Option<Arc<Response>>> {
+        Box::pin(async move { Ok(PostgresStore::wait_for_answer(self, key, timeout).await?) })
+    }
+
+    fn try_purge(&self, before_ms: u64) -> StoreFuture<'_, Option<usize>> {
+        Box::pin(async move { Ok(PostgresStore::try_purge(self, before_ms).await?) })
     }
 }
 

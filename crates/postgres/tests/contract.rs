@@ -1,63 +1,39 @@
-//! The core's store contract (`stackhook::journal::contract`, private to
-//! the core crate), case for case, against PostgreSQL through the `Store`
-//! trait.
+//! The core's store contract (`stackhook::journal::contract`, the
+//! `contract-tests` feature) against PostgreSQL through the `Store` trait,
+//! for one replica and for two on one schema; and what only a shared store
+//! must do besides.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use stackhook::journal::{Acceptance, Channel, Record, RequestKey, Stage, Store};
-use stackhook::response::{Data, Response, Status};
+use stackhook::journal::{Acceptance, Channel, Record, RequestKey, Stage, Store, contract};
+use stackhook::response::{Data, Response};
 
 use common::record;
 
-/// A FAILED answer to `record`'s request, delivered or not.
-fn answered(record: &Record, delivered: bool) -> Stage {
-    Stage::Answered {
-        response: Arc::new(Response::failed(&record.request, "pid", "x")),
-        delivered,
-    }
-}
-
-async fn is_open(store: &dyn Store, key: &RequestKey) -> bool {
-    store
-        .open_records()
-        .await
-        .expect("open")
-        .iter()
-        .any(|(k, _)| k == key)
-}
-
+/// Every case of the core's contract, on one replica.
 #[tokio::test]
-async fn accept_inserts_once() {
+async fn the_store_contract_holds() {
     let Some(url) = common::url() else { return };
-    let schema = common::schema("accept_once");
+    let schema = common::schema("contract");
     let store = common::store(&url, &schema, "a").await;
-    let (key, rec) = record("r1", Channel::Async);
-    assert_eq!(store.accept(&key, &rec).await.expect("accept"), None);
-    let again = store.accept(&key, &rec).await.expect("accept");
-    assert_eq!(again.map(|r| r.stage), Some(Stage::Running));
+    contract::all(&store).await;
     common::drop_schema(&url, &schema).await;
 }
 
+/// The contract's two-replica cases: a peer's claim fences the replica
+/// that released the record (`stackhook::Error::Fenced`), and a sync
+/// answer reaches a waiter on the other replica.
 #[tokio::test]
-async fn accept_early_decides_once() {
+async fn the_two_replica_contract_holds() {
     let Some(url) = common::url() else { return };
-    let schema = common::schema("accept_early");
-    let store = common::store(&url, &schema, "a").await;
-    let (key, rec) = record("early", Channel::Async);
-    let Acceptance::Inserted(durable) = store.accept_early(&key, &rec).await.expect("accept")
-    else {
-        panic!("a new key is inserted");
-    };
-    let Acceptance::Existing(existing) = store.accept_early(&key, &rec).await.expect("again")
-    else {
-        panic!("the decision holds");
-    };
-    assert_eq!(existing, rec);
-    durable.await.expect("durable");
-    assert_eq!(store.get(&key).await.expect("get"), Some(rec.clone()));
+    let schema = common::schema("contract2");
+    let a = common::store(&url, &schema, "a").await;
+    let b = common::store(&url, &schema, "b").await;
+    contract::peers_fence_each_other(&a, &b).await;
+    contract::a_sync_answer_reaches_a_peer(&a, &b).await;
     common::drop_schema(&url, &schema).await;
 }
 
@@ -92,78 +68,6 @@ async fn concurrent_accepts_across_replicas_insert_once() {
         }
         assert_eq!(inserted, 1, "round {round}");
     }
-    common::drop_schema(&url, &schema).await;
-}
-
-#[tokio::test]
-async fn open_records_track_the_outbox() {
-    let Some(url) = common::url() else { return };
-    let schema = common::schema("outbox");
-    let store = common::store(&url, &schema, "a").await;
-    let (key, mut rec) = record("r2", Channel::Async);
-    store.accept(&key, &rec).await.expect("accept");
-    assert!(is_open(&store, &key).await);
-    let response = Arc::new(Response::failed(&rec.request, "pid", "x"));
-    rec.stage = Stage::Answered {
-        response: Arc::clone(&response),
-        delivered: false,
-    };
-    store.put(&key, &rec).await.expect("put");
-    let open = store.open_records().await.expect("open");
-    assert!(open.iter().any(|(k, r)| k == &key && r.stage == rec.stage));
-    rec.stage = Stage::Answered {
-        response,
-        delivered: true,
-    };
-    store.put(&key, &rec).await.expect("put");
-    assert!(!is_open(&store, &key).await);
-    let stored = store.get(&key).await.expect("get").expect("present");
-    assert!(
-        matches!(stored.stage, Stage::Answered { ref response, delivered: true } if response.status == Status::Failed)
-    );
-    common::drop_schema(&url, &schema).await;
-}
-
-#[tokio::test]
-async fn eventual_writes_are_read_back() {
-    let Some(url) = common::url() else { return };
-    let schema = common::schema("eventual");
-    let store = common::store(&url, &schema, "a").await;
-    let (key, mut rec) = record("eventual", Channel::Async);
-    store.accept(&key, &rec).await.expect("accept");
-    rec.stage = answered(&rec, true);
-    store.put_eventually(&key, &rec).await.expect("queued");
-    // A later accept, as a redelivered request makes, sees it at once.
-    let seen = store.accept(&key, &rec).await.expect("accept");
-    assert_eq!(seen.map(|r| r.stage), Some(rec.stage.clone()));
-    store.flush().await.expect("flush");
-    let read = store.get(&key).await.expect("get").expect("present");
-    assert_eq!(read.stage, rec.stage);
-    assert!(!is_open(&store, &key).await);
-    common::drop_schema(&url, &schema).await;
-}
-
-#[tokio::test]
-async fn purge_removes_only_old_closed_records() {
-    let Some(url) = common::url() else { return };
-    let schema = common::schema("purge");
-    let store = common::store(&url, &schema, "a").await;
-    let (old_key, mut old) = record("old", Channel::Async);
-    old.accepted_at_ms = 1_000;
-    old.stage = answered(&old, true);
-    store.put(&old_key, &old).await.expect("put");
-    let (open_key, mut open) = record("old-open", Channel::Async);
-    open.accepted_at_ms = 1_000;
-    store.put(&open_key, &open).await.expect("put");
-    let (new_key, new) = record("new", Channel::Async);
-    store.put(&new_key, &new).await.expect("put");
-    assert_eq!(store.purge(2_000).await.expect("purge"), 1);
-    assert!(store.get(&old_key).await.expect("get").is_none());
-    assert!(store.get(&open_key).await.expect("get").is_some());
-    assert!(store.get(&new_key).await.expect("get").is_some());
-    open.stage = answered(&open, true);
-    store.put(&open_key, &open).await.expect("put");
-    assert_eq!(store.purge(2_000).await.expect("purge"), 1);
     common::drop_schema(&url, &schema).await;
 }
 

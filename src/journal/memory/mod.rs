@@ -10,7 +10,8 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
 use self::closed_log::{Closed, ClosedLog};
-use super::{Acceptance, Durable, Record, RequestKey, Stage, Store, StoreFuture, done};
+use super::owner::SingleOwner;
+use super::{Acceptance, Claimed, Durable, Record, RequestKey, Stage, Store, StoreFuture, done};
 use crate::error::{Error, Result};
 use crate::request::Request;
 use crate::response::Response;
@@ -42,6 +43,8 @@ pub struct MemoryStore {
     /// Hashes keys. foldhash rather than SipHash: see `RunningMap` in the
     /// runtime.
     hasher: foldhash::fast::RandomState,
+    /// What it released (single owner: `journal/owner.rs`).
+    owner: SingleOwner,
 }
 
 /// How many shards the records are spread over.
@@ -52,6 +55,7 @@ impl Default for MemoryStore {
         MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: foldhash::fast::RandomState::default(),
+            owner: SingleOwner::default(),
         }
     }
 }
@@ -252,6 +256,7 @@ impl Store for MemoryStore {
     }
 
     fn put<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, ()> {
+        self.owner.took(key);
         self.write(key, record, None);
         done()
     }
@@ -262,6 +267,7 @@ impl Store for MemoryStore {
         record: &'a Record,
         body: &'a [u8],
     ) -> StoreFuture<'a, ()> {
+        self.owner.took(key);
         self.write(key, record, Some(body));
         done()
     }
@@ -302,6 +308,18 @@ impl Store for MemoryStore {
     fn is_durable(&self) -> bool {
         false
     }
+
+    fn claim(&self, limit: usize) -> StoreFuture<'_, Vec<Claimed>> {
+        Box::pin(async move { Ok(self.owner.claim(self.open_records().await?, limit)) })
+    }
+
+    fn renew(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { Ok(self.owner.held(&self.open_records().await?)) })
+    }
+
+    fn release(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { Ok(self.owner.release(self.open_records().await?)) })
+    }
 }
 
 #[cfg(test)]
@@ -311,11 +329,7 @@ mod tests {
 
     #[tokio::test]
     async fn contract() {
-        contract::accept_inserts_once(&MemoryStore::new()).await;
-        contract::accept_early_decides_once(&MemoryStore::new()).await;
-        contract::open_records_track_the_outbox(&MemoryStore::new()).await;
-        contract::eventual_writes_are_read_back(&MemoryStore::new()).await;
-        contract::purge_removes_only_old_closed_records(&MemoryStore::new()).await;
+        contract::all(&MemoryStore::new()).await;
         let store = MemoryStore::new();
         contract::write_every_kind(&store).await;
         store.flush().await.expect("flush");
