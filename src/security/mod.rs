@@ -115,6 +115,11 @@ impl Refusal {
         }
     }
 
+    /// Why it was refused (never a secret, never a URL's query).
+    pub(crate) fn reason(&self) -> &str {
+        &self.error
+    }
+
     /// The reply: `{"error": "..."}` with the status, and `Retry-After`
     /// when the refusal is for load.
     pub(crate) fn into_reply(self) -> hyper::Response<Full<Bytes>> {

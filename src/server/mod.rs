@@ -21,8 +21,13 @@
 //! address being read at once). Refusals for load once a body was read are
 //! answers: FAILED "overloaded", at the callback or in the sync reply.
 
+mod extras;
 mod fc;
+mod record;
 mod tls;
+
+pub use extras::{BoxFuture, Extras};
+pub use record::{RecordOutcome, Recorder};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -46,11 +51,10 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::journal::Channel;
 use crate::reply::{self, json_reply};
-use crate::request::Request;
 use crate::router::Router;
-use crate::runtime::{Admission, Intake, Runtime, delivery_note};
+use crate::runtime::{Intake, Runtime, delivery_note};
+use record::{Accepted, Screened};
 
 /// Serve `router` on `listener` until `shutdown` completes.
 ///
@@ -71,8 +75,41 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    serve_with(listener, router, config, Extras::new(), shutdown).await
+}
+
+/// [`serve`], with [`Extras`] beside the receiver: extra routes on the same
+/// listener, intakes that are not HTTP (a queue consumer) fed through a
+/// [`Recorder`], and extra metrics on `GET /metrics`.
+///
+/// The intakes start once the runtime has recovered, before the first
+/// connection is accepted. On shutdown they are told to stop at once, with
+/// the listener; the grace period then covers their in-flight records as
+/// it covers open connections, and recorded work finishes as for HTTP.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    config: Config,
+    extras: Extras,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let runtime = Runtime::new(router, config)?;
     runtime.recover().await?;
+    let mut extras = extras;
+    let stop_intakes = tokio_util::sync::CancellationToken::new();
+    let mut intakes = tokio::task::JoinSet::new();
+    for (name, intake) in std::mem::take(&mut extras.intakes) {
+        let stop: BoxFuture<()> = Box::pin(stop_intakes.clone().cancelled_owned());
+        let run = intake(Recorder::new(Arc::clone(&runtime)), stop);
+        intakes.spawn(async move {
+            run.await;
+            tracing::info!(intake = %name, "intake stopped");
+        });
+    }
+    let extras = Arc::new(extras);
     let tls = tls::acceptor(&runtime.config.security)?;
     let local = listener
         .local_addr()
@@ -116,14 +153,16 @@ pub async fn serve(
                 };
                 let read_timeout = runtime.config.security.header_read_timeout;
                 let runtime = Arc::clone(&runtime);
+                let extras = Arc::clone(&extras);
                 let service = service_fn(move |req: hyper::Request<Incoming>| {
                     let runtime = Arc::clone(&runtime);
+                    let extras = Arc::clone(&extras);
                     // Split here, outside any future: every async fn keeps
                     // its arguments for its whole life, and a whole request
                     // (264 bytes) kept at each level made each request's
                     // future, moved into hyper's connection, twice the size.
                     let (head, body) = req.into_parts();
-                    async move { Ok::<_, Infallible>(route(&runtime, &head, body, peer).await) }
+                    async move { Ok::<_, Infallible>(route(&runtime, &extras, &head, body, peer).await) }
                 });
                 if let Some(tls) = &tls {
                     let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
@@ -145,6 +184,8 @@ pub async fn serve(
     }
 
     drop(listener);
+    // Intakes stop taking requests with the listener.
+    stop_intakes.cancel();
     let grace = runtime.config.shutdown_grace;
     tracing::info!(
         grace_s = grace.as_secs_f64(),
@@ -156,6 +197,18 @@ pub async fn serve(
     // finishes (see `Runtime::shutdown`).
     let grace_end = Instant::now() + grace;
     let _ = tokio::time::timeout_at(grace_end, graceful.shutdown()).await;
+    // Intakes finish their in-flight records within the same deadline.
+    let drained = tokio::time::timeout_at(grace_end, async {
+        while intakes.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = intakes.len(),
+            "intakes still recording at the end of the grace period; stopping them"
+        );
+        intakes.shutdown().await;
+    }
     runtime.shutdown(grace_end).await;
     tracing::info!("stopped");
     Ok(())
@@ -164,6 +217,7 @@ pub async fn serve(
 /// Dispatch one HTTP request to its route.
 async fn route(
     runtime: &Arc<Runtime>,
+    extras: &Extras,
     head: &Parts,
     body: Incoming,
     peer: SocketAddr,
@@ -179,7 +233,7 @@ async fn route(
         (&Method::POST, "/initialize") => fc::initialize(head),
         (&Method::GET, "/pre-stop") => fc::pre_stop(head),
         (&Method::GET | &Method::HEAD, "/healthz") => Box::pin(health(runtime)).await,
-        (&Method::GET, "/metrics") => metrics(runtime),
+        (&Method::GET, "/metrics") => metrics(runtime, extras),
         (
             method,
             path @ ("/" | "/sync" | "/invoke" | "/initialize" | "/pre-stop" | "/healthz"
@@ -188,6 +242,9 @@ async fn route(
             StatusCode::METHOD_NOT_ALLOWED,
             json!({"error": format!("{method} is not allowed on {path}")}),
         ),
+        (_, path) if extras.find_route(path).is_some() => {
+            Box::pin(extra_route(runtime, extras, head, body, ip)).await
+        }
         (_, path) => {
             tracing::debug!(%peer, %path, "unknown path");
             json_reply(
@@ -215,6 +272,22 @@ pub(crate) async fn read_body(
         .security
         .check_head(head)
         .map_err(|refusal| refusal.into_reply())?;
+    let body = read_limited(runtime, head, body, ip).await?;
+    runtime
+        .security
+        .check_body(head.uri.path(), &body)
+        .map_err(|refusal| refusal.into_reply())?;
+    Ok(body)
+}
+
+/// Read the whole body within the size and time limits, holding one of the
+/// client address's intake slots; no authentication.
+async fn read_limited(
+    runtime: &Runtime,
+    head: &Parts,
+    body: Incoming,
+    ip: IpAddr,
+) -> Result<Bytes, hyper::Response<Full<Bytes>>> {
     let _slot = runtime
         .security
         .enter(ip)
@@ -257,11 +330,33 @@ pub(crate) async fn read_body(
             ));
         }
     };
-    runtime
-        .security
-        .check_body(path, &body)
-        .map_err(|refusal| refusal.into_reply())?;
     Ok(body)
+}
+
+/// A route from [`Extras::route`]: the body read within the limits, then
+/// the route's handler.
+async fn extra_route(
+    runtime: &Arc<Runtime>,
+    extras: &Extras,
+    head: &Parts,
+    body: Incoming,
+    ip: IpAddr,
+) -> hyper::Response<Full<Bytes>> {
+    let Some(handler) = extras.find_route(head.uri.path()) else {
+        return json_reply(StatusCode::NOT_FOUND, json!({"error": "no such route"}));
+    };
+    let body = match read_limited(runtime, head, body, ip).await {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let mut request = http::Request::new(body);
+    *request.method_mut() = head.method.clone();
+    *request.uri_mut() = head.uri.clone();
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers.clone();
+    let reply = handler(request, Recorder::new(Arc::clone(runtime))).await;
+    let (parts, body) = reply.into_parts();
+    hyper::Response::from_parts(parts, Full::new(body))
 }
 
 /// `POST /`: acknowledge, then run and deliver in the background.
@@ -275,8 +370,8 @@ async fn async_mode(
         Ok(body) => body,
         Err(reply) => return reply,
     };
-    match Intake::parse(&body) {
-        Intake::Request(request) if !request.has_callback() => {
+    match record::screen(runtime, &body) {
+        Screened::NoCallback(request) => {
             let _span = Runtime::span(&request).entered();
             tracing::warn!("request without a callback URL on the async route");
             json_reply(
@@ -285,87 +380,56 @@ async fn async_mode(
                                  web[sync]: tokens must point at /sync"}),
             )
         }
-        Intake::Request(request) => {
-            let span = Runtime::span(&request);
-            let guarded = span.in_scope(|| {
-                runtime
-                    .security
-                    .check_callbacks(runtime.delivery.targets(&request))
-            });
-            match guarded {
-                Ok(()) => accept_async(runtime, request).instrument(span).await,
-                Err(refusal) => refusal.into_reply(),
-            }
+        Screened::Request(request) => {
+            let accepted = record::accept(runtime, &request).await;
+            accept_reply(runtime, &request, accepted).await
         }
+        Screened::Refused(refusal) => refusal.into_reply(),
         // Boxed: bad input is rare, and its future would make every
         // request's larger (see `route`).
-        intake => Box::pin(reject(runtime, intake, true)).await,
+        Screened::Bad(intake) => Box::pin(reject(runtime, intake, true)).await,
     }
 }
 
-/// Journal an async request and start it, or recognise a redelivery.
-async fn accept_async(
+/// The reply to `POST /` for what the journal made of a request.
+async fn accept_reply(
     runtime: &Arc<Runtime>,
-    request: Arc<Request>,
+    request: &Arc<crate::request::Request>,
+    accepted: Accepted,
 ) -> hyper::Response<Full<Bytes>> {
-    match runtime.admit(&request, Channel::Async).await {
-        Ok(Admission::Owner(key, record, durable)) => {
-            runtime.spawn_owned(key, record);
-            // Acknowledged only once the record is on disk, or once the
-            // answer reached ROS, which makes the record moot. The handler
-            // may be running already (see `Runtime::admit`); if the journal
-            // failed, its answer is still coming, so no FAILED is sent: ROS
-            // sees an error, and a retry joins the running request.
-            match durable.await {
-                Ok(()) => {
-                    tracing::info!("accepted");
-                    reply::acknowledgement(&request.request_id, false)
-                }
-                Err(error) => {
-                    tracing::error!(%error, "could not journal the request; it runs without a crash-safe record");
-                    json_reply(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        json!({"error": error.to_string(), "requestId": request.request_id}),
-                    )
-                }
-            }
-        }
-        Ok(Admission::Joined(_) | Admission::Elsewhere) => {
-            tracing::info!("redelivery of a request in progress; it keeps its one answer");
+    match accepted {
+        Accepted::New => reply::acknowledgement(&request.request_id, false),
+        Accepted::Redelivery | Accepted::Reanswered => {
             reply::acknowledgement(&request.request_id, true)
         }
-        Ok(Admission::Answered(response)) => {
-            tracing::info!("redelivery of an answered request; sending the same answer again");
-            let reply = reply::acknowledgement(&request.request_id, true);
-            runtime.spawn_redelivery(request, response);
-            reply
-        }
-        Ok(Admission::Overloaded(key, record, response)) => {
-            // Answered FAILED, and the answer journaled: acknowledged like
-            // any recorded request, and delivered from the outbox. A 5xx
-            // would only bring the same request back.
-            tracing::warn!("queue full; answered FAILED \"overloaded\" at the callback");
-            runtime.spawn_outbox_delivery(key, record);
-            json_reply(
-                StatusCode::OK,
-                json!({
-                    "accepted": true,
-                    "requestId": request.request_id,
-                    "status": response.status.as_str(),
-                    "reason": response.reason,
-                }),
-            )
-        }
-        Err(error) => {
+        // Answered FAILED, and the answer journaled: acknowledged like any
+        // recorded request. A 5xx would only bring the same request back.
+        Accepted::Overloaded(response) => json_reply(
+            StatusCode::OK,
+            json!({
+                "accepted": true,
+                "requestId": request.request_id,
+                "status": response.status.as_str(),
+                "reason": response.reason,
+            }),
+        ),
+        // The handler runs; its answer is still coming, so no FAILED.
+        Accepted::NotDurable(error) => json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": error.to_string(), "requestId": request.request_id}),
+        ),
+        Accepted::NotRecorded(error) => {
             // Not recorded, so not accepted: answer FAILED rather than leave the stack waiting.
-            tracing::error!(%error, "could not journal the request; answering FAILED");
+            Runtime::span(request).in_scope(|| {
+                tracing::error!(%error, "could not journal the request; answering FAILED");
+            });
             let response = crate::response::Response::failed(
-                &request,
-                crate::dispatch::answer_id(&request),
+                request,
+                crate::dispatch::answer_id(request),
                 format!("the provider could not record the request: {error}"),
             );
             let until = Instant::now() + Duration::from_secs(10);
-            let delivered = Box::pin(runtime.delivery.deliver(&request, &response, until)).await;
+            let delivered = Box::pin(runtime.delivery.deliver(request, &response, until)).await;
             json_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": error.to_string(), "callback": delivery_note(&delivered)}),
@@ -455,8 +519,9 @@ async fn health(runtime: &Runtime) -> hyper::Response<Full<Bytes>> {
     )
 }
 
-fn metrics(runtime: &Runtime) -> hyper::Response<Full<Bytes>> {
-    let mut reply = hyper::Response::new(Full::new(Bytes::from(runtime.metrics.encode())));
+fn metrics(runtime: &Runtime, extras: &Extras) -> hyper::Response<Full<Bytes>> {
+    let text = extras.encode_after(runtime.metrics.encode());
+    let mut reply = hyper::Response::new(Full::new(Bytes::from(text)));
     reply.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static(

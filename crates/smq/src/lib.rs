@@ -21,6 +21,9 @@
 //!   SIMPLIFIED formats and their RSA signatures verified, and
 //!   [`push::handle`], a push endpoint's whole job (verify, decode, record
 //!   through the [`Intake`], the status to answer) without an HTTP server;
+//! - [`serve_queue`] and [`serve_push`]: both next to stackhook's `serve`
+//!   (`stackhook::server::serve_with`), recording through the runtime's
+//!   `Recorder` (which implements [`Intake`]), counters on `/metrics`;
 //! - `emulator` (feature `emulator`): a local SMQ queue server with fault
 //!   injection, and a topic pusher that signs like SMQ.
 //!
@@ -56,6 +59,7 @@ mod intake;
 pub mod message;
 mod notification;
 pub mod push;
+mod serve;
 pub mod signature;
 mod xml;
 
@@ -77,3 +81,4 @@ pub use credentials::Credentials;
 pub use error::{Error, ErrorCode, Result, ServiceError};
 pub use intake::{Intake, IntakeOutcome, Origin, Via};
 pub use notification::{Notification, NotifyFormat};
+pub use serve::{serve_push, serve_queue};

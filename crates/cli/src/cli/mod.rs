@@ -10,6 +10,7 @@ pub(crate) mod outcome;
 pub(crate) mod rfs;
 pub(crate) mod ros;
 pub(crate) mod serve;
+pub(crate) mod smq;
 
 use clap::{Parser, Subcommand, ValueEnum};
 

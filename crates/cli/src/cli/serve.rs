@@ -99,6 +99,8 @@ pub(crate) struct ServeArgs {
     log_format: LogFormat,
     #[command(flatten)]
     security: Box<SecurityArgs>,
+    #[command(flatten)]
+    smq: Box<super::smq::SmqArgs>,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -162,10 +164,16 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             SocketAddr::from(([0, 0, 0, 0], port))
         }
     };
+    // The queue is checked before the port is bound: a queue that cannot
+    // be consumed is one error line and a non-zero exit.
+    let extras = args
+        .smq
+        .extras(Duration::from_secs(args.shutdown_grace))
+        .await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    stackhook::serve(listener, router, config, shutdown_signal())
+    stackhook::server::serve_with(listener, router, config, extras, shutdown_signal())
         .await
         .context("serving")
 }
