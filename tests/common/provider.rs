@@ -109,6 +109,18 @@ impl Provider {
     /// # Errors
     /// What it logged, when it exited or stayed silent instead of listening.
     pub(crate) async fn start(state_dir: &Path, extra: &[String]) -> Result<Provider, String> {
+        Provider::start_with_env(state_dir, extra, &[]).await
+    }
+
+    /// [`Provider::start`] with these environment variables set too.
+    ///
+    /// # Errors
+    /// As [`Provider::start`].
+    pub(crate) async fn start_with_env(
+        state_dir: &Path,
+        extra: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<Provider, String> {
         let started = SystemTime::now();
         let mut child = Command::new(crate::common::stackhook_bin())
             .args([
@@ -127,6 +139,7 @@ impl Provider {
             .arg(state_dir)
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

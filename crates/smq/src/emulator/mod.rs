@@ -14,7 +14,8 @@
 //! - messages come out by priority, then in the order they were sent.
 //!
 //! Faults for tests: [`Emulator::throttle_next`], [`Emulator::fail_next`],
-//! [`Emulator::empty_next_receives`] and [`Emulator::restart`].
+//! [`Emulator::empty_next_receives`], [`Emulator::refuse_deletes`] and
+//! [`Emulator::restart`].
 //!
 //! [`push`] signs topic notifications the way SMQ does, and
 //! [`Emulator::serve_certificate`] publishes the certificate to check them.
@@ -75,6 +76,7 @@ struct State {
     throttle: AtomicU32,
     fail: AtomicU32,
     empty_receives: AtomicU32,
+    refuse_deletes: std::sync::atomic::AtomicBool,
     requests: AtomicU64,
     request_ids: AtomicU64,
     /// Bumped by `restart`; every connection watches it.
@@ -117,6 +119,7 @@ impl Emulator {
             throttle: AtomicU32::new(0),
             fail: AtomicU32::new(0),
             empty_receives: AtomicU32::new(0),
+            refuse_deletes: std::sync::atomic::AtomicBool::new(false),
             requests: AtomicU64::new(0),
             request_ids: AtomicU64::new(0),
             generation,
@@ -187,6 +190,14 @@ impl Emulator {
     /// when too many long polls are open.
     pub fn empty_next_receives(&self, n: u32) {
         self.state.empty_receives.store(n, Ordering::SeqCst);
+    }
+
+    /// While `on`, answer every DeleteMessage and BatchDeleteMessage
+    /// `500 InternalError`: received messages stay in flight and come back
+    /// after their visibility timeout, as after a consumer crashed between
+    /// recording a message and deleting it.
+    pub fn refuse_deletes(&self, on: bool) {
+        self.state.refuse_deletes.store(on, Ordering::SeqCst);
     }
 
     /// Simulate a restart: close every open connection (in-flight long
@@ -332,6 +343,15 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         );
     }
     if State::take_fault(&state.fail) {
+        return error_response(
+            &ServiceError::new(500, ErrorCode::InternalError, "Interal error."),
+            &request_id,
+        );
+    }
+    if parts.method == Method::DELETE
+        && parts.uri.path().ends_with("/messages")
+        && state.refuse_deletes.load(Ordering::SeqCst)
+    {
         return error_response(
             &ServiceError::new(500, ErrorCode::InternalError, "Interal error."),
             &request_id,
