@@ -52,6 +52,13 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 256;
 /// answered FAILED "overloaded".
 pub const DEFAULT_MAX_QUEUE: usize = 10_000;
 
+/// How often a replica of a shared journal renews its leases and scans for
+/// work of dead replicas. A third of the default 10 s lease: two
+/// heartbeats may fail (a slow database, a long pause) before a live
+/// replica's lease runs out, and a dead one's work is taken over within
+/// one lease plus one scan.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(3);
+
 /// What to do with a request that was running when the provider died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
@@ -81,7 +88,25 @@ pub enum JournalMode {
     Disk(std::path::PathBuf),
     /// In memory: dedupe within one process, nothing survives a restart.
     Memory,
+    /// A store several replicas share (`stackhook-postgres`): it outlives
+    /// every process, and at a graceful stop a replica releases what it
+    /// still holds to its peers rather than failing it (whatever
+    /// [`JournalLifetime`] says).
+    Shared(SharedJournal),
 }
+
+/// The store behind [`JournalMode::Shared`]. Two are equal when they are
+/// the same store.
+#[derive(Debug, Clone)]
+pub struct SharedJournal(pub std::sync::Arc<dyn crate::journal::Store>);
+
+impl PartialEq for SharedJournal {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedJournal {}
 
 /// Whether the journal outlives the process. Only the operator knows (a
 /// state directory on a mounted volume looks like any other), so it is
@@ -205,6 +230,8 @@ pub struct Config {
     pub(crate) type_concurrency: HashMap<String, usize>,
     pub(crate) max_queue: usize,
     pub(crate) restart_policies: HashMap<String, RestartPolicy>,
+    /// Lease renewal and takeover scan period, for a shared journal.
+    pub(crate) heartbeat: Duration,
     /// Authentication, callback guard and limits (setters in `security`).
     pub(crate) security: crate::security::SecurityConfig,
 }
@@ -227,6 +254,7 @@ impl Default for Config {
             type_concurrency: HashMap::new(),
             max_queue: DEFAULT_MAX_QUEUE,
             restart_policies: HashMap::new(),
+            heartbeat: DEFAULT_HEARTBEAT,
             security: crate::security::SecurityConfig::default(),
         }
     }
@@ -339,9 +367,18 @@ impl Config {
     /// The retention in effect: the one set, or the journal's default.
     pub(crate) fn retention_period(&self) -> Duration {
         self.retention.unwrap_or(match self.journal {
-            JournalMode::Disk(_) => DEFAULT_RETENTION,
+            JournalMode::Disk(_) | JournalMode::Shared(_) => DEFAULT_RETENTION,
             JournalMode::Memory => DEFAULT_MEMORY_RETENTION,
         })
+    }
+
+    /// How often a replica of a shared journal ([`JournalMode::Shared`])
+    /// renews its leases and claims work whose lease ran out (default
+    /// [`DEFAULT_HEARTBEAT`]); keep it under a third of the lease.
+    #[must_use]
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every.max(Duration::from_millis(10));
+        self
     }
 
     /// The most handlers running at once.

@@ -48,6 +48,10 @@ const MIN_DELIVERY_WINDOW: Duration = Duration::from_secs(5);
 /// How often old journal records are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
+/// How many records of a shared journal one claim takes; a scan claims
+/// batches until one comes back short.
+const CLAIM_BATCH: usize = 256;
+
 /// How long deliveries may still run after the grace period, before exit:
 /// long enough for a few attempts at a slow callback, short enough that the
 /// default 20 s grace plus this stays under Kubernetes' default 30 s
@@ -181,6 +185,7 @@ impl Runtime {
                 ));
             }
             JournalMode::Memory => Arc::new(MemoryStore::new()),
+            JournalMode::Shared(shared) => Arc::clone(&shared.0),
         };
         Self::with_store(router, config, store)
     }
@@ -235,6 +240,12 @@ impl Runtime {
             true
         }));
         tokio::spawn(purger(Arc::downgrade(&runtime), runtime.stopping.clone()));
+        if runtime.store.is_shared() {
+            tokio::spawn(heartbeat(
+                Arc::downgrade(&runtime),
+                runtime.stopping.clone(),
+            ));
+        }
         Ok(runtime)
     }
 
@@ -478,6 +489,11 @@ impl Runtime {
                 physical_resource_id: next.physical_resource_id.clone(),
             };
             if let Err(error) = self.store.put(&key, &record).await {
+                if error.is_fenced() {
+                    tracing::warn!(%error, "another replica took the request over; this one stops working on it");
+                    self.running().remove(&key);
+                    return None;
+                }
                 tracing::error!(%error, "could not journal the handler's progress");
             }
             if !inline {
@@ -541,7 +557,11 @@ impl Runtime {
             delivered: !uses_callback,
         };
         let mut delivered = Ok(());
-        let rerun = self.restart_policy(&record.request) == RestartPolicy::Rerun;
+        // On a shared journal every answer is journaled before it is given:
+        // a replica whose record another one took over (its write is
+        // fenced) must never give an answer for it.
+        let rerun =
+            self.restart_policy(&record.request) == RestartPolicy::Rerun && !self.store.is_shared();
         if !uses_callback {
             let journaled = if rerun {
                 self.store.put_eventually(key, record).await
@@ -549,10 +569,16 @@ impl Runtime {
                 self.store.put(key, record).await
             };
             if let Err(error) = journaled {
+                if error.is_fenced() {
+                    return self.fenced(key, record, error).await;
+                }
                 tracing::error!(%error, "could not journal the answer");
             }
         } else {
             if !rerun && let Err(error) = self.store.put(key, record).await {
+                if error.is_fenced() {
+                    return self.fenced(key, record, error).await;
+                }
                 tracing::error!(%error, "could not journal the answer; delivering it anyway");
             }
             self.metrics.outbox_pending.inc();
@@ -569,6 +595,31 @@ impl Runtime {
             let _ = acknowledgement.send(());
         }
         (response, delivered)
+    }
+
+    /// The end of a request whose answer write was fenced: another replica
+    /// took it over, and this one gives no answer of its own. A callback
+    /// answer is not delivered; a sync reply is the new owner's answer if
+    /// it comes within the sync wait.
+    async fn fenced(
+        &self,
+        key: &RequestKey,
+        record: &Record,
+        error: Error,
+    ) -> (Arc<Response>, Delivery) {
+        tracing::warn!(%error, "another replica took the request over; this one gives no answer for it");
+        self.running().remove(key);
+        let response = if record.channel.uses_callback() {
+            None
+        } else {
+            self.store
+                .wait_for_answer(key, self.sync_total(&record.request))
+                .await
+                .ok()
+                .flatten()
+        };
+        let response = response.unwrap_or_else(|| Arc::new(still_running(&record.request)));
+        (response, Err(error.to_string()))
     }
 
     /// Deliver an answer and journal the outcome. On success the record is
@@ -810,6 +861,15 @@ impl Runtime {
                     _ => still_running(request),
                 }
             }
+            // On a shared journal another replica runs it: its answer,
+            // committed there, is this reply too.
+            Ok(Admission::Elsewhere) if self.store.is_shared() => self
+                .store
+                .wait_for_answer(&RequestKey::of(request), total)
+                .await
+                .ok()
+                .flatten()
+                .map_or_else(|| still_running(request), Arc::unwrap_or_clone),
             Ok(Admission::Elsewhere) => still_running(request),
             Ok(Admission::Overloaded(_, _, response)) => Arc::unwrap_or_clone(response),
             Err(error) => Response::failed(
@@ -846,13 +906,43 @@ impl Runtime {
     /// Finish what a previous process left open: deliver the outbox, resume
     /// polls, and rerun or fail requests that were running.
     pub(crate) async fn recover(self: &Arc<Self>) -> Result<()> {
-        let open = self.store.open_records().await?;
+        let open = if self.store.is_shared() {
+            self.claim_free().await?
+        } else {
+            self.store.open_records().await?
+        };
         if !open.is_empty() {
             tracing::info!(
                 count = open.len(),
                 "recovering open requests from the journal"
             );
         }
+        self.take_over(open);
+        Ok(())
+    }
+
+    /// Claim every record of a shared journal whose owner's lease ran out
+    /// or that was released, in batches.
+    async fn claim_free(&self) -> Result<Vec<(RequestKey, Record)>> {
+        let mut claimed = Vec::new();
+        loop {
+            let batch = self.store.claim(CLAIM_BATCH).await?;
+            let more = batch.len() == CLAIM_BATCH;
+            claimed.extend(batch.into_iter().map(|c| (c.key, c.record)));
+            if !more {
+                return Ok(claimed);
+            }
+        }
+    }
+
+    /// Continue work found open (at a start) or claimed from a dead
+    /// replica, by the restart policy of each.
+    fn take_over(self: &Arc<Self>, open: Vec<(RequestKey, Record)>) {
+        let restarted = if self.store.is_shared() {
+            "the replica running it stopped during the operation"
+        } else {
+            "the provider restarted during the operation"
+        };
         for (key, mut record) in open {
             let span = Self::span(&record.request);
             let runtime = Arc::clone(self);
@@ -862,9 +952,15 @@ impl Runtime {
                     // Retried, it would be refused again at every start.
                     let refused = span.in_scope(|| self.delivery.refused(&record.request));
                     if let Some(refused) = refused {
-                        self.close_undeliverable(&key, &mut record, &refused)
-                            .instrument(span)
-                            .await;
+                        let runtime = Arc::clone(self);
+                        self.tasks.spawn(
+                            async move {
+                                runtime
+                                    .close_undeliverable(&key, &mut record, &refused)
+                                    .await;
+                            }
+                            .instrument(span),
+                        );
                         continue;
                     }
                     self.metrics.outbox_pending.inc();
@@ -909,17 +1005,22 @@ impl Runtime {
                         async move {
                             match not_rerun {
                                 None => {
-                                    tracing::info!("the provider restarted during the operation; running it again");
-                                    runtime.drive(key, record, None, total, sync, Extras::default()).await;
+                                    tracing::info!("{restarted}; running it again");
+                                    runtime
+                                        .drive(key, record, None, total, sync, Extras::default())
+                                        .await;
                                 }
                                 Some(cause) => {
-                                    tracing::warn!(%cause, "the provider restarted during the operation; answering FAILED");
+                                    tracing::warn!(%cause, "{restarted}; answering FAILED");
                                     let response = Response::failed(
                                         &record.request,
                                         dispatch::answer_id(&record.request),
-                                        format!("the provider restarted during the operation; it was not run again because {cause}"),
+                                        format!(
+                                            "{restarted}; it was not run again because {cause}"
+                                        ),
                                     );
-                                    let _ = runtime.conclude(&key, &mut record, response, total).await;
+                                    let _ =
+                                        runtime.conclude(&key, &mut record, response, total).await;
                                 }
                             }
                         }
@@ -928,7 +1029,6 @@ impl Runtime {
                 }
             }
         }
-        Ok(())
     }
 
     /// Close an answer found in the outbox that no callback URL may receive
@@ -1065,6 +1165,11 @@ impl Runtime {
                         "answering FAILED for the work still waiting: the journal does not outlive the process (--journal-lifetime process)"
                     );
                     self.fail_waiting(queued);
+                } else if self.store.is_shared() {
+                    tracing::info!(
+                        count = queued.len(),
+                        "work still waiting stays in the shared journal; its leases are released to the other replicas"
+                    );
                 } else {
                     tracing::info!(
                         count = queued.len(),
@@ -1098,6 +1203,18 @@ impl Runtime {
         if let Err(error) = self.store.flush().await {
             tracing::warn!(%error, "could not flush the journal; the last delivered marks may be lost, and those answers delivered again");
         }
+        // A peer continues at once, without waiting for the leases to run out.
+        if self.store.is_shared() {
+            match self.store.release().await {
+                Ok(released) => tracing::info!(
+                    released,
+                    "released this replica's journal records to its peers"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "could not release the journal records; peers take them over when their leases run out")
+                }
+            }
+        }
     }
 
     /// Wait until nothing runs and no poll is due before `grace_end`.
@@ -1130,7 +1247,7 @@ impl Runtime {
     /// Whether work that cannot finish in this process is answered FAILED
     /// before exit, rather than left in the journal for a later process.
     fn answers_left_over(&self) -> bool {
-        self.config.journal_lifetime == JournalLifetime::Process
+        self.config.journal_lifetime == JournalLifetime::Process && !self.store.is_shared()
     }
 
     /// The FAILED answer for a request cut off by the end of the grace period.
@@ -1298,6 +1415,40 @@ async fn scheduler(
     }
 }
 
+/// On a shared journal: renews this replica's leases and claims the work
+/// of replicas whose leases ran out, every `Config::heartbeat`. Renewing
+/// goes on through a graceful stop (work finishing in the grace period
+/// stays this replica's); claiming stops with it.
+async fn heartbeat(runtime: Weak<Runtime>, stopping: CancellationToken) {
+    loop {
+        let every = match runtime.upgrade() {
+            Some(runtime) => runtime.config.heartbeat,
+            None => return,
+        };
+        tokio::time::sleep(every).await;
+        let Some(runtime) = runtime.upgrade() else {
+            return;
+        };
+        if let Err(error) = runtime.store.renew().await {
+            tracing::warn!(%error, "could not renew this replica's journal leases");
+        }
+        if stopping.is_cancelled() {
+            continue;
+        }
+        match runtime.claim_free().await {
+            Ok(claimed) if !claimed.is_empty() => {
+                tracing::info!(
+                    count = claimed.len(),
+                    "taking over requests of a replica that stopped"
+                );
+                runtime.take_over(claimed);
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not look for work of stopped replicas"),
+        }
+    }
+}
+
 /// Removes journal records older than the retention period, hourly.
 async fn purger(runtime: Weak<Runtime>, stopping: CancellationToken) {
     loop {
@@ -1307,9 +1458,9 @@ async fn purger(runtime: Weak<Runtime>, stopping: CancellationToken) {
             };
             let before =
                 now_ms().saturating_sub(runtime.config.retention_period().as_millis() as u64);
-            match runtime.store.purge(before).await {
-                Ok(0) => {}
-                Ok(removed) => tracing::info!(removed, "purged expired journal records"),
+            match runtime.store.try_purge(before).await {
+                Ok(Some(0) | None) => {}
+                Ok(Some(removed)) => tracing::info!(removed, "purged expired journal records"),
                 Err(error) => tracing::warn!(%error, "could not purge the journal"),
             }
         }

@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use stackhook::config::{
     CallbackEndpoint, CallbackMethod, Config, JournalLifetime, JournalMode, RestartPolicy,
-    parse_type_pair, parse_type_timeout,
+    SharedJournal, parse_type_pair, parse_type_timeout,
 };
 use stackhook::router::GENERIC_RESOURCE_TYPE;
 use stackhook::security::callback_guard::HostPattern;
@@ -22,10 +23,28 @@ use super::{LogFormat, init_tracing};
 /// Function Compute's default port; also the default here.
 const DEFAULT_PORT: u16 = 9000;
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+/// `--journal`: a kind, or a shared journal's URL.
+#[derive(Clone)]
 enum JournalKind {
     Disk,
     Memory,
+    /// `postgres://…` or `postgresql://…`, checked (and never shown
+    /// with its password) when the journal is opened.
+    Url(String),
+}
+
+/// Parse `--journal`. The error never repeats a URL, which may carry a
+/// password.
+fn parse_journal(text: &str) -> Result<JournalKind, String> {
+    match text {
+        "disk" => Ok(JournalKind::Disk),
+        "memory" => Ok(JournalKind::Memory),
+        // Checked when opened: clap would repeat a rejected value whole.
+        url if url.contains("://") => Ok(JournalKind::Url(url.to_owned())),
+        other => Err(format!(
+            "`{other}` is not one of disk, memory, or a postgres:// URL"
+        )),
+    }
 }
 
 /// No doc comments on the values: clap would list them as separate lines,
@@ -62,9 +81,18 @@ pub(crate) struct ServeArgs {
     /// Registered type that answers requests of the generic ALIYUN::ROS::CustomResource type
     #[arg(long, env = "STACKHOOK_GENERIC_TYPE")]
     generic_type: Option<String>,
-    /// Journal: disk (embedded, durable, under --state-dir) or memory (faster; dedupe within one process, nothing survives a restart)
-    #[arg(long, env = "STACKHOOK_JOURNAL", value_enum, default_value = "disk")]
+    /// Journal: disk (embedded, durable, under --state-dir), memory (faster; dedupe within one process, nothing survives a restart), or postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full (postgresql:// too): a PostgreSQL journal that several replicas share (schema created and migrated at start; sslmode disable, prefer, require, verify-ca or verify-full). With PostgreSQL a stop (SIGTERM) finishes what it can within the shutdown grace, then releases the replica's remaining work to its peers at once instead of failing it, so the journal lifetime setting does not apply; the password never appears in logs
+    #[arg(long, env = "STACKHOOK_JOURNAL", default_value = "disk", value_parser = parse_journal, hide_env_values = true, hide_default_value = true)]
     journal: JournalKind,
+    /// Schema of a PostgreSQL journal's tables (created at start); providers that share a database but not their work use one each
+    #[arg(long, env = "STACKHOOK_JOURNAL_SCHEMA", default_value = stackhook_postgres::DEFAULT_SCHEMA)]
+    journal_schema: String,
+    /// Seconds a replica's lease on its PostgreSQL journal records lasts: a dead replica's work is taken over this long after its last heartbeat
+    #[arg(long, env = "STACKHOOK_LEASE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3_600))]
+    lease: u64,
+    /// Seconds between heartbeats that renew the replica's leases, and between scans for work of dead replicas (at most a third of --lease)
+    #[arg(long, env = "STACKHOOK_HEARTBEAT", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1_200))]
+    heartbeat: u64,
     /// Whether the journal outlives the process, which decides what a stop (SIGTERM, SIGINT) does with work still waiting for a poll after --shutdown-grace. process (the default, under Function Compute too): the journal is gone with the process (a container without a mounted state volume, FC, --journal memory), so that work is answered FAILED before exit, naming this setting. persistent: --state-dir is on storage the next start opens (a mounted volume, a VM's disk), so that work stays in the journal and resumes at the next start; needs --journal disk
     #[arg(
         long,
@@ -114,11 +142,21 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for (resource_type, timeout) in args.type_timeouts {
         config = config.type_timeout(resource_type, timeout);
     }
+    anyhow::ensure!(
+        args.heartbeat.saturating_mul(3) <= args.lease,
+        "--heartbeat {} is longer than a third of --lease {}: a live replica's leases could run out between heartbeats",
+        args.heartbeat,
+        args.lease
+    );
     config = config
-        .journal(match args.journal {
+        .journal(match &args.journal {
             JournalKind::Disk => JournalMode::Disk(args.state_dir.clone()),
             JournalKind::Memory => JournalMode::Memory,
+            JournalKind::Url(url) => JournalMode::Shared(SharedJournal(Arc::new(
+                open_postgres(url, &args.journal_schema, Duration::from_secs(args.lease)).await?,
+            ))),
         })
+        .heartbeat(Duration::from_secs(args.heartbeat))
         .journal_lifetime(match args.journal_lifetime {
             LifetimeKind::Process => JournalLifetime::Process,
             LifetimeKind::Persistent => JournalLifetime::Persistent,
@@ -176,6 +214,25 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     stackhook::server::serve_with(listener, router, config, extras, shutdown_signal())
         .await
         .context("serving")
+}
+
+/// Connect to the PostgreSQL journal at `url` (creating or migrating its
+/// schema) as a replica with a fresh id. An error is one line naming the
+/// URL without its password.
+async fn open_postgres(
+    url: &str,
+    schema: &str,
+    lease: Duration,
+) -> anyhow::Result<stackhook_postgres::PostgresStore> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    anyhow::ensure!(
+        scheme == "postgres" || scheme == "postgresql",
+        "--journal: a journal URL's scheme is postgres or postgresql, not `{scheme}`"
+    );
+    let config = stackhook_postgres::PostgresConfig::from_url(url)?
+        .schema(schema)
+        .lease(lease);
+    Ok(stackhook_postgres::PostgresStore::connect(config).await?)
 }
 
 /// Completes on SIGTERM or SIGINT.

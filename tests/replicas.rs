@@ -1,0 +1,335 @@
+//! Several `stackhook serve` replicas on one PostgreSQL journal (issue 23),
+//! against the real binary and a real server: `STACKHOOK_TEST_POSTGRES_URL`,
+//! set by `.ci/postgres.sh` (`source .ci/postgres.sh && pg_start`). Without
+//! it these tests fail under CI=true and are skipped, saying so, elsewhere.
+//!
+//! Each test keeps its tables in a schema of its own (`--journal-schema`),
+//! so tests run side by side on one database. Handler runs are counted from
+//! the `handler started` lines every replica logs.
+
+mod common;
+#[path = "common/provider.rs"]
+mod provider;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stackhook::sink::{CallbackSink, Received};
+use stackhook::{Response, Status};
+
+use provider::Provider;
+
+/// Lease and heartbeat of the replicas here: short, so a takeover comes
+/// within seconds (one lease plus one scan).
+const LEASE: &str = "3";
+const HEARTBEAT: &str = "1";
+
+/// The longest wait for every answer: a takeover (lease plus scan), the
+/// rest of a handler's work, and a debug build on a shared machine.
+const ANSWERS_WITHIN: Duration = Duration::from_secs(40);
+
+/// How long nothing more may arrive once every answer did.
+const QUIET: Duration = Duration::from_secs(2);
+
+fn url() -> Option<String> {
+    match std::env::var("STACKHOOK_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "STACKHOOK_TEST_POSTGRES_URL is not set under CI=true: .ci/run starts PostgreSQL \
+                 (.ci/postgres.sh) and the PostgreSQL tests must not be skipped"
+            );
+            eprintln!(
+                "skipped: STACKHOOK_TEST_POSTGRES_URL is not set \
+                 (run `source .ci/postgres.sh && pg_start` first)"
+            );
+            None
+        }
+    }
+}
+
+/// A schema of its own for the test `name`.
+fn schema(name: &str) -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("t_{name}_{}", &suffix[..10])
+}
+
+/// `stackhook serve --journal <journal>` that must not start: its exit
+/// status and stderr.
+fn refused_start(journal: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(common::stackhook_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--journal", journal])
+        .arg("--state-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run stackhook serve");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_one_clear_line(journal: &str, secret: &str, says: &str) {
+    let (code, stderr) = refused_start(journal);
+    assert!(matches!(code, Some(c) if c != 0), "exit {code:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[0].contains(says), "says {says:?}: {stderr}");
+    assert!(!stderr.contains(secret), "the password is shown: {stderr}");
+}
+
+/// A refused connection, a bad URL and a scheme that is not PostgreSQL's
+/// stop the start with one error line that never shows the password.
+#[test]
+fn a_journal_that_cannot_be_opened_is_one_line_without_the_password() {
+    assert_one_clear_line(
+        "postgres://stackhook:pw-refused-7d1@127.0.0.1:1/stackhook?sslmode=disable",
+        "pw-refused-7d1",
+        "cannot connect to the journal database postgres://stackhook:***@127.0.0.1:1/",
+    );
+    assert_one_clear_line(
+        "postgresql://stackhook:pw-badport-7d1@127.0.0.1:notaport/stackhook",
+        "pw-badport-7d1",
+        "invalid journal URL",
+    );
+    assert_one_clear_line(
+        "mysql://stackhook:pw-scheme-7d1@127.0.0.1/stackhook",
+        "pw-scheme-7d1",
+        "postgres or postgresql, not `mysql`",
+    );
+}
+
+/// Wrong credentials: one line, naming the login failure, no password.
+#[test]
+fn wrong_credentials_are_one_line_without_the_password() {
+    let Some(url) = url() else { return };
+    let (rest, host) = url.split_once('@').expect("a URL with credentials");
+    let user = rest.rsplit_once(':').map_or(rest, |(user, _)| user);
+    let wrong = format!("{user}:pw-wrong-7d1@{host}");
+    assert_one_clear_line(&wrong, "pw-wrong-7d1", "password authentication failed");
+    let real = rest.rsplit_once(':').map(|(_, pw)| pw).unwrap_or_default();
+    let (_, stderr) = refused_start(&wrong);
+    assert!(real.is_empty() || !stderr.contains(real));
+}
+
+fn create(sink: &CallbackSink, resource_type: &str, id: &str, properties: Value) -> Value {
+    json!({
+        "RequestType": "Create",
+        "RequestId": id,
+        "ResponseURL": sink.url("/cb"),
+        "ResourceType": resource_type,
+        "LogicalResourceId": format!("Res-{id}"),
+        "StackId": "9a6c9851-3b0f-4f5f-b4ca-a14bf691cccc",
+        "StackName": "replicas",
+        "RegionId": "cn-hangzhou",
+        "ResourceProperties": properties,
+    })
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// `POST /` to `provider`: the status.
+async fn post(provider: &Provider, body: &Value) -> u16 {
+    client()
+        .post(provider.url("/"))
+        .json(body)
+        .send()
+        .await
+        .map(|reply| reply.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// `POST /sync` to `provider`: the answer.
+async fn post_sync(provider: &Provider, body: &Value) -> Response {
+    let reply = client()
+        .post(provider.url("/sync"))
+        .json(body)
+        .send()
+        .await
+        .expect("a sync reply");
+    let bytes = reply.bytes().await.expect("its body");
+    Response::from_slice(&bytes).expect("an answer")
+}
+
+async fn replica(url: &str, schema: &str, extra: &[&str]) -> (Provider, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut flags: Vec<String> = [
+        "--journal",
+        url,
+        "--journal-schema",
+        schema,
+        "--lease",
+        LEASE,
+        "--heartbeat",
+        HEARTBEAT,
+        // Echo counts as not idempotent here: a takeover must answer it
+        // FAILED, never run it again.
+        "--restart-policy",
+        "Custom::Echo=fail",
+        "--secret-key",
+        "0123456789abcdef0123456789abcdef",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let provider = Provider::start(dir.path(), &flags)
+        .await
+        .expect("a replica starts");
+    (provider, dir)
+}
+
+/// Answers that reached the sink, by request id.
+fn answers(received: &[Received]) -> HashMap<String, Vec<Response>> {
+    let mut by_id: HashMap<String, Vec<Response>> = HashMap::new();
+    for call in received.iter().filter(|c| c.answered < 300) {
+        if let Some(response) = call.response() {
+            by_id
+                .entry(response.request_id.clone())
+                .or_default()
+                .push(response);
+        }
+    }
+    by_id
+}
+
+/// Three replicas on one journal. Requests go round-robin, and each is
+/// redelivered to another replica; one replica is SIGKILLed while a slow
+/// Echo runs on it (a takeover answers it FAILED, naming the stop, and
+/// never runs it again), another while a Wait is between polls (a
+/// takeover resumes its polls and answers it). A sync duplicate sent to
+/// another replica gets the first one's answer. Every request gets one
+/// answer (sent again only to a redelivery that finds it); no Echo runs
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_answer_every_request_once_through_kills_and_redeliveries() {
+    let Some(url) = url() else { return };
+    let schema = schema("replicas");
+    let sink = CallbackSink::start().await.expect("sink");
+    let (a, _da) = replica(&url, &schema, &[]).await;
+    let (b, _db) = replica(&url, &schema, &[]).await;
+    let (c, _dc) = replica(&url, &schema, &[]).await;
+    let mut replicas = vec![Some(a), Some(b), Some(c)];
+    let at = |replicas: &Vec<Option<Provider>>, i: usize| -> usize { i % replicas.len() };
+
+    // Quick Echo requests, round-robin, each redelivered to the next replica.
+    let mut expected = Vec::new();
+    for i in 0..9 {
+        let id = format!("echo-{i}");
+        let body = create(&sink, "Custom::Echo", &id, json!({"N": i}));
+        let first = replicas[at(&replicas, i)].as_ref().expect("alive");
+        assert_eq!(post(first, &body).await, 200, "{id}");
+        let second = replicas[at(&replicas, i + 1)].as_ref().expect("alive");
+        assert_eq!(post(second, &body).await, 200, "{id} redelivered");
+        expected.push(id);
+    }
+
+    // A slow Echo on replica 0, killed mid-handler; a Wait on replica 1,
+    // killed between polls.
+    let slow = create(&sink, "Custom::Echo", "slow", json!({"SleepSeconds": 20}));
+    let waiting = create(&sink, "Custom::Wait", "waiting", json!({"Seconds": 6}));
+    assert_eq!(post(replicas[0].as_ref().expect("alive"), &slow).await, 200);
+    assert_eq!(
+        post(replicas[1].as_ref().expect("alive"), &waiting).await,
+        200
+    );
+    expected.extend(["slow".to_string(), "waiting".to_string()]);
+    for (i, id) in [(0usize, "slow"), (1, "waiting")] {
+        let provider = replicas[i].as_ref().expect("alive");
+        assert!(
+            provider
+                .logs
+                .wait_for(Duration::from_secs(10), |line| {
+                    line["message"] == provider::HANDLER_STARTED && line["span"]["request_id"] == id
+                })
+                .await,
+            "{id} started on replica {i}"
+        );
+    }
+    let killed: Vec<Provider> = [0usize, 1]
+        .iter()
+        .map(|&i| replicas[i].take().expect("alive"))
+        .collect();
+    let mut logs = Vec::new();
+    for provider in killed {
+        logs.push(provider.logs.clone());
+        provider.kill_hard();
+    }
+    let survivor = replicas[2].as_ref().expect("alive");
+    // Redelivered to the survivor after the kills: recognised, not run.
+    assert_eq!(post(survivor, &slow).await, 200);
+
+    // A sync request on the survivor, its duplicate at once on a fresh
+    // replica: one run, one answer for both.
+    let (d, _dd) = replica(&url, &schema, &[]).await;
+    let sync = create(
+        &sink,
+        "Custom::Echo",
+        "sync",
+        json!({"SleepSeconds": 2, "K": "v"}),
+    );
+    let (first, second) = tokio::join!(post_sync(survivor, &sync), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        post_sync(&d, &sync).await
+    });
+    assert_eq!(first.status, Status::Success, "{first:?}");
+    assert_eq!(first, second, "the duplicate gets the same answer");
+
+    let deadline = tokio::time::Instant::now() + ANSWERS_WITHIN;
+    while tokio::time::Instant::now() < deadline
+        && !expected
+            .iter()
+            .all(|id| answers(&sink.received()).contains_key(id))
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(QUIET).await;
+    let got = answers(&sink.received());
+    let survivor = replicas[2].take().expect("alive");
+    logs.push(survivor.logs.clone());
+    logs.push(d.logs.clone());
+    let dump = || logs.iter().map(|l| l.dump()).collect::<Vec<_>>().join("\n");
+    // A redelivery that finds the answer gets it again (ROS redelivers
+    // only what it did not hear about): one answer, maybe sent twice.
+    for id in &expected {
+        let answers = got.get(id).cloned().unwrap_or_default();
+        assert!(
+            !answers.is_empty() && answers.len() <= 2 && answers.iter().all(|a| *a == answers[0]),
+            "{id} has one answer: {answers:?}\n{}",
+            dump()
+        );
+    }
+    assert_eq!(got.len(), expected.len(), "no other answers: {got:?}");
+    assert!(!got.contains_key("sync"), "a sync request gets no callback");
+    let slow_answer = &got["slow"][0];
+    assert_eq!(slow_answer.status, Status::Failed);
+    let reason = slow_answer.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("the replica running it stopped during the operation"),
+        "{reason}"
+    );
+    assert_eq!(
+        got["waiting"][0].status,
+        Status::Success,
+        "{:?}",
+        got["waiting"]
+    );
+    for id in expected
+        .iter()
+        .filter(|id| *id != "waiting")
+        .chain(["sync".to_string()].iter())
+    {
+        let runs: usize = logs.iter().map(|l| l.handler_runs(id).len()).sum();
+        assert_eq!(runs, 1, "{id} ran {runs} times\n{}", dump());
+    }
+}
