@@ -480,3 +480,82 @@ async fn sigterm_stops_receiving_at_once_and_leaves_the_queue_alone() {
         "nothing received after SIGTERM"
     );
 }
+
+/// `stackhook mock-api` serves the SMQ emulator; `stackhook serve` consumes
+/// its queue; the mock ROS plays a whole lifecycle through the queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mock_ros_plays_a_lifecycle_through_mock_api_s_queue() {
+    use std::io::{BufRead, BufReader};
+
+    let mut mock_api = std::process::Command::new(common::stackhook_bin())
+        .args([
+            "mock-api",
+            "--listen",
+            "127.0.0.1:0",
+            "--smq-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--access-key-id", KEY_ID, "--access-key-secret", KEY_SECRET])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mock-api");
+    let stdout = mock_api.stdout.take().expect("stdout");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("SMQ emulator on ") {
+                let endpoint = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(endpoint);
+                }
+            }
+        }
+    });
+    let endpoint = tokio::time::timeout(WITHIN, rx)
+        .await
+        .expect("mock-api announces its SMQ emulator")
+        .expect("endpoint");
+
+    let dir = TempDir::new().expect("state dir");
+    let flags: Vec<String> = [
+        "--mns-queue",
+        ARN,
+        "--mns-endpoint",
+        &endpoint,
+        "--mns-wait",
+        "5",
+    ]
+    .map(String::from)
+    .to_vec();
+    let provider = Provider::start_with_env(dir.path(), &flags, &ENV)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let queue = Client::new(&endpoint, Credentials::new(KEY_ID, KEY_SECRET))
+        .expect("client")
+        .queue(QUEUE);
+    let ros = stackhook_testing::MockRos::queue(queue)
+        .expect("mock ROS")
+        .resource_type("Custom::Echo")
+        .timeout(WITHIN);
+    let report = stackhook_testing::Lifecycle::standard(
+        serde_json::json!({"Greeting": "hello"}),
+        serde_json::json!({"Greeting": "hello again"}),
+    )
+    .run(&ros)
+    .await;
+    let _ = mock_api.kill();
+    let _ = mock_api.wait();
+    assert!(
+        report.is_ok(),
+        "{}\n{}",
+        report.render(false),
+        provider.logs.dump()
+    );
+}

@@ -180,6 +180,19 @@ impl MockRos {
         )?)))
     }
 
+    /// A mock ROS that sends each request as a message on an SMQ `queue`, as
+    /// ROS does for a queue ServiceToken (`acs:mns:REGION:ACCOUNT:queues/NAME`),
+    /// to a provider consuming it (`stackhook serve --mns-queue`). Answers
+    /// come to a local callback receiver, as over a URL.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the HTTP client cannot be built.
+    pub fn queue(queue: stackhook_smq::Queue) -> Result<Self> {
+        Ok(MockRos::with_target(Target::Remote(remote::Remote::queue(
+            queue,
+        )?)))
+    }
+
     fn with_target(target: Target) -> Self {
         MockRos {
             target,

@@ -23,6 +23,9 @@ pub enum Transport {
     /// Function Compute (`POST /invoke`): the answer comes by callback
     /// before the reply.
     FunctionCompute,
+    /// An SMQ queue (`acs:mns:…:queues/NAME` tokens): the request is a
+    /// message, the answer comes by callback.
+    Queue,
 }
 
 impl Transport {
@@ -45,6 +48,7 @@ impl Transport {
             Transport::Async => "async",
             Transport::Sync => "sync",
             Transport::FunctionCompute => "fc",
+            Transport::Queue => "queue",
         }
     }
 }
@@ -61,6 +65,8 @@ pub(crate) struct Remote {
     url: String,
     transport: Transport,
     client: reqwest::Client,
+    /// Set for [`Transport::Queue`]: requests are sent as its messages.
+    queue: Option<stackhook_smq::Queue>,
 }
 
 /// What came back over HTTP, before the answers are checked.
@@ -82,7 +88,16 @@ impl Remote {
             transport: Transport::for_url(&url),
             url,
             client,
+            queue: None,
         })
+    }
+
+    /// A provider consuming `queue`: each delivery is a message on it.
+    pub(crate) fn queue(queue: stackhook_smq::Queue) -> Result<Self> {
+        let mut remote = Remote::new(format!("smq:{}", queue.name()))?;
+        remote.transport = Transport::Queue;
+        remote.queue = Some(queue);
+        Ok(remote)
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -132,6 +147,23 @@ impl Remote {
         let mut replied = 0;
         let mut statuses = Vec::new();
         for _ in 0..deliveries {
+            if let Some(queue) = &self.queue {
+                // ROS sends the request as the message body, raw JSON.
+                match queue
+                    .send(String::from_utf8_lossy(&body).into_owned())
+                    .await
+                {
+                    Ok(_) => {
+                        replied += 1;
+                        statuses.push("queued".to_owned());
+                    }
+                    Err(e) => raw.findings.push(Finding::error(
+                        Rule::Reply,
+                        format!("could not send the request to the SMQ queue: {e}"),
+                    )),
+                }
+                continue;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             let sent = self
                 .client

@@ -1,4 +1,5 @@
-//! `stackhook mock-api`: the ROS, OOS and RFS API emulator in the foreground.
+//! `stackhook mock-api`: the ROS, OOS and RFS API emulator, and the SMQ
+//! queue emulator, in the foreground.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -49,6 +50,22 @@ pub(crate) struct MockApiArgs {
         hide_env_values = true
     )]
     huawei_sk: String,
+    /// Address of the SMQ (MNS) queue emulator; point `stackhook serve
+    /// --mns-endpoint` at it (port 0 picks a free one)
+    #[arg(
+        long,
+        env = "STACKHOOK_MOCK_SMQ_LISTEN",
+        default_value = "127.0.0.1:9101"
+    )]
+    smq_listen: SocketAddr,
+    /// Queues the SMQ emulator starts with (signed with the Alibaba key above)
+    #[arg(
+        long = "smq-queue",
+        env = "STACKHOOK_MOCK_SMQ_QUEUES",
+        value_delimiter = ',',
+        default_value = "ros-requests"
+    )]
+    smq_queues: Vec<String>,
 }
 
 pub(crate) async fn run(args: MockApiArgs) -> anyhow::Result<ExitCode> {
@@ -60,6 +77,17 @@ pub(crate) async fn run(args: MockApiArgs) -> anyhow::Result<ExitCode> {
         .huawei_key(&args.huawei_ak, &args.huawei_sk)
         .start_on(listener)
         .context("starting the API emulator")?;
+    let smq_listener = tokio::net::TcpListener::bind(args.smq_listen)
+        .await
+        .with_context(|| format!("binding {}", args.smq_listen))?;
+    let smq = stackhook_smq::emulator::Emulator::serve(
+        smq_listener,
+        stackhook_smq::Credentials::new(&args.access_key_id, &args.access_key_secret),
+    )
+    .context("starting the SMQ emulator")?;
+    for queue in &args.smq_queues {
+        smq.create_queue(queue, stackhook_smq::emulator::QueueConfig::default());
+    }
     let mut calls = emulator.subscribe();
     emit(&format!(
         "stackhook mock-api listening on {} · Alibaba key {} (ROS, OOS: POST /) · Huawei AK {} (RFS: /v1/…)",
@@ -67,6 +95,14 @@ pub(crate) async fn run(args: MockApiArgs) -> anyhow::Result<ExitCode> {
         args.access_key_id,
         args.huawei_ak
     ));
+    for queue in &args.smq_queues {
+        emit(&format!(
+            "SMQ emulator on {} · queue acs:mns:cn-hangzhou:1234567890:queues/{queue} \
+             (stackhook serve --mns-queue that --mns-endpoint {})",
+            smq.endpoint(),
+            smq.endpoint()
+        ));
+    }
     let shutdown = super::serve::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
