@@ -281,8 +281,45 @@ fn check_json(block: &Block) {
             .unwrap_or_else(|e| panic!("{at}: {e}"));
     } else if value.get("steps").is_some() {
         Scenario::from_json(&block.text).unwrap_or_else(|e| panic!("{at}: {e}"));
+    } else if value.get("Statement").is_some() {
+        check_ram_policy(&value, &at);
     } else {
         panic!("{at}: a JSON block of a kind this test does not check");
+    }
+}
+
+/// A RAM policy: version 1, and every `mns:` action one the SMQ consumer
+/// names in its AccessDenied hint (the actions it calls), and all of those.
+fn check_ram_policy(policy: &Value, at: &str) {
+    assert_eq!(
+        policy["Version"], "1",
+        "{at}: a RAM policy is Version \"1\""
+    );
+    let consumer = std::fs::read_to_string(root().join("crates/smq/src/consumer/mod.rs"))
+        .expect("the consumer's source");
+    let mut named = Vec::new();
+    for statement in policy["Statement"].as_array().expect("Statement is a list") {
+        assert_eq!(statement["Effect"], "Allow", "{at}");
+        for action in statement["Action"].as_array().expect("Action is a list") {
+            let action = action.as_str().expect("an action is a string");
+            assert!(
+                consumer.contains(action),
+                "{at}: the consumer does not call {action}"
+            );
+            named.push(action.to_owned());
+        }
+    }
+    let hint_start = consumer.find("allow mns:").expect("the AccessDenied hint");
+    let hint = &consumer[hint_start..];
+    let hint = &hint[..hint.find('"').unwrap_or(hint.len())];
+    for action in hint
+        .split(|c: char| c == ' ' || c == ',')
+        .filter(|w| w.starts_with("mns:"))
+    {
+        assert!(
+            named.iter().any(|n| n == action),
+            "{at}: the policy misses {action}, which the consumer calls"
+        );
     }
 }
 
