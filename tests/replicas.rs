@@ -333,3 +333,189 @@ async fn three_replicas_answer_every_request_once_through_kills_and_redeliveries
         assert_eq!(runs, 1, "{id} ran {runs} times\n{}", dump());
     }
 }
+
+/// A throwaway PostgreSQL cluster of this test's own (`.ci/postgres.sh`),
+/// which it may stop and start; removed when dropped.
+struct Cluster {
+    url: String,
+    dir: String,
+    bin: String,
+    port: String,
+}
+
+fn shell(script: &str) -> String {
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}/.ci/postgres.sh && {script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .output()
+        .expect("run bash");
+    assert!(
+        output.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let out = shell(
+            "pg_start >/dev/null && printf '%s\\n' \"$STACKHOOK_TEST_POSTGRES_URL\" \"$PG_DIR\" \"$PG_BIN\" \"$PG_PORT\"",
+        );
+        let mut lines = out.lines().map(str::to_owned);
+        let mut next = || lines.next().expect("pg_start's output");
+        Cluster {
+            url: next(),
+            dir: next(),
+            bin: next(),
+            port: next(),
+        }
+    }
+
+    fn ctl(&self, args: &str) {
+        shell(&format!(
+            "pg_as_server_user {}/pg_ctl -D {}/data -l {}/server.log -w -t 60 {args} >/dev/null",
+            self.bin, self.dir, self.dir
+        ));
+    }
+
+    fn stop(&self) {
+        self.ctl("-m fast stop");
+    }
+
+    fn restart(&self) {
+        self.ctl(&format!(
+            "start -o \"-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c ssl=on\"",
+            self.port, self.dir
+        ));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}/.ci/postgres.sh && PG_DIR={} PG_BIN={} pg_stop",
+                env!("CARGO_MANIFEST_DIR"),
+                self.dir,
+                self.bin
+            ))
+            .output();
+    }
+}
+
+async fn get(provider: &Provider, path: &str) -> (u16, String) {
+    match client().get(provider.url(path)).send().await {
+        Ok(reply) => {
+            let status = reply.status().as_u16();
+            (status, reply.text().await.unwrap_or_default())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// Poll `provider`'s `path` until `ok` holds, for at most `within`.
+async fn until(
+    provider: &Provider,
+    path: &str,
+    within: Duration,
+    ok: impl Fn(u16, &str) -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        let (status, body) = get(provider, path).await;
+        if ok(status, &body) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// The database stopped while a handler runs, and started again: the
+/// health check and the `stackhook_journal_up` metric say so, a new request
+/// gets 503 (and no FAILED callback), the running handler's answer is
+/// written and delivered once the database is back, and a retry of the
+/// refused request is then accepted and answered. No handler runs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_refuses_new_requests_and_keeps_running_answers() {
+    if url().is_none() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let schema = schema("outage");
+    let sink = CallbackSink::start().await.expect("sink");
+    let (provider, _dir) = replica(&cluster.url, &schema, &[]).await;
+    let slow = create(&sink, "Custom::Echo", "slow", json!({"SleepSeconds": 5}));
+    assert_eq!(post(&provider, &slow).await, 200);
+    assert!(
+        provider
+            .logs
+            .wait_for(Duration::from_secs(10), |line| {
+                line["message"] == provider::HANDLER_STARTED && line["span"]["request_id"] == "slow"
+            })
+            .await
+    );
+    cluster.stop();
+    assert!(
+        until(&provider, "/healthz", Duration::from_secs(10), |s, _| s
+            == 503)
+        .await,
+        "/healthz answers 503 while the database is down"
+    );
+    assert!(
+        until(&provider, "/metrics", Duration::from_secs(10), |_, body| {
+            body.contains("stackhook_journal_up 0")
+        })
+        .await,
+        "the metric shows the outage"
+    );
+    let refused = create(&sink, "Custom::Echo", "refused", json!({}));
+    assert_eq!(post(&provider, &refused).await, 503, "not recorded: 503");
+    // The slow handler finishes meanwhile; its answer waits for the database.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        answers(&sink.received()).is_empty(),
+        "nothing is answered while the database is down: {:?}",
+        answers(&sink.received())
+    );
+    cluster.restart();
+    assert!(
+        until(&provider, "/healthz", Duration::from_secs(20), |s, _| s
+            == 200)
+        .await,
+        "/healthz recovers"
+    );
+    assert_eq!(
+        post(&provider, &refused).await,
+        200,
+        "the retry is recorded"
+    );
+    let deadline = tokio::time::Instant::now() + ANSWERS_WITHIN;
+    while tokio::time::Instant::now() < deadline
+        && !["slow", "refused"]
+            .iter()
+            .all(|id| answers(&sink.received()).contains_key(*id))
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(QUIET).await;
+    let got = answers(&sink.received());
+    assert_eq!(got.len(), 2, "{got:?}\n{}", provider.logs.dump());
+    for id in ["slow", "refused"] {
+        assert_eq!(got[id].len(), 1, "{id}: {:?}", got[id]);
+        assert_eq!(got[id][0].status, Status::Success, "{id}: {:?}", got[id]);
+        assert_eq!(provider.logs.handler_runs(id).len(), 1, "{id} ran once");
+    }
+    assert!(
+        until(&provider, "/metrics", Duration::from_secs(10), |_, body| {
+            body.contains("stackhook_journal_up 1")
+        })
+        .await
+    );
+}

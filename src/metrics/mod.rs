@@ -132,6 +132,8 @@ pub(crate) struct Metrics {
     pub(crate) queue_depth: Gauge,
     pub(crate) outbox_pending: Gauge,
     pub(crate) waiting: Gauge,
+    /// 1 while the journal answers, 0 while it cannot be reached.
+    pub(crate) journal_up: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Metrics {
@@ -189,6 +191,8 @@ impl Metrics {
         let queue_depth = Gauge::default();
         let outbox_pending = Gauge::default();
         let waiting = Gauge::default();
+        let journal_up = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+        journal_up.set(1);
         registry.register(
             "stackhook_requests",
             "Requests answered, by outcome",
@@ -229,6 +233,11 @@ impl Metrics {
             "Long-running requests between polls",
             waiting.clone(),
         );
+        registry.register(
+            "stackhook_journal_up",
+            "1 while the journal answers (health checks, lease renewals), 0 while it cannot be reached",
+            journal_up.clone(),
+        );
         Metrics {
             registry,
             by_type,
@@ -238,6 +247,7 @@ impl Metrics {
             queue_depth,
             outbox_pending,
             waiting,
+            journal_up,
         }
     }
 

@@ -52,6 +52,15 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 /// batches until one comes back short.
 const CLAIM_BATCH: usize = 256;
 
+/// Heartbeats a replica lets pass without claiming after the shared
+/// journal was unreachable, so that every live replica renews first.
+const CLAIM_QUIET_HEARTBEATS: u32 = 2;
+
+/// Retrying an answer's write to a shared journal that cannot be reached:
+/// the first and the longest wait.
+const WRITE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// How long deliveries may still run after the grace period, before exit:
 /// long enough for a few attempts at a slow callback, short enough that the
 /// default 20 s grace plus this stays under Kubernetes' default 30 s
@@ -566,7 +575,7 @@ impl Runtime {
             let journaled = if rerun {
                 self.store.put_eventually(key, record).await
             } else {
-                self.store.put(key, record).await
+                self.write_answer(key, record).await
             };
             if let Err(error) = journaled {
                 if error.is_fenced() {
@@ -575,7 +584,7 @@ impl Runtime {
                 tracing::error!(%error, "could not journal the answer");
             }
         } else {
-            if !rerun && let Err(error) = self.store.put(key, record).await {
+            if !rerun && let Err(error) = self.write_answer(key, record).await {
                 if error.is_fenced() {
                     return self.fenced(key, record, error).await;
                 }
@@ -595,6 +604,31 @@ impl Runtime {
             let _ = acknowledgement.send(());
         }
         (response, delivered)
+    }
+
+    /// Journal an answer durably. On a shared journal that cannot be
+    /// reached, the answer is kept and the write retried with backoff
+    /// until the database is back (or fenced, or the hard stop): it is
+    /// given only once written.
+    async fn write_answer(&self, key: &RequestKey, record: &Record) -> Result<()> {
+        let mut wait = WRITE_RETRY_FIRST;
+        loop {
+            match self.store.put(key, record).await {
+                Err(error)
+                    if self.store.is_shared()
+                        && !error.is_fenced()
+                        && !self.cancel.is_cancelled() =>
+                {
+                    tracing::warn!(%error, retry_in = ?wait, "could not journal the answer; keeping it until the journal is back");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.cancel.cancelled() => {}
+                    }
+                    wait = (wait * 2).min(WRITE_RETRY_MAX);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The end of a request whose answer write was fenced: another replica
@@ -1420,6 +1454,10 @@ async fn scheduler(
 /// goes on through a graceful stop (work finishing in the grace period
 /// stays this replica's); claiming stops with it.
 async fn heartbeat(runtime: Weak<Runtime>, stopping: CancellationToken) {
+    // Heartbeats left before claiming again, after a renewal failed: once
+    // the database is back, every replica first renews what it holds (its
+    // leases may have run out meanwhile) before any claims others' work.
+    let mut quiet = 0u32;
     loop {
         let every = match runtime.upgrade() {
             Some(runtime) => runtime.config.heartbeat,
@@ -1429,10 +1467,27 @@ async fn heartbeat(runtime: Weak<Runtime>, stopping: CancellationToken) {
         let Some(runtime) = runtime.upgrade() else {
             return;
         };
-        if let Err(error) = runtime.store.renew().await {
-            tracing::warn!(%error, "could not renew this replica's journal leases");
+        match runtime.store.renew().await {
+            Ok(_) => {
+                if runtime.metrics.journal_up.get() == 0 {
+                    tracing::info!("the journal answers again");
+                }
+                runtime.metrics.journal_up.set(1);
+            }
+            Err(error) => {
+                if runtime.metrics.journal_up.get() == 1 {
+                    tracing::error!(%error, "the journal cannot be reached: new requests get 503, answers wait to be written");
+                }
+                runtime.metrics.journal_up.set(0);
+                quiet = CLAIM_QUIET_HEARTBEATS;
+                continue;
+            }
         }
         if stopping.is_cancelled() {
+            continue;
+        }
+        if quiet > 0 {
+            quiet -= 1;
             continue;
         }
         match runtime.claim_free().await {

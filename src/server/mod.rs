@@ -418,6 +418,17 @@ async fn accept_reply(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": error.to_string(), "requestId": request.request_id}),
         ),
+        // A shared journal that cannot be reached comes back: ROS retries
+        // a 503, and the request is recorded then.
+        Accepted::NotRecorded(error) if runtime.store.is_shared() => {
+            Runtime::span(request).in_scope(|| {
+                tracing::warn!(%error, "could not journal the request; answering 503 for ROS to retry");
+            });
+            json_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": error.to_string(), "requestId": request.request_id}),
+            )
+        }
         Accepted::NotRecorded(error) => {
             // Not recorded, so not accepted: answer FAILED rather than leave the stack waiting.
             Runtime::span(request).in_scope(|| {
@@ -498,7 +509,9 @@ pub(crate) async fn reject(
 }
 
 async fn health(runtime: &Runtime) -> hyper::Response<Full<Bytes>> {
-    let (status, store) = match runtime.store.check().await {
+    let checked = runtime.store.check().await;
+    runtime.metrics.journal_up.set(i64::from(checked.is_ok()));
+    let (status, store) = match checked {
         Ok(()) => (
             StatusCode::OK,
             json!({"ok": true, "durable": runtime.store.is_durable()}),
