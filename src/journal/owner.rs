@@ -36,7 +36,8 @@ struct State {
 
 impl SingleOwner {
     /// An owner for whom the records `free` (left open by the process
-    /// before) are free to claim.
+    /// before) are free to claim. Only a durable store has such records.
+    #[cfg(feature = "redb")]
     pub(crate) fn with_free(free: impl IntoIterator<Item = RequestKey>) -> Self {
         let free: HashSet<RequestKey> = free.into_iter().collect();
         SingleOwner {
