@@ -168,8 +168,6 @@ async fn replica(url: &str, schema: &str, extra: &[&str]) -> (Provider, tempfile
         url,
         "--journal-schema",
         schema,
-        "--lease",
-        LEASE,
         "--heartbeat",
         HEARTBEAT,
         // Echo counts as not idempotent here: a takeover must answer it
@@ -182,6 +180,9 @@ async fn replica(url: &str, schema: &str, extra: &[&str]) -> (Provider, tempfile
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if !extra.contains(&"--lease") {
+        flags.extend(["--lease".to_string(), LEASE.to_string()]);
+    }
     flags.extend(extra.iter().map(|s| s.to_string()));
     let provider = Provider::start(dir.path(), &flags)
         .await
@@ -518,4 +519,74 @@ async fn a_database_outage_refuses_new_requests_and_keeps_running_answers() {
         })
         .await
     );
+}
+
+/// SIGTERM on a replica whose work waits for a later poll: past the
+/// grace period it releases its leases instead of failing that work, and
+/// a peer takes it over at once (well before the 30 s lease would run
+/// out) and answers it, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_waiting_work_to_a_peer_at_once() {
+    let Some(url) = url() else { return };
+    let schema = schema("release");
+    let sink = CallbackSink::start().await.expect("sink");
+    let slow_lease = ["--lease", "30", "--shutdown-grace", "1"];
+    let (mut a, _da) = replica(&url, &schema, &slow_lease).await;
+    let (b, _db) = replica(&url, &schema, &slow_lease).await;
+    let waiting = create(&sink, "Custom::Wait", "released", json!({"Seconds": 8}));
+    assert_eq!(post(&a, &waiting).await, 200);
+    assert!(
+        a.logs
+            .wait_for(Duration::from_secs(10), |line| {
+                line["message"] == provider::HANDLER_STARTED
+                    && line["span"]["request_id"] == "released"
+            })
+            .await
+    );
+    let stopped = tokio::time::Instant::now();
+    a.signal("TERM");
+    let status = a.wait_exit(Duration::from_secs(20)).await;
+    assert!(
+        matches!(status, Some(s) if s.success()),
+        "{status:?}\n{}",
+        a.logs.dump()
+    );
+    assert!(
+        a.logs
+            .wait_for(Duration::from_secs(1), |line| {
+                line["message"] == "released this replica's journal records to its peers"
+                    && line["released"].as_u64().unwrap_or(0) >= 1
+            })
+            .await,
+        "{}",
+        a.logs.dump()
+    );
+    assert!(
+        b.logs
+            .wait_for(Duration::from_secs(10), |line| {
+                line["message"] == "taking over requests of a replica that stopped"
+            })
+            .await,
+        "{}",
+        b.logs.dump()
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(15),
+        "before the lease ran out"
+    );
+    let deadline = tokio::time::Instant::now() + ANSWERS_WITHIN;
+    while tokio::time::Instant::now() < deadline
+        && !answers(&sink.received()).contains_key("released")
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(QUIET).await;
+    let got = answers(&sink.received());
+    assert_eq!(
+        got.get("released").map(Vec::len),
+        Some(1),
+        "{got:?}\n{}",
+        b.logs.dump()
+    );
+    assert_eq!(got["released"][0].status, Status::Success, "{got:?}");
 }
