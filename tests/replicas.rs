@@ -438,11 +438,13 @@ async fn until(
     false
 }
 
-/// The database stopped while a handler runs, and started again: the
-/// health check and the `stackhook_journal_up` metric say so, a new request
-/// gets 503 (and no FAILED callback), the running handler's answer is
-/// written and delivered once the database is back, and a retry of the
-/// refused request is then accepted and answered. No handler runs twice.
+/// Three replicas; the database stopped while a handler runs on one, and
+/// started again: the health check and the `stackhook_journal_up` metric
+/// say so, a new request to another replica gets 503 (and no FAILED
+/// callback), the running handler's answer is written and delivered once
+/// the database is back (no peer takes the work over meanwhile), and a
+/// retry of the refused request to the third is accepted and answered. No
+/// handler runs twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_refuses_new_requests_and_keeps_running_answers() {
     if url().is_none() {
@@ -452,6 +454,8 @@ async fn a_database_outage_refuses_new_requests_and_keeps_running_answers() {
     let schema = schema("outage");
     let sink = CallbackSink::start().await.expect("sink");
     let (provider, _dir) = replica(&cluster.url, &schema, &[]).await;
+    let (b, _db) = replica(&cluster.url, &schema, &[]).await;
+    let (c, _dc) = replica(&cluster.url, &schema, &[]).await;
     let slow = create(&sink, "Custom::Echo", "slow", json!({"SleepSeconds": 5}));
     assert_eq!(post(&provider, &slow).await, 200);
     assert!(
@@ -477,7 +481,7 @@ async fn a_database_outage_refuses_new_requests_and_keeps_running_answers() {
         "the metric shows the outage"
     );
     let refused = create(&sink, "Custom::Echo", "refused", json!({}));
-    assert_eq!(post(&provider, &refused).await, 503, "not recorded: 503");
+    assert_eq!(post(&b, &refused).await, 503, "not recorded: 503");
     // The slow handler finishes meanwhile; its answer waits for the database.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(
@@ -492,11 +496,7 @@ async fn a_database_outage_refuses_new_requests_and_keeps_running_answers() {
         .await,
         "/healthz recovers"
     );
-    assert_eq!(
-        post(&provider, &refused).await,
-        200,
-        "the retry is recorded"
-    );
+    assert_eq!(post(&c, &refused).await, 200, "the retry is recorded");
     let deadline = tokio::time::Instant::now() + ANSWERS_WITHIN;
     while tokio::time::Instant::now() < deadline
         && !["slow", "refused"]
@@ -507,11 +507,19 @@ async fn a_database_outage_refuses_new_requests_and_keeps_running_answers() {
     }
     tokio::time::sleep(QUIET).await;
     let got = answers(&sink.received());
-    assert_eq!(got.len(), 2, "{got:?}\n{}", provider.logs.dump());
+    let all = [&provider, &b, &c];
+    let dump = || {
+        all.iter()
+            .map(|p| p.logs.dump())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(got.len(), 2, "{got:?}\n{}", dump());
     for id in ["slow", "refused"] {
-        assert_eq!(got[id].len(), 1, "{id}: {:?}", got[id]);
+        assert_eq!(got[id].len(), 1, "{id}: {:?}\n{}", got[id], dump());
         assert_eq!(got[id][0].status, Status::Success, "{id}: {:?}", got[id]);
-        assert_eq!(provider.logs.handler_runs(id).len(), 1, "{id} ran once");
+        let runs: usize = all.iter().map(|p| p.logs.handler_runs(id).len()).sum();
+        assert_eq!(runs, 1, "{id} ran once\n{}", dump());
     }
     assert!(
         until(&provider, "/metrics", Duration::from_secs(10), |_, body| {
