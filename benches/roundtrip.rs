@@ -6,6 +6,10 @@
 //! package of the workspace, so the bench runs the release build Cargo put
 //! beside it.
 //!
+//! `STACKHOOK_BENCH_POSTGRES_URL=postgres://…` adds async Echo through the
+//! shared PostgreSQL journal, with one replica and with three, and the
+//! database round trips per answered request (see the `postgres` module).
+//!
 //! `ROUNDTRIP_BASELINE=/path/to/stackhook` adds a row for another build of
 //! the binary (say, the commit before a change) with the disk journal,
 //! interleaved in the same rounds as this build's, so a change's cost is
@@ -310,6 +314,16 @@ fn baseline_build() -> Result<Option<PathBuf>, String> {
 
 /// `stackhook serve` from the binary at `exe`.
 fn start_build(exe: PathBuf, journal: &str, extra: &[&str]) -> Result<Server, String> {
+    start_build_env(exe, journal, extra, &[])
+}
+
+/// [`start_build`] with these environment variables too.
+fn start_build_env(
+    exe: PathBuf,
+    journal: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Server, String> {
     let addr = free_port()?;
     let state = tempfile::tempdir().map_err(|e| format!("state dir: {e}"))?;
     let mut command = Command::new(exe);
@@ -326,6 +340,7 @@ fn start_build(exe: PathBuf, journal: &str, extra: &[&str]) -> Result<Server, St
         .args(["--max-queue", "100000"])
         .args(extra)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -515,6 +530,7 @@ fn orchestrate(quick: bool, rounds: Option<usize>) -> Result<(), String> {
     let floor_rss = loadgen::process_stats(floor.pid()).0;
     drop((floor, disk, memory, sync, baseline));
 
+    let mut queue_rows: Vec<(String, f64, f64, usize)> = Vec::new();
     let mut rows = vec![
         row("floor, async", &floor_async, &floor_async),
         paired_row(
@@ -558,6 +574,26 @@ fn orchestrate(quick: bool, rounds: Option<usize>) -> Result<(), String> {
                 &floor_async,
             ),
         );
+    }
+
+    eprintln!("queue round trips through the SMQ emulator: {rounds} rounds of {n} messages");
+    for receivers in [1, 4] {
+        let (report, errors) = rt.block_on(queue::roundtrips(receivers, n, rounds))?;
+        let name = format!(
+            "stackhook queue Echo, {receivers} receiver{}, journal disk (SMQ emulator)",
+            if receivers == 1 { "" } else { "s" }
+        );
+        let vs_floor = report / floor_async.throughput.max(1e-9);
+        queue_rows.push((name, report, vs_floor, errors));
+    }
+
+    let mut round_trips = Vec::new();
+    if let Some(url) = postgres::url() {
+        eprintln!("PostgreSQL journal: {rounds} rounds of {n} requests");
+        for (row, trips) in postgres::rows(&rt, &url, n, rounds, &floor_async)? {
+            round_trips.push((row.name.clone(), trips));
+            rows.push(row);
+        }
     }
 
     eprintln!("{waits} concurrent Custom::Wait");
@@ -613,6 +649,14 @@ fn orchestrate(quick: bool, rounds: Option<usize>) -> Result<(), String> {
             mib(report.peak_rss_kib),
         );
     }
+    // Queue rows: send to answer, timed over a whole batch (no per-request
+    // latency: a message's send and its answer are on different paths).
+    for (name, throughput, vs_floor, errors) in &queue_rows {
+        println!(
+            "| {name} | {throughput:.0} | {:.0}% | - | - | - | {errors} | - | - |",
+            100.0 * vs_floor
+        );
+    }
     println!();
     println!(
         "Figures are medians of {rounds} interleaved rounds at maximum load ({half_rounds} at half \
@@ -620,6 +664,14 @@ fn orchestrate(quick: bool, rounds: Option<usize>) -> Result<(), String> {
          floor run."
     );
     println!();
+    if !round_trips.is_empty() {
+        println!("| PostgreSQL journal run | database round trips per answered request |");
+        println!("|---|---:|");
+        for (name, trips) in &round_trips {
+            println!("| {name} | {trips:.2} |");
+        }
+        println!();
+    }
     println!("| figure | stackhook | floor |");
     println!("|---|---:|---:|");
     println!(
@@ -649,4 +701,240 @@ fn orchestrate(quick: bool, rounds: Option<usize>) -> Result<(), String> {
             .unwrap_or_else(|| "-".into())
     );
     Ok(())
+}
+
+/// Queue-to-answer round trips: requests sent to an SMQ queue (the emulator,
+/// in this process), consumed by `stackhook serve --mns-queue`, answered at
+/// a callback sink.
+mod queue {
+    use std::time::{Duration, Instant};
+
+    use futures_util::StreamExt as _;
+    use serde_json::Value;
+    use stackhook::sink::CallbackSink;
+    use stackhook_smq::emulator::{Emulator, QueueConfig};
+    use stackhook_smq::{Client, Credentials};
+
+    const KEY_ID: &str = "bench-id";
+    const KEY_SECRET: &str = "bench-secret";
+    const ARN: &str = "acs:mns:cn-hangzhou:1234567890:queues/bench";
+    /// Concurrent senders: enough to keep the queue ahead of the consumer.
+    const SENDERS: usize = 32;
+
+    /// The median over `rounds` of `n` requests' round trips per second with
+    /// `receivers` long polls, and the errors (unanswered or not SUCCESS).
+    pub(super) async fn roundtrips(
+        receivers: usize,
+        n: usize,
+        rounds: usize,
+    ) -> Result<(f64, usize), String> {
+        let credentials = Credentials::new(KEY_ID, KEY_SECRET);
+        let emulator = Emulator::start(credentials.clone())
+            .await
+            .map_err(|e| format!("SMQ emulator: {e}"))?;
+        emulator.create_queue("bench", QueueConfig::default());
+        let queue = Client::new(&emulator.endpoint(), credentials)
+            .map_err(|e| e.to_string())?
+            .queue("bench");
+        let endpoint = emulator.endpoint();
+        let receivers_flag = receivers.to_string();
+        let server = super::start_build_env(
+            super::built_stackhook()?,
+            "disk",
+            &[
+                "--mns-queue",
+                ARN,
+                "--mns-endpoint",
+                &endpoint,
+                "--mns-receivers",
+                &receivers_flag,
+            ],
+            &[
+                ("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID),
+                ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET),
+            ],
+        )?;
+        let template: Value = serde_json::from_slice(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/fixtures/echo-create.json"
+            ))
+            .map_err(|e| format!("fixture: {e}"))?,
+        )
+        .map_err(|e| format!("fixture: {e}"))?;
+        let mut rates = Vec::new();
+        let mut errors = 0;
+        // A warm-up round, not counted.
+        for round in 0..=rounds {
+            let sink = CallbackSink::start()
+                .await
+                .map_err(|e| format!("sink: {e}"))?;
+            let bodies: Vec<String> = (0..n)
+                .map(|i| {
+                    let mut body = template.clone();
+                    body["RequestId"] = Value::String(format!("bench-{receivers}-{round}-{i}"));
+                    body["ResponseURL"] = Value::String(sink.url("/public"));
+                    if let Some(map) = body.as_object_mut() {
+                        map.remove("IntranetResponseURL");
+                    }
+                    body.to_string()
+                })
+                .collect();
+            let started = Instant::now();
+            let sent = futures_util::stream::iter(bodies)
+                .map(|body| {
+                    let queue = &queue;
+                    async move { queue.send(body).await.is_ok() }
+                })
+                .buffer_unordered(SENDERS)
+                .filter(|ok| std::future::ready(*ok))
+                .count()
+                .await;
+            let answers = sink.wait_for(sent, super::RUN_LIMIT).await;
+            let elapsed = started.elapsed().max(Duration::from_micros(1));
+            let succeeded = answers
+                .iter()
+                .filter(|a| a.response().is_some_and(|r| r.status.as_str() == "SUCCESS"))
+                .count();
+            if round > 0 {
+                errors += n - succeeded;
+                rates.push(succeeded as f64 / elapsed.as_secs_f64());
+                eprintln!(
+                    "  queue, {receivers} receivers, round {round}: {:.0} req/s",
+                    rates[rates.len() - 1]
+                );
+            }
+        }
+        drop(server);
+        rates.sort_by(f64::total_cmp);
+        Ok((rates.get(rates.len() / 2).copied().unwrap_or(0.0), errors))
+    }
+}
+
+/// The shared PostgreSQL journal's rows, when `STACKHOOK_BENCH_POSTGRES_URL`
+/// names a database this run may use. Async Echo through `stackhook serve
+/// --journal postgres://…` with one replica, and with three on one schema,
+/// the load split evenly over them; all share the machine's cores with the
+/// database. Round trips are the statements the replicas sent
+/// (`stackhook_journal_round_trips` on `/metrics`), heartbeats included.
+mod postgres {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpStream;
+
+    use stackhook_testing::loadgen::{self, LoadReport};
+
+    use super::{CONCURRENCY, LoadPlan, Row, Server, plan, row, start_stackhook};
+
+    /// The database's URL, if the run is asked for.
+    pub(super) fn url() -> Option<String> {
+        std::env::var("STACKHOOK_BENCH_POSTGRES_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+    }
+
+    /// Round trips `servers` have made to the database so far, from their
+    /// `/metrics`.
+    fn round_trips(servers: &[Server]) -> Result<u64, String> {
+        let mut total = 0;
+        for server in servers {
+            let mut stream =
+                TcpStream::connect(server.addr).map_err(|e| format!("metrics: {e}"))?;
+            stream
+                .write_all(b"GET /metrics HTTP/1.0\r\nhost: bench\r\n\r\n")
+                .map_err(|e| format!("metrics: {e}"))?;
+            let mut text = String::new();
+            stream
+                .read_to_string(&mut text)
+                .map_err(|e| format!("metrics: {e}"))?;
+            total += text
+                .lines()
+                .find_map(|line| line.strip_prefix("stackhook_journal_round_trips "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .ok_or("no stackhook_journal_round_trips on /metrics")?;
+        }
+        Ok(total)
+    }
+
+    /// `replicas` servers on a schema of their own.
+    fn start(url: &str, replicas: usize) -> Result<Vec<Server>, String> {
+        let schema = format!("bench_{replicas}_{}", std::process::id());
+        (0..replicas)
+            .map(|_| start_stackhook(url, &["--journal-schema", &schema]))
+            .collect()
+    }
+
+    /// `n` requests spread evenly over `servers` at once, as one report:
+    /// throughput over the slowest share's time, the worst p99.
+    fn load(
+        rt: &tokio::runtime::Runtime,
+        servers: &[Server],
+        n: usize,
+    ) -> Result<LoadReport, String> {
+        let share = n / servers.len();
+        let plans: Vec<LoadPlan> = servers
+            .iter()
+            .map(|server| LoadPlan {
+                concurrency: (CONCURRENCY / servers.len()).max(1),
+                ..plan(server, "/", share, None)
+            })
+            .collect();
+        let reports = rt.block_on(futures_util::future::join_all(
+            plans.iter().map(loadgen::run),
+        ));
+        let reports: Vec<LoadReport> = reports
+            .into_iter()
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        let mut total = reports[0].clone();
+        total.completed = reports.iter().map(|r| r.completed).sum();
+        total.sent = reports.iter().map(|r| r.sent).sum();
+        total.errors = reports.iter().map(|r| r.errors).sum();
+        total.elapsed_s = reports.iter().map(|r| r.elapsed_s).fold(0.0, f64::max);
+        total.throughput = total.completed as f64 / total.elapsed_s.max(1e-9);
+        total.p99_ms = reports.iter().map(|r| r.p99_ms).fold(0.0, f64::max);
+        total.p50_ms = reports.iter().map(|r| r.p50_ms).sum::<f64>() / reports.len() as f64;
+        total.provider_cpu_ms = reports.iter().map(|r| r.provider_cpu_ms).sum();
+        Ok(total)
+    }
+
+    /// The rows, against the async floor `floor`, and the round trips per
+    /// answered request of each.
+    pub(super) fn rows(
+        rt: &tokio::runtime::Runtime,
+        url: &str,
+        n: usize,
+        rounds: usize,
+        floor: &LoadReport,
+    ) -> Result<Vec<(Row, f64)>, String> {
+        let mut rows = Vec::new();
+        for replicas in [1, 3] {
+            let servers = start(url, replicas)?;
+            load(rt, &servers, 500.min(n))?;
+            let mut runs = Vec::new();
+            let mut trips = Vec::new();
+            for round in 0..rounds {
+                let before = round_trips(&servers)?;
+                let report = load(rt, &servers, n)?;
+                let after = round_trips(&servers)?;
+                let per = after.saturating_sub(before) as f64 / report.completed.max(1) as f64;
+                eprintln!(
+                    "  postgres, {replicas} replica(s), round {round}: {:.0} req/s p99 {:.1} ms, {per:.2} round trips/request",
+                    report.throughput, report.p99_ms
+                );
+                runs.push(report);
+                trips.push(per);
+            }
+            drop(servers);
+            runs.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
+            trips.sort_by(f64::total_cmp);
+            let report = runs.swap_remove(runs.len() / 2);
+            let name = if replicas == 1 {
+                "stackhook async Echo, journal PostgreSQL, 1 replica".to_string()
+            } else {
+                format!("stackhook async Echo, journal PostgreSQL, {replicas} replicas")
+            };
+            rows.push((row(&name, &report, floor), trips[trips.len() / 2]));
+        }
+        Ok(rows)
+    }
 }
