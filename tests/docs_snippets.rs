@@ -312,10 +312,7 @@ fn check_ram_policy(policy: &Value, at: &str) {
     let hint_start = consumer.find("allow mns:").expect("the AccessDenied hint");
     let hint = &consumer[hint_start..];
     let hint = &hint[..hint.find('"').unwrap_or(hint.len())];
-    for action in hint
-        .split(|c: char| c == ' ' || c == ',')
-        .filter(|w| w.starts_with("mns:"))
-    {
+    for action in hint.split([' ', ',']).filter(|w| w.starts_with("mns:")) {
         assert!(
             named.iter().any(|n| n == action),
             "{at}: the policy misses {action}, which the consumer calls"
