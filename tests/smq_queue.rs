@@ -371,15 +371,28 @@ async fn topic_pushes_are_recorded_when_signed_and_refused_when_forged() {
     .expect("pusher");
     let endpoint = provider.url("/notifications");
 
-    let body = request(&smq, "echo-create.json");
-    let notification = Notification::new("ros-topic", "m-1", body.to_string());
-    let status = pusher
-        .push(&endpoint, &notification, NotifyFormat::Json)
-        .await
-        .expect("push");
-    assert_eq!(status.as_u16(), 204);
-    let answer = answer_of(&answers(&smq.sink, 1).await[0]);
-    assert_eq!(answer.request_id, request_id(&body));
+    // Every notify format, the message raw or base64.
+    let formats = [
+        (NotifyFormat::Json, false),
+        (NotifyFormat::Xml, true),
+        (NotifyFormat::Simplified, false),
+    ];
+    for (n, (format, encode)) in formats.into_iter().enumerate() {
+        let body = request(&smq, "echo-create.json");
+        let message = if encode {
+            base64::engine::general_purpose::STANDARD.encode(body.to_string())
+        } else {
+            body.to_string()
+        };
+        let notification = Notification::new("ros-topic", format!("m-ok-{n}"), message);
+        let status = pusher
+            .push(&endpoint, &notification, format)
+            .await
+            .expect("push");
+        assert_eq!(status.as_u16(), 204, "{format:?}");
+        let answer = answer_of(&answers(&smq.sink, n + 1).await[n]);
+        assert_eq!(answer.request_id, request_id(&body), "{format:?}");
+    }
 
     // Signed, then altered: the signature no longer matches.
     let forged_body = request(&smq, "echo-create.json");
@@ -399,7 +412,7 @@ async fn topic_pushes_are_recorded_when_signed_and_refused_when_forged() {
         .status();
     assert_eq!(status.as_u16(), 403);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(smq.sink.received().len(), 1, "the forged push never ran");
+    assert_eq!(smq.sink.received().len(), 3, "the forged push never ran");
     assert!(
         provider
             .logs
