@@ -572,3 +572,105 @@ async fn the_mock_ros_plays_a_lifecycle_through_mock_api_s_queue() {
         provider.logs.dump()
     );
 }
+
+/// A stand-in for ECS's instance metadata service: the session token, then
+/// the RAM role's STS credentials. Returns its URL and the requests it saw.
+async fn fake_metadata(
+    role: &'static str,
+    token: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte).await {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let text = String::from_utf8_lossy(&head).to_string();
+            let line = text.lines().next().unwrap_or_default().to_owned();
+            let has_token = text
+                .to_ascii_lowercase()
+                .contains(&format!("x-aliyun-ecs-metadata-token: {token}"));
+            log.lock()
+                .expect("log")
+                .push(format!("{line} token={has_token}"));
+            let body = if line.starts_with("PUT /latest/api/token") {
+                token.to_owned()
+            } else if line.starts_with(&format!(
+                "GET /latest/meta-data/ram/security-credentials/{role} "
+            )) && has_token
+            {
+                serde_json::json!({
+                    "AccessKeyId": KEY_ID,
+                    "AccessKeySecret": KEY_SECRET,
+                    "SecurityToken": "sts-token",
+                    "Expiration": "2099-01-01T00:00:00Z",
+                    "Code": "Success"
+                })
+                .to_string()
+            } else {
+                String::new()
+            };
+            let status = if body.is_empty() {
+                "404 Not Found"
+            } else {
+                "200 OK"
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ecs_ram_role_s_sts_credentials_consume_the_queue() {
+    let smq = Smq::start(QueueConfig::default()).await;
+    let sts = Credentials::new(KEY_ID, KEY_SECRET).with_security_token("sts-token");
+    // The emulator now insists on the STS token.
+    smq.emulator.set_credentials(sts.clone());
+    let (metadata, seen) = fake_metadata("ros-provider", "session-1").await;
+    let provider = Provider::start_with_env(
+        smq.dir.path(),
+        &smq.flags(&[]),
+        &[
+            ("ALIBABA_CLOUD_ECS_METADATA", "ros-provider"),
+            ("STACKHOOK_ECS_METADATA_ENDPOINT", &metadata),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let queue = Client::new(&smq.emulator.endpoint(), sts)
+        .expect("client")
+        .queue(QUEUE);
+    let body = request(&smq, "echo-create.json");
+    queue.send(body.to_string()).await.expect("send");
+    let answer = answer_of(&answers(&smq.sink, 1).await[0]);
+    assert_eq!(answer.request_id, request_id(&body));
+    let seen = seen.lock().expect("log").clone();
+    assert!(
+        seen.iter().any(|l| l.starts_with("PUT /latest/api/token")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|l| l
+            .starts_with("GET /latest/meta-data/ram/security-credentials/ros-provider ")
+            && l.ends_with("token=true")),
+        "{seen:?}"
+    );
+    assert!(!provider.logs.dump().contains(KEY_SECRET));
+}

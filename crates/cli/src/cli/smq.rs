@@ -17,7 +17,7 @@ pub(crate) struct SmqArgs {
     /// receiver: acs:mns:REGION:ACCOUNT:queues/NAME, the queue ServiceToken.
     /// Credentials: ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET
     /// and optional ALIBABA_CLOUD_SECURITY_TOKEN (set by Function Compute for
-    /// its role)
+    /// its role); else the ECS RAM role named by ALIBABA_CLOUD_ECS_METADATA
     #[arg(long, env = "STACKHOOK_MNS_QUEUE")]
     mns_queue: Option<String>,
     /// The SMQ endpoint instead of the ARN's https://ACCOUNT.mns.REGION.aliyuncs.com:
@@ -55,13 +55,28 @@ impl SmqArgs {
         let mut extras = Extras::new();
         if let Some(arn) = &self.mns_queue {
             let arn: Arn = arn.parse().with_context(|| format!("--mns-queue {arn}"))?;
-            let credentials =
-                AlibabaCredentials::from_env().context("--mns-queue needs credentials")?;
-            let mut smq_credentials =
-                Credentials::new(credentials.access_key_id(), credentials.access_key_secret());
-            if let Some(token) = credentials.security_token() {
-                smq_credentials = smq_credentials.with_security_token(token);
-            }
+            let role = std::env::var(ECS_ROLE_VAR).ok().filter(|r| !r.is_empty());
+            let (smq_credentials, ecs_role) = match (AlibabaCredentials::from_env(), role) {
+                (Ok(credentials), _) => {
+                    let mut smq = Credentials::new(
+                        credentials.access_key_id(),
+                        credentials.access_key_secret(),
+                    );
+                    if let Some(token) = credentials.security_token() {
+                        smq = smq.with_security_token(token);
+                    }
+                    (smq, None)
+                }
+                (Err(_), Some(role)) => {
+                    let role = EcsRole::new(role)?;
+                    (role.fetch().await?, Some(role))
+                }
+                (Err(error), None) => {
+                    return Err(anyhow::Error::new(error).context(format!(
+                        "--mns-queue needs credentials (or an ECS RAM role named by {ECS_ROLE_VAR})"
+                    )));
+                }
+            };
             let mut config = ConsumerConfig::new(arn, smq_credentials)
                 .receivers(self.mns_receivers)
                 .poison_dequeue_limit(self.mns_poison_limit)
@@ -72,6 +87,9 @@ impl SmqArgs {
             }
             let consumer = Consumer::new(config)?;
             consumer.check().await?;
+            if let Some(role) = ecs_role {
+                role.keep_fresh(consumer.client().clone());
+            }
             extras = stackhook_smq::serve_queue(extras, consumer);
         }
         if let Some(path) = self.mns_push_path {
@@ -97,5 +115,99 @@ impl SmqArgs {
             extras = stackhook_smq::serve_push(extras, path, verifier);
         }
         Ok(extras)
+    }
+}
+
+/// The ECS RAM role to take credentials from, as the Alibaba Cloud SDKs'
+/// credentials chain names it.
+const ECS_ROLE_VAR: &str = "ALIBABA_CLOUD_ECS_METADATA";
+/// The instance metadata service; overridden for tests only.
+const ECS_METADATA: &str = "http://100.100.100.200";
+const ECS_METADATA_VAR: &str = "STACKHOOK_ECS_METADATA_ENDPOINT";
+/// STS credentials from the metadata service last hours and are rotated
+/// well before they expire; reading them this often keeps them current.
+const ECS_REFRESH: Duration = Duration::from_secs(10 * 60);
+
+/// Credentials of an ECS instance's RAM role, from the metadata service
+/// (with its session token when the instance enforces one).
+struct EcsRole {
+    role: String,
+    base: String,
+    http: reqwest::Client,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EcsCredentials {
+    access_key_id: String,
+    access_key_secret: String,
+    security_token: String,
+}
+
+impl EcsRole {
+    fn new(role: String) -> anyhow::Result<Self> {
+        let base = std::env::var(ECS_METADATA_VAR).unwrap_or_else(|_| ECS_METADATA.to_owned());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .context("building the metadata client")?;
+        Ok(EcsRole { role, base, http })
+    }
+
+    async fn fetch(&self) -> anyhow::Result<Credentials> {
+        let base = self.base.trim_end_matches('/');
+        // The hardened metadata mode wants a session token; the normal mode
+        // answers without one.
+        let token = match self
+            .http
+            .put(format!("{base}/latest/api/token"))
+            .header("X-aliyun-ecs-metadata-token-ttl-seconds", "60")
+            .send()
+            .await
+        {
+            Ok(reply) if reply.status().is_success() => reply.text().await.ok(),
+            _ => None,
+        };
+        let mut request = self.http.get(format!(
+            "{base}/latest/meta-data/ram/security-credentials/{}",
+            self.role
+        ));
+        if let Some(token) = &token {
+            request = request.header("X-aliyun-ecs-metadata-token", token);
+        }
+        let reply = request
+            .send()
+            .await
+            .with_context(|| format!("reading ECS RAM role {} credentials", self.role))?;
+        anyhow::ensure!(
+            reply.status().is_success(),
+            "the ECS metadata service answered HTTP {} for RAM role {} ({ECS_ROLE_VAR})",
+            reply.status().as_u16(),
+            self.role
+        );
+        let credentials: EcsCredentials = reply
+            .json()
+            .await
+            .with_context(|| format!("reading ECS RAM role {} credentials", self.role))?;
+        Ok(
+            Credentials::new(credentials.access_key_id, credentials.access_key_secret)
+                .with_security_token(credentials.security_token),
+        )
+    }
+
+    /// Re-read the role's credentials every [`ECS_REFRESH`] into `client`.
+    fn keep_fresh(self, client: stackhook_smq::Client) {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ECS_REFRESH).await;
+                match self.fetch().await {
+                    Ok(credentials) => client.set_credentials(credentials),
+                    Err(error) => {
+                        let error = format!("{error:#}");
+                        tracing::warn!(%error, "could not refresh the ECS RAM role's credentials; keeping the current ones");
+                    }
+                }
+            }
+        });
     }
 }
