@@ -674,3 +674,32 @@ async fn an_ecs_ram_role_s_sts_credentials_consume_the_queue() {
     );
     assert!(!provider.logs.dump().contains(KEY_SECRET));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stackhook_mock_ros_runs_a_scenario_through_the_queue() {
+    let smq = Smq::start(QueueConfig::default()).await;
+    let _provider = smq.provider(&[]).await;
+    let scenario = common::fixtures_dir().join("scenarios/echo-lifecycle.yaml");
+    let run = tokio::process::Command::new(common::stackhook_bin())
+        .args(["mock-ros", "run", "--color", "never"])
+        .arg(&scenario)
+        .args(["--queue", ARN, "--queue-endpoint", &smq.emulator.endpoint()])
+        .envs(ENV)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("finishes")
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("smq:ros-requests"), "{stdout}");
+    let stats = smq.emulator.stats(QUEUE).expect("queue");
+    assert!(
+        stats.deleted >= 3,
+        "every step went through the queue: {stats:?}"
+    );
+}

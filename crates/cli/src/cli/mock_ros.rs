@@ -37,6 +37,15 @@ struct RunArgs {
         default_value = "http://127.0.0.1:9000/"
     )]
     url: String,
+    /// Send each request as a message on this SMQ (MNS) queue instead, as ROS
+    /// does for a queue ServiceToken (acs:mns:REGION:ACCOUNT:queues/NAME), to a
+    /// provider started with --mns-queue; signed with ALIBABA_CLOUD_ACCESS_KEY_ID
+    /// and ALIBABA_CLOUD_ACCESS_KEY_SECRET
+    #[arg(long, env = "STACKHOOK_MOCK_ROS_QUEUE", conflicts_with = "url")]
+    queue: Option<String>,
+    /// The queue's endpoint instead of the one its ARN implies (`stackhook mock-api`'s SMQ emulator)
+    #[arg(long, env = "STACKHOOK_MOCK_ROS_QUEUE_ENDPOINT", requires = "queue")]
+    queue_endpoint: Option<String>,
     /// Seconds ROS waits for each answer, overriding the scenario's `timeout`
     #[arg(long, env = "STACKHOOK_MOCK_ROS_TIMEOUT")]
     timeout: Option<f64>,
@@ -77,6 +86,20 @@ pub(crate) async fn run(args: MockRosArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The SMQ queue `arn` names, at `endpoint` or the ARN's own, signed with
+/// the environment's Alibaba Cloud key.
+fn queue(arn: &str, endpoint: Option<&str>) -> anyhow::Result<stackhook_smq::Queue> {
+    let parsed: stackhook_smq::Arn = arn.parse().with_context(|| format!("--queue {arn}"))?;
+    let key = stackhook_cloud::AlibabaCredentials::from_env().context("--queue needs a key")?;
+    let mut credentials =
+        stackhook_smq::Credentials::new(key.access_key_id(), key.access_key_secret());
+    if let Some(token) = key.security_token() {
+        credentials = credentials.with_security_token(token);
+    }
+    let client = stackhook_smq::Client::for_arn(&parsed, endpoint, credentials)?;
+    Ok(client.queue(parsed.name()))
+}
+
 async fn run_scenarios(args: RunArgs) -> anyhow::Result<ExitCode> {
     let color = args.color.enabled();
     // Read every file first, so a typo in the third fails before the first runs.
@@ -102,7 +125,11 @@ async fn run_scenarios(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut all_ok = true;
     for (index, (scenario, lifecycle)) in scenarios.iter().enumerate() {
-        let mut ros = scenario.configure(MockRos::url(&args.url).context("building the mock ROS")?);
+        let target = match &args.queue {
+            Some(arn) => MockRos::queue(queue(arn, args.queue_endpoint.as_deref())?),
+            None => MockRos::url(&args.url),
+        };
+        let mut ros = scenario.configure(target.context("building the mock ROS")?);
         if let Some(timeout) = timeout {
             ros = ros.timeout(timeout);
         }
