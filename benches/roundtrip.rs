@@ -6,7 +6,7 @@
 //! package of the workspace, so the bench runs the release build Cargo put
 //! beside it.
 //!
-//! `STACKHOOK_BENCH_POSTGRES_URL=postgres://…` adds async Echo through the
+//! `ROUNDTRIP_POSTGRES_URL=postgres://…` adds async Echo through the
 //! shared PostgreSQL journal, with one replica and with three, and the
 //! database round trips per answered request (see the `postgres` module).
 //!
@@ -811,7 +811,7 @@ mod queue {
     }
 }
 
-/// The shared PostgreSQL journal's rows, when `STACKHOOK_BENCH_POSTGRES_URL`
+/// The shared PostgreSQL journal's rows, when `ROUNDTRIP_POSTGRES_URL`
 /// names a database this run may use. Async Echo through `stackhook serve
 /// --journal postgres://…` with one replica, and with three on one schema,
 /// the load split evenly over them; all share the machine's cores with the
@@ -827,7 +827,7 @@ mod postgres {
 
     /// The database's URL, if the run is asked for.
     pub(super) fn url() -> Option<String> {
-        std::env::var("STACKHOOK_BENCH_POSTGRES_URL")
+        std::env::var("ROUNDTRIP_POSTGRES_URL")
             .ok()
             .filter(|url| !url.is_empty())
     }

@@ -467,6 +467,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             }
         })
     }
+    /// Requests sent to the database so far, each one round trip, for a
+    /// store that counts them (`stackhook_journal_round_trips` on
+    /// `/metrics`). The default: `None`, an embedded store.
+    fn round_trips(&self) -> Option<u64> {
+        None
+    }
     /// [`Store::purge`], unless another replica is purging right now:
     /// `None` then. Replicas of a shared store never purge at once.
     ///

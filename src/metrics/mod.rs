@@ -134,6 +134,8 @@ pub(crate) struct Metrics {
     pub(crate) waiting: Gauge,
     /// 1 while the journal answers, 0 while it cannot be reached.
     pub(crate) journal_up: prometheus_client::metrics::gauge::Gauge,
+    /// Statements sent to a shared journal's database (set at each scrape).
+    pub(crate) journal_round_trips: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Metrics {
@@ -193,6 +195,7 @@ impl Metrics {
         let waiting = Gauge::default();
         let journal_up = prometheus_client::metrics::gauge::Gauge::<i64>::default();
         journal_up.set(1);
+        let journal_round_trips = prometheus_client::metrics::gauge::Gauge::<i64>::default();
         registry.register(
             "stackhook_requests",
             "Requests answered, by outcome",
@@ -238,6 +241,11 @@ impl Metrics {
             "1 while the journal answers (health checks, lease renewals), 0 while it cannot be reached",
             journal_up.clone(),
         );
+        registry.register(
+            "stackhook_journal_round_trips",
+            "Statements sent to a shared journal's database so far, each one round trip (0 for an embedded journal)",
+            journal_round_trips.clone(),
+        );
         Metrics {
             registry,
             by_type,
@@ -248,6 +256,7 @@ impl Metrics {
             outbox_pending,
             waiting,
             journal_up,
+            journal_round_trips,
         }
     }
 

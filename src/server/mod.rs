@@ -533,6 +533,10 @@ async fn health(runtime: &Runtime) -> hyper::Response<Full<Bytes>> {
 }
 
 fn metrics(runtime: &Runtime, extras: &Extras) -> hyper::Response<Full<Bytes>> {
+    if let Some(trips) = runtime.store.round_trips() {
+        let trips = i64::try_from(trips).unwrap_or(i64::MAX);
+        runtime.metrics.journal_round_trips.set(trips);
+    }
     let text = extras.encode_after(runtime.metrics.encode());
     let mut reply = hyper::Response::new(Full::new(Bytes::from(text)));
     reply.headers_mut().insert(

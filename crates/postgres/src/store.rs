@@ -662,6 +662,10 @@ impl Store for PostgresStore {
         true
     }
 
+    fn round_trips(&self) -> Option<u64> {
+        Some(PostgresStore::round_trips(self))
+    }
+
     fn replica_id(&self) -> &str {
         &self.config.replica_id
     }
