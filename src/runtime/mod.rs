@@ -951,7 +951,7 @@ impl Runtime {
                 "recovering open requests from the journal"
             );
         }
-        self.take_over(open);
+        self.take_over(open).await;
         Ok(())
     }
 
@@ -971,7 +971,7 @@ impl Runtime {
 
     /// Continue work found open (at a start) or claimed from a dead
     /// replica, by the restart policy of each.
-    fn take_over(self: &Arc<Self>, open: Vec<(RequestKey, Record)>) {
+    async fn take_over(self: &Arc<Self>, open: Vec<(RequestKey, Record)>) {
         let restarted = if self.store.is_shared() {
             "the replica running it stopped during the operation"
         } else {
@@ -986,15 +986,9 @@ impl Runtime {
                     // Retried, it would be refused again at every start.
                     let refused = span.in_scope(|| self.delivery.refused(&record.request));
                     if let Some(refused) = refused {
-                        let runtime = Arc::clone(self);
-                        self.tasks.spawn(
-                            async move {
-                                runtime
-                                    .close_undeliverable(&key, &mut record, &refused)
-                                    .await;
-                            }
-                            .instrument(span),
-                        );
+                        self.close_undeliverable(&key, &mut record, &refused)
+                            .instrument(span)
+                            .await;
                         continue;
                     }
                     self.metrics.outbox_pending.inc();
@@ -1496,7 +1490,7 @@ async fn heartbeat(runtime: Weak<Runtime>, stopping: CancellationToken) {
                     count = claimed.len(),
                     "taking over requests of a replica that stopped"
                 );
-                runtime.take_over(claimed);
+                runtime.take_over(claimed).await;
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "could not look for work of stopped replicas"),
