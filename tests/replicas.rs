@@ -441,7 +441,7 @@ async fn until(
 /// Three replicas; the database stopped while a handler runs on one, and
 /// started again: the health check and the `stackhook_journal_up` metric
 /// say so, a new request to another replica gets 503 (and no FAILED
-/// callback), the running handler's answer is written and delivered once
+/// callback; a sync one 503 rather than FAILED in its reply), the running handler's answer is written and delivered once
 /// the database is back (no peer takes the work over meanwhile), and a
 /// retry of the refused request to the third is accepted and answered. No
 /// handler runs twice.
@@ -482,6 +482,15 @@ async fn a_database_outage_refuses_new_requests_and_keeps_running_answers() {
     );
     let refused = create(&sink, "Custom::Echo", "refused", json!({}));
     assert_eq!(post(&b, &refused).await, 503, "not recorded: 503");
+    let sync_refused = create(&sink, "Custom::Echo", "sync-refused", json!({}));
+    let status = client()
+        .post(c.url("/sync"))
+        .json(&sync_refused)
+        .send()
+        .await
+        .map(|reply| reply.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(status, 503, "a sync request not recorded: 503, not FAILED");
     // The slow handler finishes meanwhile; its answer waits for the database.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(

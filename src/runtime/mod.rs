@@ -869,12 +869,27 @@ impl Runtime {
 
     /// Answer in sync mode, within ROS's fixed 10 s wait. A reason that
     /// says time ran out names the limit that did (see [`Runtime::limit`]).
+    #[cfg(test)]
     pub(crate) async fn answer_sync(&self, request: &Arc<Request>) -> Response {
+        match self.try_answer_sync(request).await {
+            Ok(response) => response,
+            Err(error) => Response::failed(
+                request,
+                dispatch::answer_id(request),
+                format!("the provider could not record the request: {error}"),
+            ),
+        }
+    }
+
+    /// [`Runtime::answer_sync`], but a request a shared journal could not
+    /// record (the database is unreachable) is an error, which the
+    /// receiver answers with 503 for ROS to retry, rather than FAILED.
+    pub(crate) async fn try_answer_sync(&self, request: &Arc<Request>) -> Result<Response> {
         let total = self
             .total(request)
             .min(ROS_SYNC_WAIT)
             .saturating_sub(SYNC_REPLY_MARGIN);
-        match self.admit(request, Channel::Sync).await {
+        Ok(match self.admit(request, Channel::Sync).await {
             Ok(Admission::Owner(key, record, _)) => {
                 match self
                     .drive(key, record, None, total, true, Extras::default())
@@ -906,12 +921,13 @@ impl Runtime {
                 .map_or_else(|| still_running(request), Arc::unwrap_or_clone),
             Ok(Admission::Elsewhere) => still_running(request),
             Ok(Admission::Overloaded(_, _, response)) => Arc::unwrap_or_clone(response),
+            Err(error) if self.store.is_shared() => return Err(error),
             Err(error) => Response::failed(
                 request,
                 dispatch::answer_id(request),
                 format!("the provider could not record the request: {error}"),
             ),
-        }
+        })
     }
 
     /// Send FAILED for a body that was not a valid request but names its

@@ -463,7 +463,24 @@ async fn sync_mode(
     match Intake::parse(&body) {
         Intake::Request(request) => {
             let span = Runtime::span(&request);
-            let response = runtime.answer_sync(&request).instrument(span.clone()).await;
+            let response = match runtime
+                .try_answer_sync(&request)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(response) => response,
+                // A shared journal that cannot be reached: not recorded, so
+                // not run; ROS retries a 503.
+                Err(error) => {
+                    span.in_scope(|| {
+                        tracing::warn!(%error, "could not journal the sync request; answering 503 for ROS to retry");
+                    });
+                    return json_reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": error.to_string(), "requestId": request.request_id}),
+                    );
+                }
+            };
             span.in_scope(|| {
                 tracing::info!(status = response.status.as_str(), "answered in the reply")
             });
