@@ -576,6 +576,8 @@ impl MockApi {
         let mut child = tokio::process::Command::new(common::stackhook_bin())
             .arg("mock-api")
             .args(["--listen", "127.0.0.1:0"])
+            // Its SMQ emulator too on a free port, never the fixed default.
+            .args(["--smq-listen", "127.0.0.1:0"])
             .args(args)
             .env_clear()
             .stdout(Stdio::piped())
@@ -597,12 +599,20 @@ impl MockApi {
         (mock, url)
     }
 
+    /// The next line about an API call or the API emulator: the SMQ
+    /// emulator's start-up lines (one per queue) are not what these tests
+    /// read.
     async fn line(&mut self) -> String {
-        tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
-            .await
-            .expect("a line within 30 s")
-            .expect("read stdout")
-            .expect("stdout open")
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
+                .await
+                .expect("a line within 30 s")
+                .expect("read stdout")
+                .expect("stdout open");
+            if !line.starts_with("SMQ emulator on ") {
+                return line;
+            }
+        }
     }
 }
 
