@@ -208,6 +208,21 @@ pub async fn write_every_kind(store: &dyn Store) {
     }
 }
 
+/// Whether every record [`write_every_kind`] wrote has reached `store` at
+/// its last stage yet: for a reader that is another process or replica,
+/// which sees the writes only once they are committed. Polled until true,
+/// then [`holds_every_kind`] checks the rest.
+pub async fn every_kind_has_arrived(store: &dyn Store) -> bool {
+    for name in KINDS {
+        let (key, _) = kind(name);
+        match store.get(&key).await.expect("get") {
+            Some(held) if held.stage == final_stage(name) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Whether `store` holds every write [`write_every_kind`] made: each
 /// record at its last stage, on its channel, and only the running and
 /// polling ones open.

@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stackhook::journal::{Acceptance, Channel, Record, RequestKey, Stage, Store, contract};
-use stackhook::response::{Data, Response};
+use stackhook::journal::{Channel, Stage, Store, contract};
+use stackhook::response::Response;
 
 use common::record;
 
@@ -71,124 +71,28 @@ async fn concurrent_accepts_across_replicas_insert_once() {
     common::drop_schema(&url, &schema).await;
 }
 
-/// The keys `write_every_kind` writes, as in the core's contract.
-const KINDS: [&str; 5] = [
-    "kind-accepted",
-    "kind-polling",
-    "kind-delivered-from-the-outbox",
-    "kind-rerun-answer",
-    "kind-sync-reply",
-];
-
-fn kind(i: usize) -> (RequestKey, Record) {
-    let channel = if KINDS[i] == "kind-sync-reply" {
-        Channel::Sync
-    } else {
-        Channel::Async
-    };
-    record(KINDS[i], channel)
-}
-
-fn final_stage(i: usize) -> Stage {
-    let (_, record) = kind(i);
-    match KINDS[i] {
-        "kind-accepted" => Stage::Running,
-        "kind-polling" => Stage::Polling {
-            state: serde_json::json!({"step": 1}),
-            next_poll_at_ms: 1_000,
-            attempt: 1,
-            data: Data::new(),
-            physical_resource_id: Some("pid".into()),
-        },
-        _ => Stage::Answered {
-            response: Arc::new(Response::success(&record.request, "pid", Data::new())),
-            delivered: true,
-        },
-    }
-}
-
 /// Every kind of write whose loss would change an answer, made as the
-/// runtime makes them, ending with writes nobody waits for and no flush:
-/// another replica (a second store) reads all of them soon after, so they
-/// were committed without a durable write to carry them.
+/// runtime makes them, ending with writes nobody waits for and no flush
+/// (`contract::write_every_kind`): another replica (a second store) reads
+/// all of them soon after, so they were committed without a durable write
+/// to carry them.
 #[tokio::test]
 async fn unawaited_writes_reach_the_database_without_a_flush() {
     let Some(url) = common::url() else { return };
     let schema = common::schema("every_kind");
     let store = common::store(&url, &schema, "a").await;
-    let mut later = Vec::new();
-    for (i, name) in KINDS.iter().enumerate() {
-        let (key, mut record) = kind(i);
-        match store.accept_early(&key, &record).await.expect("accept") {
-            Acceptance::Inserted(durable) => durable.await.expect("durable"),
-            Acceptance::Existing(_) => panic!("{key} was new"),
-        }
-        match final_stage(i) {
-            Stage::Running => {}
-            stage @ Stage::Polling { .. } => {
-                record.stage = stage;
-                store.put(&key, &record).await.expect("put");
-            }
-            Stage::Answered { response, .. } => {
-                if *name == "kind-delivered-from-the-outbox" {
-                    record.stage = Stage::Answered {
-                        response: Arc::clone(&response),
-                        delivered: false,
-                    };
-                    store.put(&key, &record).await.expect("outbox");
-                }
-                record.stage = Stage::Answered {
-                    response,
-                    delivered: true,
-                };
-                later.push((key, record));
-            }
-        }
-    }
-    for (key, record) in &later {
-        if key.request_id == "kind-delivered-from-the-outbox" {
-            let Stage::Answered { response, .. } = &record.stage else {
-                unreachable!("answered above");
-            };
-            let body = response.to_body();
-            store
-                .put_delivered(key, record, &body)
-                .await
-                .expect("marked");
-        } else {
-            store.put_eventually(key, record).await.expect("queued");
-        }
-    }
+    contract::write_every_kind(&store).await;
     let reader = common::store(&url, &schema, "b").await;
     // Far above LINGER plus a commit; the loop ends as soon as they are in.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut all = true;
-        for i in 0..KINDS.len() {
-            let (key, expected) = kind(i);
-            let held = reader.get(&key).await.expect("get");
-            let held = held.unwrap_or_else(|| panic!("{key} lost"));
-            assert_eq!(held.channel, expected.channel, "{key}");
-            all &= held.stage == final_stage(i);
-        }
-        if all {
-            break;
-        }
+    while !contract::every_kind_has_arrived(&reader).await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "unawaited writes were never committed"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let mut open: Vec<String> = reader
-        .open_records()
-        .await
-        .expect("open")
-        .into_iter()
-        .map(|(key, _)| key.request_id)
-        .collect();
-    open.sort();
-    assert_eq!(open, ["kind-accepted", "kind-polling"]);
+    contract::holds_every_kind(&reader).await;
     common::drop_schema(&url, &schema).await;
 }
 
