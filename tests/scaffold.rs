@@ -84,6 +84,10 @@ fn next_steps(printed: &str) -> (Vec<Step>, Vec<String>) {
 #[test]
 fn scaffolded_provider_passes_its_own_tests_offline() {
     let Some(cargo) = cargo() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "cargo is not available, and CI must run this test"
+        );
         eprintln!("skipped: cargo is not available here");
         return;
     };
@@ -115,34 +119,50 @@ fn scaffolded_provider_passes_its_own_tests_offline() {
     ] {
         assert!(project.join(file).is_file(), "{file} was not generated");
     }
-    // The core in dependencies, the kit in dev-dependencies, both from this
-    // checkout; production journals to disk.
+    // The core in dependencies, the kit in dev-dependencies, both copied
+    // from this checkout into vendor/; production journals to disk.
     let manifest = std::fs::read_to_string(project.join("Cargo.toml")).expect("Cargo.toml");
     let (normal, dev) = manifest
         .split_once("[dev-dependencies]")
         .expect("dev-dependencies");
-    let root = checkout.display().to_string();
-    assert!(
-        normal.contains(&format!("stackhook = {{ path = \"{root}\" }}")),
-        "{normal}"
-    );
+    assert!(normal.contains("stackhook = \"0.1"), "{normal}");
     assert!(!normal.contains("stackhook-testing"), "{normal}");
-    assert!(
-        dev.contains(&format!(
-            "stackhook-testing = {{ path = \"{root}/crates/testing\" }}"
-        )),
-        "{dev}"
-    );
+    assert!(dev.contains("stackhook-testing = \"0.1"), "{dev}");
+    for name in ["stackhook", "stackhook-smq", "stackhook-testing"] {
+        let vendored =
+            std::fs::read_to_string(project.join("vendor").join(name).join("Cargo.toml"))
+                .unwrap_or_else(|e| panic!("vendor/{name}/Cargo.toml: {e}"));
+        assert!(!vendored.contains("workspace = true"), "{vendored}");
+        assert!(
+            dev.contains(&format!("{name} = {{ path = \"vendor/{name}\" }}")),
+            "{dev}"
+        );
+    }
     let main = std::fs::read_to_string(project.join("src/main.rs")).expect("main.rs");
     assert!(main.contains("JournalMode::Disk"), "{main}");
-    // Its Dockerfile gets the checkout as a named build context, at the path
-    // the dependencies name.
+    // Its Dockerfile copies the project alone, and .dockerignore keeps what
+    // the build needs.
     let dockerfile = std::fs::read_to_string(project.join("Dockerfile")).expect("Dockerfile");
     assert!(
-        dockerfile.contains(&format!("--build-context stackhook={root}"))
-            && dockerfile.contains(&format!("COPY --from=stackhook . {root}")),
+        dockerfile.contains("docker build -t demo-provider ."),
         "{dockerfile}"
     );
+    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ")) {
+        assert!(
+            line == "COPY . ." || line.starts_with("COPY --from=build "),
+            "the image copies something from outside its context: {line}"
+        );
+    }
+    let dockerignore =
+        std::fs::read_to_string(project.join(".dockerignore")).expect(".dockerignore");
+    for needed in ["vendor", "Cargo", "src", "tests"] {
+        assert!(
+            !dockerignore
+                .lines()
+                .any(|l| l.trim_start_matches('/').starts_with(needed)),
+            ".dockerignore leaves out {needed}: {dockerignore}"
+        );
+    }
 
     // A second run must not overwrite the project.
     let again = Command::new(&stackhook)
@@ -174,6 +194,34 @@ fn scaffolded_provider_passes_its_own_tests_offline() {
         ),
     )
     .expect("PATH");
+
+    // Every crate the project builds from a path is inside it: the project
+    // needs nothing of the checkout, which is what makes its directory a
+    // complete `docker build` context.
+    let metadata = Command::new(&cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo metadata");
+    assert!(metadata.status.success(), "{}", text(&metadata));
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&metadata.stdout).expect("metadata JSON");
+    let inside = project.canonicalize().expect("the project");
+    let local: Vec<&str> = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter(|p| p["source"].is_null())
+        .map(|p| p["manifest_path"].as_str().expect("manifest_path"))
+        .collect();
+    assert_eq!(local.len(), 4, "{local:?}");
+    for manifest in local {
+        assert!(
+            Path::new(manifest).starts_with(&inside),
+            "{manifest} is outside the project"
+        );
+    }
 
     let mut cwd = dir.path().to_path_buf();
     let mut provider: Option<Provider> = None;

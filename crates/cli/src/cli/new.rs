@@ -1,7 +1,7 @@
 //! `stackhook new`: scaffold a provider crate from the files in `templates/provider/`.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -13,7 +13,7 @@ pub(crate) struct NewArgs {
     /// Where to create it [default: ./NAME]
     #[arg(long)]
     path: Option<PathBuf>,
-    /// Depend on the stackhook crates in this checkout [default: the checkout this binary was built from]
+    /// Copy the stackhook crates into the project's vendor/ from this checkout [default: the checkout this binary was built from]
     #[arg(long, value_name = "PATH", conflicts_with = "stackhook_git")]
     stackhook_path: Option<PathBuf>,
     /// Depend on the stackhook crates in this git repository instead of a checkout
@@ -76,11 +76,18 @@ const FILES: &[(&str, &str)] = &[
 /// crates are when the binary runs on the machine that built it.
 const BUILT_FROM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
+/// The workspace's crates a generated project builds with, copied into its
+/// `vendor/`: the core, the kit (a dev-dependency), and the SMQ crate the kit
+/// depends on. The scaffold test builds a project, which proves the list
+/// complete.
+const VENDORED: &[&str] = &["stackhook", "stackhook-smq", "stackhook-testing"];
+
 /// Where the generated project gets the stackhook crates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
-    /// A checkout of the workspace: the core at its root, the kit in
-    /// `crates/testing`.
+    /// Packaged from a checkout of the workspace into the project's
+    /// `vendor/`, so the project (and `docker build` in it) needs nothing
+    /// outside its own directory.
     Checkout(PathBuf),
     /// A git repository holding the workspace.
     Git(String),
@@ -115,25 +122,132 @@ impl Source {
         }
     }
 
-    /// The dependency lines' value for `package`, found at `dir` in a
-    /// checkout (`""` for the root).
-    fn dependency(&self, dir: &str) -> String {
+    /// The dependency lines' value for `package`.
+    fn dependency(&self) -> String {
+        match self {
+            // The version the vendored copy has; `[patch.crates-io]` points
+            // it at `vendor/`.
+            Source::Checkout(_) => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
+            Source::Git(url) => format!("{{ git = {} }}", toml_string(url)),
+        }
+    }
+
+    /// The manifest's `[patch.crates-io]` section: each vendored crate by
+    /// its path, which is also how the vendored crates find each other.
+    fn patch(&self) -> String {
         match self {
             Source::Checkout(root) => {
-                let path = if dir.is_empty() {
-                    root.clone()
-                } else {
-                    root.join(dir)
-                };
-                format!("{{ path = {} }}", toml_string(&path.to_string_lossy()))
+                let mut section = format!(
+                    "\n# The stackhook crates, packaged from {} into vendor/ by\n\
+                     # `stackhook new`. They name each other by version; these lines point\n\
+                     # every one of them here.\n\
+                     [patch.crates-io]\n",
+                    root.display()
+                );
+                for name in VENDORED {
+                    section.push_str(&format!("{name} = {{ path = \"vendor/{name}\" }}\n"));
+                }
+                section
             }
-            Source::Git(url) => format!("{{ git = {} }}", toml_string(url)),
+            Source::Git(_) => String::new(),
         }
     }
 }
 
 fn is_checkout(path: &Path) -> bool {
     path.join("Cargo.toml").is_file() && path.join("crates/testing/Cargo.toml").is_file()
+}
+
+/// Copies the [`VENDORED`] crates of the checkout at `root` into
+/// `project/vendor/NAME/`, as `cargo package` makes them: only the files a
+/// published crate holds, and a manifest that stands alone (no workspace
+/// inheritance, sibling crates by version).
+fn vendor(root: &Path, project: &Path) -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut package = Command::new(&cargo);
+    package
+        .current_dir(root)
+        .args(["package", "--no-verify", "--allow-dirty", "--quiet"])
+        .arg("--target-dir")
+        .arg(scratch.path());
+    for name in VENDORED {
+        package.args(["--package", name]);
+    }
+    let output = package.output().with_context(|| {
+        format!(
+            "running `{} package` to copy the stackhook crates (is cargo on PATH?)",
+            Path::new(&cargo).display()
+        )
+    })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|line| !line.starts_with("warning: ignoring"))
+            .collect();
+        anyhow::bail!(
+            "`cargo package` could not package the stackhook crates in {}:\n{}",
+            root.display(),
+            errors.join("\n")
+        );
+    }
+    let packaged = scratch.path().join("package");
+    let vendor = project.join("vendor");
+    for name in VENDORED {
+        let archive = crate_file(&packaged, name)?;
+        let file = std::fs::File::open(&archive)
+            .with_context(|| format!("opening {}", archive.display()))?;
+        tar::Archive::new(flate2::read::GzDecoder::new(file))
+            .unpack(scratch.path())
+            .with_context(|| format!("unpacking {}", archive.display()))?;
+        // The archive holds one directory, NAME-VERSION.
+        let unpacked = scratch
+            .path()
+            .join(archive.file_stem().context("a .crate file has a name")?);
+        std::fs::create_dir_all(&vendor)
+            .with_context(|| format!("creating {}", vendor.display()))?;
+        copy_tree(&unpacked, &vendor.join(name))?;
+    }
+    Ok(())
+}
+
+/// The `NAME-VERSION.crate` file `cargo package` wrote for `name`.
+fn crate_file(packaged: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let entries =
+        std::fs::read_dir(packaged).with_context(|| format!("reading {}", packaged.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        let Some(stem) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let version = stem
+            .strip_suffix(".crate")
+            .and_then(|s| s.strip_prefix(name))
+            .and_then(|s| s.strip_prefix('-'));
+        if version.is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit())) {
+            return Ok(path);
+        }
+    }
+    anyhow::bail!("`cargo package` made no .crate file for {name}")
+}
+
+/// Copies the directory `from` to `to`, which must not exist yet (a rename
+/// would fail across file systems, and the scratch directory may be on
+/// another one).
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("writing {}", target.display()))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
@@ -170,6 +284,9 @@ pub(crate) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
         }
         std::fs::write(&target, render(template, &values))
             .with_context(|| format!("writing {}", target.display()))?;
+    }
+    if let Source::Checkout(root) = &values.source {
+        vendor(root, &dir)?;
     }
     println!(
         "Created the provider `{}` ({}) in {}",
@@ -210,42 +327,25 @@ struct Values {
 }
 
 fn render(template: &str, values: &Values) -> String {
-    let (docker_build, docker_copy) = match &values.source {
-        // The checkout goes to its own absolute path inside the image too,
-        // so the path dependencies resolve there as they do here.
-        Source::Checkout(root) => (
-            format!(
-                "# The stackhook crates come from a checkout, given as the `stackhook` build\n\
-                 # context:\n\
-                 #   docker build --build-context stackhook={root} -t {name} .",
-                root = root.display(),
-                name = values.name
-            ),
-            format!("COPY --from=stackhook . {}\n", root.display()),
-        ),
-        Source::Git(_) => (
-            format!(
-                "# The stackhook crates are fetched from git during the build:\n\
-                 #   docker build -t {name} .",
-                name = values.name
-            ),
-            String::new(),
-        ),
-    };
     let install = match &values.source {
         Source::Checkout(root) => {
             format!("cargo install --path {}", root.join("crates/cli").display())
         }
         Source::Git(url) => format!("cargo install --git {url} stackhook-cli"),
     };
+    let origin = match &values.source {
+        Source::Checkout(root) => format!(
+            "a copy of the crates in {}, in `vendor/`, so the project and its\n\
+             image build from this directory alone",
+            root.display()
+        ),
+        Source::Git(url) => format!("{url}, fetched by cargo (and by `docker build`)"),
+    };
     template
-        .replace("{{stackhook_dep}}", &values.source.dependency(""))
-        .replace(
-            "{{stackhook_testing_dep}}",
-            &values.source.dependency("crates/testing"),
-        )
-        .replace("{{docker_build_command}}", &docker_build)
-        .replace("{{docker_copy_stackhook}}", &docker_copy)
+        .replace("{{stackhook_dep}}", &values.source.dependency())
+        .replace("{{stackhook_testing_dep}}", &values.source.dependency())
+        .replace("{{stackhook_patch}}", &values.source.patch())
+        .replace("{{stackhook_origin}}", &origin)
         .replace("{{install_stackhook}}", &install)
         .replace("{{crate_name}}", &values.crate_name)
         .replace("{{resource_type}}", &values.resource_type)
@@ -343,25 +443,74 @@ mod tests {
     #[test]
     fn the_core_in_dependencies_and_the_kit_in_dev_dependencies() {
         let cargo = FILES[0].1;
-        let by_path = render(cargo, &values(Source::Checkout("/src/stack\\hook".into())));
-        let (normal, dev) = by_path
+        let vendored = render(cargo, &values(Source::Checkout("/src/stack\\hook".into())));
+        let (normal, dev) = vendored
             .split_once("[dev-dependencies]")
             .expect("dev-dependencies");
+        let version = env!("CARGO_PKG_VERSION");
         assert!(
-            normal.contains(r#"stackhook = { path = "/src/stack\\hook" }"#),
+            normal.contains(&format!("stackhook = \"{version}\"")),
             "{normal}"
         );
         assert!(!normal.contains("stackhook-testing"), "{normal}");
+        let (dev, patch) = dev
+            .split_once("[patch.crates-io]")
+            .expect("a patch section");
         assert!(
-            dev.contains(r#"stackhook-testing = { path = "/src/stack\\hook/crates/testing" }"#),
+            dev.contains(&format!("stackhook-testing = \"{version}\"")),
             "{dev}"
         );
+        // Every vendored crate is patched to its copy inside the project.
+        for name in VENDORED {
+            assert!(
+                patch.contains(&format!("\n{name} = {{ path = \"vendor/{name}\" }}")),
+                "{patch}"
+            );
+        }
         let by_git = render(cargo, &values(Source::Git("https://git.example/s".into())));
         assert!(
             by_git.contains(r#"stackhook = { git = "https://git.example/s" }"#),
             "{by_git}"
         );
         assert!(by_git.contains(r#"stackhook-testing = { git = "https://git.example/s" }"#));
+        assert!(!by_git.contains("[patch"), "{by_git}");
+    }
+
+    #[test]
+    fn the_dockerfile_builds_from_the_project_alone() {
+        for source in [
+            Source::Checkout("/src/sh".into()),
+            Source::Git("https://git.example/s".into()),
+        ] {
+            let dockerfile = render(FILES[4].1, &values(source));
+            assert!(
+                dockerfile.contains("docker build -t dns-record ."),
+                "{dockerfile}"
+            );
+            assert!(!dockerfile.contains("--build-context"), "{dockerfile}");
+            assert!(!dockerfile.contains("/src/sh"), "{dockerfile}");
+        }
+    }
+
+    #[test]
+    fn a_crate_file_is_found_by_its_exact_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for file in [
+            "stackhook-smq-0.1.0.crate",
+            "stackhook-0.2.0.crate",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(file), "").expect("write");
+        }
+        let core = crate_file(dir.path(), "stackhook").expect("the core");
+        assert!(
+            core.ends_with("stackhook-0.2.0.crate"),
+            "{}",
+            core.display()
+        );
+        let smq = crate_file(dir.path(), "stackhook-smq").expect("smq");
+        assert!(smq.ends_with("stackhook-smq-0.1.0.crate"));
+        assert!(crate_file(dir.path(), "stackhook-testing").is_err());
     }
 
     #[test]
