@@ -59,6 +59,13 @@ pub const DEFAULT_MAX_QUEUE: usize = 10_000;
 /// one lease plus one scan.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(3);
 
+/// How often a replica of a shared journal looks for work to claim: polls
+/// that came due (parked work may be polled by any live replica, so
+/// long-running work is shared out) and the work of replicas whose leases
+/// ran out. A due poll waits at most this long for a replica, beyond its
+/// own delay; each scan is one short statement.
+pub const DEFAULT_CLAIM_SCAN: Duration = Duration::from_secs(1);
+
 /// What to do with a request that was running when the provider died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
@@ -230,8 +237,10 @@ pub struct Config {
     pub(crate) type_concurrency: HashMap<String, usize>,
     pub(crate) max_queue: usize,
     pub(crate) restart_policies: HashMap<String, RestartPolicy>,
-    /// Lease renewal and takeover scan period, for a shared journal.
+    /// Lease renewal period, for a shared journal.
     pub(crate) heartbeat: Duration,
+    /// Claim scan period (due polls, expired leases), for a shared journal.
+    pub(crate) claim_scan: Duration,
     /// Authentication, callback guard and limits (setters in `security`).
     pub(crate) security: crate::security::SecurityConfig,
 }
@@ -255,6 +264,7 @@ impl Default for Config {
             max_queue: DEFAULT_MAX_QUEUE,
             restart_policies: HashMap::new(),
             heartbeat: DEFAULT_HEARTBEAT,
+            claim_scan: DEFAULT_CLAIM_SCAN,
             security: crate::security::SecurityConfig::default(),
         }
     }
@@ -373,11 +383,20 @@ impl Config {
     }
 
     /// How often a replica of a shared journal ([`JournalMode::Shared`])
-    /// renews its leases and claims work whose lease ran out (default
-    /// [`DEFAULT_HEARTBEAT`]); keep it under a third of the lease.
+    /// renews its leases (default [`DEFAULT_HEARTBEAT`]); keep it under a
+    /// third of the lease.
     #[must_use]
     pub fn heartbeat(mut self, every: Duration) -> Self {
         self.heartbeat = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How often a replica of a shared journal claims due polls and the
+    /// work of replicas whose leases ran out (default
+    /// [`DEFAULT_CLAIM_SCAN`]); never less often than it renews.
+    #[must_use]
+    pub fn claim_scan(mut self, every: Duration) -> Self {
+        self.claim_scan = every.max(Duration::from_millis(10));
         self
     }
 

@@ -331,6 +331,50 @@ pub async fn a_write_takes_a_released_record(store: &dyn Store) {
     assert_eq!(store.get(&key).await.expect("get"), Some(rec));
 }
 
+/// `record` waiting for a poll due at `next_poll_at_ms`.
+fn polling(record: &Record, next_poll_at_ms: u64) -> Record {
+    let mut record = record.clone();
+    record.stage = Stage::Polling {
+        state: serde_json::json!({"step": 1}),
+        next_poll_at_ms,
+        attempt: 1,
+        data: Data::new(),
+        physical_resource_id: None,
+    };
+    record
+}
+
+/// A parked record is written either way. A store that gives it up
+/// (`park` returns `true`) lets a claim take it only once its poll is due,
+/// at a higher epoch; one that keeps it holds it like any other record.
+pub async fn parked_work_is_claimed_when_due(store: &dyn Store) {
+    let (key, rec) = record("parked");
+    store.accept(&key, &rec).await.expect("accept");
+    let later = polling(&rec, super::now_ms() + 3_600_000);
+    let released = store.park(&key, &later).await.expect("park");
+    assert_eq!(store.get(&key).await.expect("get"), Some(later.clone()));
+    assert!(is_open(store, &key).await, "parked work is open");
+    let claims = store.claim(10_000).await.expect("claim");
+    assert_eq!(claimed(&claims, &key), None, "not due: nobody claims it");
+    if !released {
+        assert!(store.renew().await.expect("renew") >= 1, "kept: held");
+        return;
+    }
+    // Parked again, due now (a write takes a free record): claimed once.
+    let due = polling(&rec, super::now_ms().saturating_sub(1));
+    assert!(store.park(&key, &due).await.expect("park again"));
+    let claims = store.claim(10_000).await.expect("claim");
+    let epoch = claimed(&claims, &key).expect("a due parked record is claimed");
+    assert!(epoch >= 2, "a claim raises the epoch (got {epoch})");
+    let claim = claims.iter().find(|c| c.key == key).expect("claimed");
+    assert_eq!(claim.record, due);
+    let again = store.claim(10_000).await.expect("claim again");
+    assert_eq!(claimed(&again, &key), None, "claimed once");
+    let mut done = due.clone();
+    done.stage = answered(&done, true);
+    store.put(&key, &done).await.expect("the claimer answers");
+}
+
 /// Waiting for an answer returns it once it is written, and `None` when
 /// none comes in time or there is no such record.
 pub async fn wait_for_answer_returns_the_answer_or_none(store: &dyn Store) {
@@ -382,6 +426,7 @@ pub async fn all(store: &dyn Store) {
     accepted_records_are_held(store).await;
     released_records_are_claimed_once_at_a_higher_epoch(store).await;
     a_write_takes_a_released_record(store).await;
+    parked_work_is_claimed_when_due(store).await;
     wait_for_answer_returns_the_answer_or_none(store).await;
     try_purge_purges_old_closed_records(store).await;
 }
@@ -412,6 +457,30 @@ pub async fn peers_fence_each_other(a: &dyn Store, b: &dyn Store) {
     };
     b.put(&key, &fresh).await.expect("b owns it");
     assert_eq!(b.get(&key).await.expect("get"), Some(fresh));
+}
+
+/// A poll `a` parked is claimed by `b` once due, and `a` is fenced from it
+/// from then on. For stores that give parked work up.
+pub async fn a_peer_claims_a_parked_poll_when_due(a: &dyn Store, b: &dyn Store) {
+    let (key, rec) = record("parked-peer");
+    a.accept(&key, &rec).await.expect("accept");
+    let soon = polling(&rec, super::now_ms() + 300);
+    assert!(a.park(&key, &soon).await.expect("park"), "a gives it up");
+    assert_eq!(
+        claimed(&b.claim(10_000).await.expect("claim"), &key),
+        None,
+        "not due yet"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let claims = b.claim(10_000).await.expect("claim");
+    assert!(claimed(&claims, &key).expect("claimed by b once due") >= 2);
+    let mut late = soon.clone();
+    late.stage = answered(&late, false);
+    let error = a.put(&key, &late).await.expect_err("a is fenced");
+    assert!(error.is_fenced(), "a typed fence, not {error}");
+    let mut done = soon.clone();
+    done.stage = answered(&done, false);
+    b.put(&key, &done).await.expect("b owns it");
 }
 
 /// A sync answer `a` writes reaches a waiter on `b`.

@@ -376,6 +376,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let _ = body;
         self.put_eventually(key, record)
     }
+    /// Write `record`, whose work waits for its next poll
+    /// ([`Stage::Polling`]), and give it up until that poll is due, so that
+    /// long-running work is shared out: from then on any replica of a
+    /// shared store may [`Store::claim`] it and run the poll, this one
+    /// included. Returns whether the store gave it up; `false` means this
+    /// replica keeps it and runs the poll itself. Only for work polled in
+    /// the background, never for a poll a caller waits on in-process (a
+    /// sync reply, a Function Compute invocation).
+    ///
+    /// Durability: as [`Store::put`].
+    ///
+    /// The default is [`Store::put`], keeping the record: a store with one
+    /// owner has nobody to share the work with.
+    fn park<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            self.put(key, record).await?;
+            Ok(false)
+        })
+    }
     /// Make every earlier write durable. Called at shutdown.
     ///
     /// Durability: every write made before the call survives a crash once
@@ -408,7 +427,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         "local"
     }
     /// Take up to `limit` open records that no live owner holds (their
-    /// lease ran out, or they were released), oldest first, each at an
+    /// lease ran out, or they were released; a parked record
+    /// ([`Store::park`]) once its poll is due), oldest first, each at an
     /// epoch higher than before; a shared store skips rows another
     /// replica is claiming at the same moment, so claimers split the work.
     /// The caller then owns them and follows the restart policy for each.

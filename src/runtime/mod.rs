@@ -497,13 +497,31 @@ impl Runtime {
                 data: next.data.clone(),
                 physical_resource_id: next.physical_resource_id.clone(),
             };
-            if let Err(error) = self.store.put(&key, &record).await {
-                if error.is_fenced() {
+            // Background work is parked: a shared journal then lets any
+            // live replica claim its next poll once due. A poll that a
+            // caller waits on here (inline) stays in this process.
+            let written = if inline {
+                self.store.put(&key, &record).await.map(|()| false)
+            } else {
+                self.store.park(&key, &record).await
+            };
+            match written {
+                Ok(true) => {
+                    tracing::debug!(
+                        after_ms = next.after.as_millis() as u64,
+                        "work parked in the shared journal; the replica that claims it when due runs the next poll"
+                    );
+                    self.running().remove(&key);
+                    return None;
+                }
+                Ok(false) => {}
+                Err(error) if error.is_fenced() => {
                     tracing::warn!(%error, "another replica took the request over; this one stops working on it");
                     self.running().remove(&key);
                     return None;
                 }
-                tracing::error!(%error, "could not journal the handler's progress");
+                // Kept here and polled here, as the store still has it.
+                Err(error) => tracing::error!(%error, "could not journal the handler's progress"),
             }
             if !inline {
                 self.metrics.waiting.inc();
@@ -1459,57 +1477,80 @@ async fn scheduler(
     }
 }
 
-/// On a shared journal: renews this replica's leases and claims the work
-/// of replicas whose leases ran out, every `Config::heartbeat`. Renewing
-/// goes on through a graceful stop (work finishing in the grace period
-/// stays this replica's); claiming stops with it.
+/// On a shared journal: renews this replica's leases every
+/// `Config::heartbeat`, and every `Config::claim_scan` claims the work no
+/// live replica holds: polls parked until due (so any live replica may run
+/// one), work released by a replica that stopped, and the work of replicas
+/// whose leases ran out. Renewing goes on through a graceful stop (work
+/// finishing in the grace period stays this replica's); claiming stops
+/// with it.
 async fn heartbeat(runtime: Weak<Runtime>, stopping: CancellationToken) {
-    // Heartbeats left before claiming again, after a renewal failed: once
-    // the database is back, every replica first renews what it holds (its
-    // leases may have run out meanwhile) before any claims others' work.
-    let mut quiet = 0u32;
+    let mut next_renewal = Instant::now();
+    // After the journal was unreachable, no claims until every live replica
+    // has had time to renew what it holds (its leases may have run out
+    // meanwhile): a heartbeat or two.
+    let mut claims_from = Instant::now();
     loop {
-        let every = match runtime.upgrade() {
-            Some(runtime) => runtime.config.heartbeat,
+        let (every, scan) = match runtime.upgrade() {
+            Some(runtime) => (runtime.config.heartbeat, runtime.config.claim_scan),
             None => return,
         };
-        tokio::time::sleep(every).await;
+        // Jittered (±50%), so replicas' scans do not line up: a poll that
+        // comes due goes to whichever scans first, which is then any of them.
+        let scan = scan.min(every).mul_f64(rand::random_range(0.5..1.5));
+        let wake = (Instant::now() + scan).min(next_renewal.max(Instant::now()));
+        tokio::time::sleep_until(wake).await;
         let Some(runtime) = runtime.upgrade() else {
             return;
         };
-        match runtime.store.renew().await {
-            Ok(_) => {
-                if runtime.metrics.journal_up.get() == 0 {
-                    tracing::info!("the journal answers again");
+        let now = Instant::now();
+        if now >= next_renewal {
+            next_renewal = now + every;
+            match runtime.store.renew().await {
+                Ok(_) => {
+                    if runtime.metrics.journal_up.get() == 0 {
+                        tracing::info!("the journal answers again");
+                    }
+                    runtime.metrics.journal_up.set(1);
                 }
-                runtime.metrics.journal_up.set(1);
-            }
-            Err(error) => {
-                if runtime.metrics.journal_up.get() == 1 {
-                    tracing::error!(%error, "the journal cannot be reached: new requests get 503, answers wait to be written");
+                Err(error) => {
+                    if runtime.metrics.journal_up.get() == 1 {
+                        tracing::error!(%error, "the journal cannot be reached: new requests get 503, answers wait to be written");
+                    }
+                    runtime.metrics.journal_up.set(0);
+                    claims_from = Instant::now() + every * CLAIM_QUIET_HEARTBEATS;
+                    continue;
                 }
-                runtime.metrics.journal_up.set(0);
-                quiet = CLAIM_QUIET_HEARTBEATS;
-                continue;
             }
         }
-        if stopping.is_cancelled() {
-            continue;
-        }
-        if quiet > 0 {
-            quiet -= 1;
+        if stopping.is_cancelled() || Instant::now() < claims_from {
             continue;
         }
         match runtime.claim_free().await {
             Ok(claimed) if !claimed.is_empty() => {
-                tracing::info!(
-                    count = claimed.len(),
-                    "taking over requests of a replica that stopped"
-                );
+                let polls = claimed
+                    .iter()
+                    .filter(|(_, record)| matches!(record.stage, Stage::Polling { .. }))
+                    .count();
+                if polls > 0 {
+                    tracing::debug!(count = polls, "claimed due polls");
+                }
+                if claimed.len() > polls {
+                    tracing::info!(
+                        count = claimed.len() - polls,
+                        "taking over requests of a replica that stopped"
+                    );
+                }
                 runtime.take_over(claimed).await;
             }
             Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "could not look for work of stopped replicas"),
+            Err(error) => {
+                // Said once per outage; the renewal reports the outage.
+                if runtime.metrics.journal_up.get() == 1 {
+                    tracing::warn!(%error, "could not look for work to claim");
+                }
+                claims_from = Instant::now() + every;
+            }
         }
     }
 }

@@ -23,11 +23,18 @@ struct Migration {
 
 /// Every migration, in order. Append only: a released migration never
 /// changes, since databases have recorded it as applied.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "records",
-    sql: include_str!("../migrations/0001_records.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "records",
+        sql: include_str!("../migrations/0001_records.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "parked polls",
+        sql: include_str!("../migrations/0002_parked_polls.sql"),
+    },
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;

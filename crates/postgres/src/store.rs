@@ -76,12 +76,13 @@ impl Sql {
             claim: format!(
                 "WITH free AS (
                     SELECT key FROM {table}
-                    WHERE open AND (lease_expires_at IS NULL OR lease_expires_at < now())
+                        WHERE open AND (lease_expires_at IS NULL OR lease_expires_at < now())
+                        AND (due_at_ms IS NULL OR due_at_ms <= $4)
                     ORDER BY accepted_at_ms
                     LIMIT $3
                     FOR UPDATE SKIP LOCKED)
                 UPDATE {table} r
-                SET owner = $1, epoch = r.epoch + 1,
+                SET owner = $1, epoch = r.epoch + 1, due_at_ms = NULL,
                     lease_expires_at = now() + $2::bigint * interval '1 millisecond'
                 FROM free WHERE r.key = free.key
                 RETURNING r.record::text, r.epoch"
@@ -329,6 +330,36 @@ impl PostgresStore {
         done.await.map_err(|_| Error::WriterStopped)?
     }
 
+    /// Write `record`, which waits for its next poll, and release it until
+    /// that poll is due (its `next_poll_at_ms`, by this replica's clock):
+    /// from then on any replica's [`PostgresStore::claim`] may take it, so
+    /// polls are shared out among the live replicas. Fenced like
+    /// [`PostgresStore::put_fenced`]; returns once committed, after which
+    /// this replica no longer holds the record.
+    ///
+    /// # Errors
+    /// [`Error::Fenced`] when another replica owns the record.
+    /// [`Error::Database`] when the database cannot be reached (the record
+    /// then stays as it was, held by this replica).
+    pub async fn park_until_due(&self, key: &RequestKey, record: &Record) -> Result<()> {
+        let mut row = row(record)?;
+        row.due_at_ms = match &record.stage {
+            Stage::Polling {
+                next_poll_at_ms, ..
+            } => Some(i64::try_from(*next_poll_at_ms).unwrap_or(i64::MAX)),
+            // Nothing to wait for: due at once.
+            _ => Some(0),
+        };
+        let (reply, done) = oneshot::channel();
+        self.send(Op::Put {
+            key: key.clone(),
+            encoded: key.encode(),
+            row,
+            reply: Some(reply),
+        })?;
+        done.await.map_err(|_| Error::WriterStopped)?
+    }
+
     /// [`PostgresStore::put_fenced`] without waiting: committed with the
     /// next group, within [`LINGER`](crate::LINGER) plus one commit. A
     /// fenced or failed write is logged.
@@ -396,6 +427,7 @@ impl PostgresStore {
     }
 
     /// Take up to `limit` open records whose lease expired or was released
+    /// (a parked one once its poll is due, by this replica's clock)
     /// (`FOR UPDATE SKIP LOCKED`, so replicas claiming at once split the
     /// work instead of waiting for each other), oldest first: each gets
     /// this replica as owner, a fresh lease and its epoch raised, so the
@@ -418,6 +450,7 @@ impl PostgresStore {
                     &self.config.replica_id,
                     &lease_ms(self.config.lease),
                     &limit,
+                    &i64::try_from(stackhook::journal::now_ms()).unwrap_or(i64::MAX),
                 ],
             )
             .await
@@ -634,6 +667,13 @@ impl Store for PostgresStore {
         Box::pin(async move { Ok(queued?) })
     }
 
+    fn park<'a>(&'a self, key: &'a RequestKey, record: &'a Record) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            self.park_until_due(key, record).await?;
+            Ok(true)
+        })
+    }
+
     fn flush(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move { Ok(self.flush_writes().await?) })
     }
@@ -727,6 +767,7 @@ fn row(record: &Record) -> Result<Row> {
         accepted_at_ms: i64::try_from(record.accepted_at_ms).unwrap_or(i64::MAX),
         open: record.is_open(),
         answered: matches!(record.stage, Stage::Answered { .. }),
+        due_at_ms: None,
     })
 }
 

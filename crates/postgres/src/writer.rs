@@ -75,6 +75,17 @@ pub(crate) struct Row {
     pub(crate) accepted_at_ms: i64,
     pub(crate) open: bool,
     pub(crate) answered: bool,
+    /// Set when the record is parked: released until its next poll is due
+    /// then (Unix ms), for any replica to claim.
+    pub(crate) due_at_ms: Option<i64>,
+}
+
+impl Row {
+    /// Whether this replica holds the record once the write lands: it is
+    /// open and not parked.
+    fn holds(&self) -> bool {
+        self.open && self.due_at_ms.is_none()
+    }
 }
 
 /// What an accept found.
@@ -292,6 +303,8 @@ impl Writer {
                     &arrays.free_at,
                     &arrays.free_open,
                     &arrays.free_answered,
+                    &arrays.held_due,
+                    &arrays.free_due,
                 ],
             )
             .await
@@ -387,7 +400,7 @@ impl Group {
                 } => {
                     let answer = match outcome.accepts.get(&encoded) {
                         Some((true, _)) => {
-                            if row.open {
+                            if row.holds() {
                                 held.insert(encoded, 1);
                             }
                             Accepted::Inserted
@@ -405,7 +418,7 @@ impl Group {
                 } => {
                     let result = match outcome.written.get(&encoded) {
                         Some(epoch) => {
-                            if row.open {
+                            if row.holds() {
                                 held.insert(encoded, *epoch);
                             } else {
                                 held.remove(&encoded);
@@ -479,12 +492,14 @@ struct Arrays<'a> {
     held_open: Vec<bool>,
     held_answered: Vec<bool>,
     held_epochs: Vec<i64>,
+    held_due: Vec<Option<i64>>,
     free_keys: Vec<&'a str>,
     free_records: Vec<&'a str>,
     free_channels: Vec<&'a str>,
     free_at: Vec<i64>,
     free_open: Vec<bool>,
     free_answered: Vec<bool>,
+    free_due: Vec<Option<i64>>,
 }
 
 impl<'a> Arrays<'a> {
@@ -509,6 +524,7 @@ impl<'a> Arrays<'a> {
                         arrays.held_open.push(row.open);
                         arrays.held_answered.push(row.answered);
                         arrays.held_epochs.push(*epoch);
+                        arrays.held_due.push(row.due_at_ms);
                     }
                     None => {
                         arrays.free_keys.push(encoded);
@@ -517,6 +533,7 @@ impl<'a> Arrays<'a> {
                         arrays.free_at.push(row.accepted_at_ms);
                         arrays.free_open.push(row.open);
                         arrays.free_answered.push(row.answered);
+                        arrays.free_due.push(row.due_at_ms);
                     }
                 },
                 Op::Flush { .. } => {}
@@ -584,7 +601,9 @@ async fn linger(
 /// The group statement for the records table `table` (schema-qualified).
 /// Parameters: $1 this replica, $2 the lease in milliseconds, then the
 /// accepts' columns ($3–$8), the fenced writes' ($9–$13) and the free
-/// writes' ($14–$19).
+/// writes' ($14–$19), then the fenced and the free writes' due times ($20,
+/// $21: set for a record parked until its next poll, which the write
+/// releases).
 pub(crate) fn group_sql(table: &str) -> String {
     format!(
         "WITH
@@ -599,27 +618,33 @@ acc AS (
     ON CONFLICT (key) DO NOTHING
     RETURNING key),
 held_in AS (
-    SELECT * FROM unnest($9::text[], $10::text[], $11::boolean[], $12::boolean[], $13::bigint[])
-        AS t(key, record, open, answered, epoch)),
+    SELECT * FROM unnest($9::text[], $10::text[], $11::boolean[], $12::boolean[], $13::bigint[], $20::bigint[])
+        AS t(key, record, open, answered, epoch, due_at_ms)),
 held AS (
     UPDATE {table} r
     SET record = h.record::json, open = h.open, answered = h.answered,
-        lease_expires_at = CASE WHEN h.open THEN now() + $2::bigint * interval '1 millisecond' END
+        owner = CASE WHEN h.due_at_ms IS NULL THEN r.owner END,
+        lease_expires_at = CASE WHEN h.open AND h.due_at_ms IS NULL
+            THEN now() + $2::bigint * interval '1 millisecond' END,
+        due_at_ms = h.due_at_ms
     FROM held_in h
     WHERE r.key = h.key AND r.owner = $1::text AND r.epoch = h.epoch
     RETURNING r.key, r.epoch),
 free_in AS (
-    SELECT * FROM unnest($14::text[], $15::text[], $16::text[], $17::bigint[], $18::boolean[], $19::boolean[])
-        AS t(key, record, channel, accepted_at_ms, open, answered)),
+    SELECT * FROM unnest($14::text[], $15::text[], $16::text[], $17::bigint[], $18::boolean[], $19::boolean[], $21::bigint[])
+        AS t(key, record, channel, accepted_at_ms, open, answered, due_at_ms)),
 free AS (
-    INSERT INTO {table} AS r (key, record, channel, accepted_at_ms, open, answered, owner, epoch, lease_expires_at)
-    SELECT key, record::json, channel, accepted_at_ms, open, answered, $1::text, 1,
-           CASE WHEN open THEN now() + $2::bigint * interval '1 millisecond' END
+    INSERT INTO {table} AS r (key, record, channel, accepted_at_ms, open, answered, owner, epoch, lease_expires_at, due_at_ms)
+    SELECT key, record::json, channel, accepted_at_ms, open, answered,
+           CASE WHEN due_at_ms IS NULL THEN $1::text END, 1,
+           CASE WHEN open AND due_at_ms IS NULL THEN now() + $2::bigint * interval '1 millisecond' END,
+           due_at_ms
     FROM free_in
     ON CONFLICT (key) DO UPDATE
     SET record = EXCLUDED.record, open = EXCLUDED.open, answered = EXCLUDED.answered,
         accepted_at_ms = EXCLUDED.accepted_at_ms, owner = EXCLUDED.owner,
-        epoch = r.epoch + 1, lease_expires_at = EXCLUDED.lease_expires_at
+        epoch = r.epoch + 1, lease_expires_at = EXCLUDED.lease_expires_at,
+        due_at_ms = EXCLUDED.due_at_ms
     WHERE r.owner IS NULL OR r.owner = EXCLUDED.owner
        OR r.lease_expires_at IS NULL OR r.lease_expires_at < now()
     RETURNING r.key, r.epoch)

@@ -24,8 +24,9 @@ async fn the_store_contract_holds() {
 }
 
 /// The contract's two-replica cases: a peer's claim fences the replica
-/// that released the record (`stackhook::Error::Fenced`), and a sync
-/// answer reaches a waiter on the other replica.
+/// that released the record (`stackhook::Error::Fenced`), a sync answer
+/// reaches a waiter on the other replica, and a parked poll goes to the
+/// peer once due.
 #[tokio::test]
 async fn the_two_replica_contract_holds() {
     let Some(url) = common::url() else { return };
@@ -34,6 +35,7 @@ async fn the_two_replica_contract_holds() {
     let b = common::store(&url, &schema, "b").await;
     contract::peers_fence_each_other(&a, &b).await;
     contract::a_sync_answer_reaches_a_peer(&a, &b).await;
+    contract::a_peer_claims_a_parked_poll_when_due(&a, &b).await;
     common::drop_schema(&url, &schema).await;
 }
 

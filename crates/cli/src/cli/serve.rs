@@ -90,9 +90,12 @@ pub(crate) struct ServeArgs {
     /// Seconds a replica's lease on its PostgreSQL journal records lasts: a dead replica's work is taken over this long after its last heartbeat
     #[arg(long, env = "STACKHOOK_LEASE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3_600))]
     lease: u64,
-    /// Seconds between heartbeats that renew the replica's leases, and between scans for work of dead replicas (at most a third of --lease)
+    /// Seconds between heartbeats that renew the replica's leases on a PostgreSQL journal (at most a third of --lease)
     #[arg(long, env = "STACKHOOK_HEARTBEAT", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1_200))]
     heartbeat: u64,
+    /// Milliseconds between a replica's scans of a PostgreSQL journal for work to claim: polls that came due (any live replica may run one, so long-running work is shared out) and the work of replicas whose leases ran out. A due poll waits at most this long beyond its own delay
+    #[arg(long, env = "STACKHOOK_CLAIM_SCAN_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    claim_scan_ms: u64,
     /// Whether the journal outlives the process, which decides what a stop (SIGTERM, SIGINT) does with work still waiting for a poll after --shutdown-grace. process (the default, under Function Compute too): the journal is gone with the process (a container without a mounted state volume, FC, --journal memory), so that work is answered FAILED before exit, naming this setting. persistent: --state-dir is on storage the next start opens (a mounted volume, a VM's disk), so that work stays in the journal and resumes at the next start; needs --journal disk
     #[arg(
         long,
@@ -157,6 +160,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ))),
         })
         .heartbeat(Duration::from_secs(args.heartbeat))
+        .claim_scan(Duration::from_millis(args.claim_scan_ms))
         .journal_lifetime(match args.journal_lifetime {
             LifetimeKind::Process => JournalLifetime::Process,
             LifetimeKind::Persistent => JournalLifetime::Persistent,
