@@ -46,7 +46,7 @@ use stackhook::{Response, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-use provider::{Logs, Provider};
+use provider::{Logs, Provider, ack, started};
 
 /// The journal's stated bound on making the record, the answer, the
 /// delivered mark and a sync reply durable, plus the time between the sink
@@ -962,24 +962,6 @@ fn create(
         body["IntranetResponseURL"] = json!(intranet);
     }
     body
-}
-
-async fn started(dir: &std::path::Path, flags: &[&str]) -> Provider {
-    let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-    Provider::start(dir, &flags)
-        .await
-        .expect("the provider starts")
-}
-
-async fn ack(provider: &Provider, body: &Value) -> u16 {
-    client()
-        .post(provider.url("/"))
-        .json(body)
-        .send()
-        .await
-        .expect("the provider is reachable")
-        .status()
-        .as_u16()
 }
 
 /// The accepted answers at `sink` once `count` arrived, and nothing more

@@ -122,12 +122,7 @@ async fn answers(sink: &CallbackSink, count: usize) -> Vec<Received> {
 
 /// The value of one series on `/metrics`.
 async fn metric(provider: &Provider, series: &str) -> f64 {
-    let text = reqwest::get(provider.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let text = provider.metrics().await;
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))

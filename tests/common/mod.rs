@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod emulator;
+pub(crate) mod ros;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

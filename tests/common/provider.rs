@@ -8,6 +8,7 @@
 //! `mod common;`, whose `stackhook_bin` finds the workspace's binary.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -103,6 +104,32 @@ pub(crate) struct Provider {
 }
 
 impl Provider {
+    /// The `stackhook serve` command every start runs: on `state_dir` with
+    /// `extra` flags, listening on 127.0.0.1:0, logging JSON at `info`, and
+    /// answering callbacks on loopback. Not spawned, so that a test of a
+    /// refused start can run it to the end and read its output.
+    pub(crate) fn command(state_dir: &Path, extra: &[impl AsRef<OsStr>]) -> Command {
+        let mut command = Command::new(crate::common::stackhook_bin());
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--callback-endpoint",
+                "public",
+                // The tests' callback sinks listen on loopback.
+                "--callback-allow",
+                "127.0.0.1",
+            ])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(extra)
+            .env("RUST_LOG", "info");
+        command
+    }
+
     /// Start `stackhook serve` on `state_dir` with `extra` flags, answering
     /// callbacks on loopback, and wait until it listens.
     ///
@@ -122,23 +149,7 @@ impl Provider {
         env: &[(&str, &str)],
     ) -> Result<Provider, String> {
         let started = SystemTime::now();
-        let mut child = Command::new(crate::common::stackhook_bin())
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--callback-endpoint",
-                "public",
-                // The tests' callback sinks listen on loopback.
-                "--callback-allow",
-                "127.0.0.1",
-            ])
-            .arg("--state-dir")
-            .arg(state_dir)
-            .args(extra)
-            .env("RUST_LOG", "info")
+        let mut child = Provider::command(state_dir, extra)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -196,6 +207,16 @@ impl Provider {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The text of its `/metrics`.
+    pub(crate) async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     /// The process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
@@ -237,6 +258,34 @@ impl Drop for Provider {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// [`Provider::start`] for a test that cannot go on without the provider:
+/// `flags` as written in the test, and a panic with what the process logged
+/// when it does not listen.
+pub(crate) async fn started(state_dir: &Path, flags: &[&str]) -> Provider {
+    let flags: Vec<String> = flags.iter().map(|flag| flag.to_string()).collect();
+    Provider::start(state_dir, &flags)
+        .await
+        .expect("the provider starts")
+}
+
+/// POST `body` to the provider's async route, as ROS does; the status of its
+/// acknowledgement.
+pub(crate) async fn ack(provider: &Provider, body: &Value) -> u16 {
+    reqwest::Client::builder()
+        // A provider that accepts the connection but never acknowledges
+        // fails the test rather than hanging it.
+        .timeout(crate::common::WAIT)
+        .build()
+        .expect("an HTTP client")
+        .post(provider.url("/"))
+        .json(body)
+        .send()
+        .await
+        .expect("the provider is reachable")
+        .status()
+        .as_u16()
 }
 
 /// A log timestamp as tracing-subscriber writes it
