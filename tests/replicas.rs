@@ -207,8 +207,9 @@ fn answers(received: &[Received]) -> HashMap<String, Vec<Response>> {
 /// Three replicas on one journal. Requests go round-robin, and each is
 /// redelivered to another replica; one replica is SIGKILLed while a slow
 /// Echo runs on it (a takeover answers it FAILED, naming the stop, and
-/// never runs it again), another while a Wait is between polls (a
-/// takeover resumes its polls and answers it). A sync duplicate sent to
+/// never runs it again), another while a Wait is between polls (its work
+/// is parked in the journal, so a live replica runs the poll when due and
+/// answers it). A sync duplicate sent to
 /// another replica gets the first one's answer. Every request gets one
 /// answer (sent again only to a redelivery that finds it); no Echo runs
 /// twice.
