@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::{ClientWrapper, Object, Pool};
 use stackhook::journal::RequestKey;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -54,6 +54,20 @@ const DEADLOCK_RETRIES: u32 = 3;
 /// retrying faster only fills the log.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Settings of the writer's own session, sent once per connection before
+/// its first group. The group statement is prepared once and run with a
+/// generic plan (no planning per group). The planner would choose that plan
+/// by the table's statistics when the statement is first prepared, often
+/// while the table is nearly empty: sequential scans and hash joins that
+/// then grow with every record written. Without those, every part of it
+/// uses the primary key, which costs the same at any size.
+pub(crate) const WRITER_SESSION: &str = "SET plan_cache_mode = force_generic_plan;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+SET enable_material = off";
 
 /// The records this replica holds, by encoded key, with the epoch it holds
 /// each at. Its writes to them are fenced on that epoch.
@@ -173,7 +187,7 @@ impl Writer {
     /// Run until every sender is gone and everything queued is written.
     pub(crate) async fn run(self, mut ops: mpsc::UnboundedReceiver<Op>) {
         let mut carry: VecDeque<Op> = VecDeque::new();
-        let mut conn: Option<Object> = None;
+        let mut conn: Option<ClientWrapper> = None;
         let mut backoff = BACKOFF_FIRST;
         let mut closed = false;
         loop {
@@ -216,7 +230,7 @@ impl Writer {
     /// return the writes nobody waits for, to retry.
     async fn commit(
         &self,
-        conn: &mut Option<Object>,
+        conn: &mut Option<ClientWrapper>,
         group: Group,
     ) -> std::result::Result<(), Vec<Op>> {
         if group.writes() == 0 {
@@ -250,14 +264,26 @@ impl Writer {
     /// Send `group` as one statement and read what it did.
     async fn execute(
         &self,
-        conn: &mut Option<Object>,
+        conn: &mut Option<ClientWrapper>,
         group: &Group,
     ) -> std::result::Result<Outcome, Failure> {
         if conn.is_none() {
             let object = self.pool.get().await.map_err(|e| {
                 Failure::Connection(Error::Database(scrub(&e, self.secret.as_deref())))
             })?;
-            *conn = Some(object);
+            // Out of the pool: the session's settings are the writer's own,
+            // and its connection closes with it.
+            let client = Object::take(object);
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            client.batch_execute(WRITER_SESSION).await.map_err(|e| {
+                let text = Error::Database(scrub(&e, self.secret.as_deref()));
+                if e.code().is_some() {
+                    Failure::Statement(text)
+                } else {
+                    Failure::Connection(text)
+                }
+            })?;
+            *conn = Some(client);
         }
         let Some(client) = conn.as_ref() else {
             return Err(Failure::Connection(Error::WriterStopped));
@@ -604,6 +630,18 @@ async fn linger(
 /// writes' ($14–$19), then the fenced and the free writes' due times ($20,
 /// $21: set for a record parked until its next poll, which the write
 /// releases).
+///
+/// It returns a row per accept that inserted (kind 0, inserted), per
+/// accepted key that was already there (kind 0, not inserted, its record:
+/// every part of one statement reads the table as it was before the
+/// statement, so this never sees the accepts' own rows), and per fenced
+/// (kind 1) and free (kind 2) write that landed, with the record's epoch.
+/// An accept in neither lost a race with another replica's insert.
+///
+/// Every part reaches the table through its primary key only; the writer's
+/// session keeps the planner to that (see [`WRITER_SESSION`]), so the
+/// statement costs the same on a journal of a million records as on an
+/// empty one.
 pub(crate) fn group_sql(table: &str) -> String {
     format!(
         "WITH
@@ -648,11 +686,102 @@ free AS (
     WHERE r.owner IS NULL OR r.owner = EXCLUDED.owner
        OR r.lease_expires_at IS NULL OR r.lease_expires_at < now()
     RETURNING r.key, r.epoch)
-SELECT 0, a.key, acc.key IS NOT NULL, ex.record::text, 1::bigint
-    FROM acc_in a
-    LEFT JOIN acc ON acc.key = a.key
-    LEFT JOIN {table} ex ON acc.key IS NULL AND ex.key = a.key
+SELECT 0, key, true, NULL::text, 1::bigint FROM acc
+UNION ALL SELECT 0, ex.key, false, ex.record::text, 1 FROM {table} ex WHERE ex.key = ANY($3::text[])
 UNION ALL SELECT 1, key, true, NULL, epoch FROM held
 UNION ALL SELECT 2, key, true, NULL, epoch FROM free"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{WRITER_SESSION, group_sql};
+
+    /// The test server's URL; required under CI=true, as in `tests/common`.
+    fn url() -> Option<String> {
+        match std::env::var("STACKHOOK_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "STACKHOOK_TEST_POSTGRES_URL is not set under CI=true"
+                );
+                eprintln!("skipped: STACKHOOK_TEST_POSTGRES_URL is not set");
+                None
+            }
+        }
+    }
+
+    /// One value per parameter of the group statement, for `EXPLAIN
+    /// EXECUTE`: one element in each array.
+    const ARGUMENTS: &str = "'r', 10000,
+        ARRAY['a'], ARRAY['{}'], ARRAY['async'], ARRAY[1::bigint], ARRAY[true], ARRAY[false],
+        ARRAY['b'], ARRAY['{}'], ARRAY[true], ARRAY[false], ARRAY[1::bigint],
+        ARRAY['c'], ARRAY['{}'], ARRAY['async'], ARRAY[1::bigint], ARRAY[true], ARRAY[false],
+        ARRAY[NULL::bigint], ARRAY[NULL::bigint]";
+
+    /// The plan the writer's session gets for its group statement, on a
+    /// table with no rows and no statistics yet, as a replica's first
+    /// group finds it (the plan is kept for the session's life).
+    async fn first_plan(client: &mut tokio_postgres::Client, session: &str) -> String {
+        let schema = format!(
+            "w_plan_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
+        let quoted = format!("\"{schema}\"");
+        crate::migrate::migrate(client, &schema, &quoted)
+            .await
+            .expect("migrate");
+        client
+            .batch_execute(&format!(
+                "{session}; SET search_path TO {quoted};
+                 PREPARE g AS {}",
+                group_sql(&format!("{quoted}.records"))
+            ))
+            .await
+            .expect("prepare");
+        let rows = client
+            .query(&format!("EXPLAIN EXECUTE g({ARGUMENTS})"), &[])
+            .await
+            .expect("explain");
+        client
+            .batch_execute(&format!(
+                "DEALLOCATE g; RESET ALL; DROP SCHEMA {quoted} CASCADE"
+            ))
+            .await
+            .expect("clean up");
+        rows.iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The group statement reaches the records only by primary key: no
+    /// scan or hash of the whole table, whose cost would grow with every
+    /// record the journal keeps.
+    #[tokio::test]
+    async fn the_group_statement_reaches_records_by_primary_key_only() {
+        let Some(url) = url() else { return };
+        let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let plan = first_plan(&mut client, WRITER_SESSION).await;
+        for whole_table in [
+            "Seq Scan on records",
+            "Hash",
+            "Merge Join",
+            "Bitmap Heap Scan",
+        ] {
+            assert!(!plan.contains(whole_table), "{whole_table} in\n{plan}");
+        }
+        assert!(plan.contains("records_pkey"), "{plan}");
+        // Without the session's settings, the same first plan scans the
+        // whole table: the settings are what the assertion above checks.
+        let unguided = first_plan(&mut client, "SET plan_cache_mode = force_generic_plan").await;
+        assert!(
+            unguided.contains("Seq Scan on records") || unguided.contains("Hash"),
+            "{unguided}"
+        );
+    }
 }

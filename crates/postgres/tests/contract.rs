@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stackhook::journal::{Channel, Stage, Store, contract};
+use stackhook::journal::{Channel, Record, Stage, Store, contract};
 use stackhook::response::Response;
 
 use common::record;
@@ -69,6 +69,61 @@ async fn concurrent_accepts_across_replicas_insert_once() {
             }
         }
         assert_eq!(inserted, 1, "round {round}");
+    }
+    common::drop_schema(&url, &schema).await;
+}
+
+/// Accepts of new and of known keys sent at once share statements, and
+/// each gets its own outcome: a new key is inserted, a known one returns
+/// the record already there (not another accept's, not the new record).
+#[tokio::test]
+async fn accepts_in_one_group_each_get_their_own_outcome() {
+    let Some(url) = common::url() else { return };
+    let schema = common::schema("accept_mix");
+    let store = common::store(&url, &schema, "a").await;
+    let mut known = Vec::new();
+    for i in 0..16 {
+        let (key, mut rec) = record(&format!("known-{i}"), Channel::Async);
+        rec.stage = Stage::Answered {
+            response: Arc::new(Response::failed(&rec.request, format!("pid-{i}"), "first")),
+            delivered: true,
+        };
+        assert_eq!(store.accept(&key, &rec).await.expect("accept"), None);
+        known.push((key, rec));
+    }
+    let fresh: Vec<_> = (0..16)
+        .map(|i| record(&format!("fresh-{i}"), Channel::Async))
+        .collect();
+    let before = store.round_trips();
+    let again: Vec<_> = known
+        .iter()
+        .map(|(key, rec)| {
+            (
+                key.clone(),
+                Record::accepted(Arc::clone(&rec.request), Channel::Async),
+            )
+        })
+        .collect();
+    let outcomes = futures_util::future::join_all(
+        again
+            .iter()
+            .chain(fresh.iter())
+            .map(|(key, rec)| store.accept(key, rec)),
+    )
+    .await;
+    let statements = store.round_trips() - before;
+    assert!(
+        statements < 8,
+        "32 accepts sent at once took {statements} statements"
+    );
+    for (outcome, (_, first)) in outcomes[..16].iter().zip(&known) {
+        assert_eq!(outcome.as_ref().expect("accept"), &Some(first.clone()));
+    }
+    for outcome in &outcomes[16..] {
+        assert_eq!(outcome.as_ref().expect("accept"), &None);
+    }
+    for (key, rec) in &fresh {
+        assert_eq!(store.get(key).await.expect("get"), Some(rec.clone()));
     }
     common::drop_schema(&url, &schema).await;
 }
