@@ -226,13 +226,11 @@ impl PostgresConfig {
         self
     }
 
-    /// The most connections this replica opens besides the one it listens
-    /// on: the writers' ([`WRITERS`](crate::WRITERS)) and a pool for the
-    /// rest. [`DEFAULT_POOL_SIZE`] by default, and at least one more than
-    /// the writers.
+    /// The most connections this replica opens; [`DEFAULT_POOL_SIZE`] by
+    /// default, and at least 2.
     #[must_use]
     pub fn pool_size(mut self, pool_size: usize) -> Self {
-        self.pool_size = pool_size.max(crate::WRITERS + 1);
+        self.pool_size = pool_size.max(2);
         self
     }
 

@@ -51,8 +51,7 @@
 //!   under an advisory lock; see [`SCHEMA_VERSION`].
 //!
 //! ## Writes
-//! [`WRITERS`] writer tasks per store, each on its own connection and each
-//! with a share of the keys, commit every accept and put queued at the
+//! One writer task per store commits every accept and put queued at the
 //! moment in one statement (see [`MAX_GROUP`] and [`LINGER`]): an accept or
 //! a `put` returns once committed, `put_eventually` is committed within
 //! [`LINGER`] plus one commit, riding with the next awaited write.
@@ -72,4 +71,4 @@ pub use config::{
 pub use error::{Error, Result};
 pub use migrate::SCHEMA_VERSION;
 pub use store::{Claim, Ownership, PostgresStore};
-pub use writer::{LINGER, MAX_GROUP, WRITERS};
+pub use writer::{LINGER, MAX_GROUP};

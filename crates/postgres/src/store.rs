@@ -8,7 +8,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use stackhook::journal::{Channel, Claimed, Record, RequestKey, Stage, Store, StoreFuture};
 use stackhook::response::Response;
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -125,9 +125,7 @@ pub struct PostgresStore {
     config: PostgresConfig,
     sql: Sql,
     pool: Pool,
-    /// The writer tasks' queues: a key's operations always go to the same
-    /// one ([`writer::shard`]), so they commit in the order they are made.
-    writers: Vec<mpsc::UnboundedSender<Op>>,
+    writer: mpsc::UnboundedSender<Op>,
     held: Held,
     answers: broadcast::Sender<Arc<str>>,
     listening: Arc<AtomicBool>,
@@ -181,8 +179,7 @@ impl PostgresStore {
         );
         let connect_timeout = config.pg.get_connect_timeout().copied();
         let pool = Pool::builder(manager)
-            // The writers take their connections out of the pool.
-            .max_size(config.pool_size.saturating_sub(writer::WRITERS).max(1))
+            .max_size(config.pool_size)
             .runtime(Runtime::Tokio1)
             .create_timeout(connect_timeout)
             .wait_timeout(Some(POOL_WAIT))
@@ -195,24 +192,17 @@ impl PostgresStore {
         let sql = Sql::new(&quoted);
         let held = Held::default();
         let round_trips = Arc::new(AtomicU64::new(0));
-        let awaited_commit = Arc::new(Notify::new());
-        let writers = (0..writer::WRITERS)
-            .map(|_| {
-                let (writer, ops) = mpsc::unbounded_channel();
-                let task = Writer {
-                    pool: pool.clone(),
-                    sql: sql.group.clone(),
-                    replica: config.replica_id.clone(),
-                    lease_ms: lease_ms(config.lease),
-                    held: Arc::clone(&held),
-                    round_trips: Arc::clone(&round_trips),
-                    secret: config.secret().map(str::to_owned),
-                    awaited_commit: Arc::clone(&awaited_commit),
-                };
-                tokio::spawn(task.run(ops));
-                writer
-            })
-            .collect();
+        let (writer, ops) = mpsc::unbounded_channel();
+        let task = Writer {
+            pool: pool.clone(),
+            sql: sql.group.clone(),
+            replica: config.replica_id.clone(),
+            lease_ms: lease_ms(config.lease),
+            held: Arc::clone(&held),
+            round_trips: Arc::clone(&round_trips),
+            secret: config.secret().map(str::to_owned),
+        };
+        tokio::spawn(task.run(ops));
 
         let (answers, _) = broadcast::channel(listen::CAPACITY);
         let listening = Arc::new(AtomicBool::new(false));
@@ -235,7 +225,7 @@ impl PostgresStore {
             config,
             sql,
             pool,
-            writers,
+            writer,
             held,
             answers,
             listening,
@@ -279,11 +269,8 @@ impl PostgresStore {
         self.listening.load(Ordering::Acquire)
     }
 
-    /// Queue `op` on its key's writer.
-    fn send(&self, encoded: &str, op: Op) -> Result<()> {
-        self.writers[writer::shard(encoded, self.writers.len())]
-            .send(op)
-            .map_err(|_| Error::WriterStopped)
+    fn send(&self, op: Op) -> Result<()> {
+        self.writer.send(op).map_err(|_| Error::WriterStopped)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -310,15 +297,11 @@ impl PostgresStore {
     /// [`Error::Database`] when the database cannot be reached or refuses.
     pub async fn accept_record(&self, key: &RequestKey, record: &Record) -> Result<Option<Record>> {
         let (reply, answer) = oneshot::channel();
-        let encoded = key.encode();
-        self.send(
-            &encoded,
-            Op::Accept {
-                encoded: encoded.clone(),
-                row: row(record)?,
-                reply,
-            },
-        )?;
+        self.send(Op::Accept {
+            encoded: key.encode(),
+            row: row(record)?,
+            reply,
+        })?;
         match answer.await.map_err(|_| Error::WriterStopped)?? {
             Accepted::Inserted => Ok(None),
             Accepted::Existing(json) => decode(&json).map(Some),
@@ -338,16 +321,12 @@ impl PostgresStore {
     /// on it. [`Error::Database`] when the database cannot be reached.
     pub async fn put_fenced(&self, key: &RequestKey, record: &Record) -> Result<()> {
         let (reply, done) = oneshot::channel();
-        let encoded = key.encode();
-        self.send(
-            &encoded,
-            Op::Put {
-                key: key.clone(),
-                encoded: encoded.clone(),
-                row: row(record)?,
-                reply: Some(reply),
-            },
-        )?;
+        self.send(Op::Put {
+            key: key.clone(),
+            encoded: key.encode(),
+            row: row(record)?,
+            reply: Some(reply),
+        })?;
         done.await.map_err(|_| Error::WriterStopped)?
     }
 
@@ -372,16 +351,12 @@ impl PostgresStore {
             _ => Some(0),
         };
         let (reply, done) = oneshot::channel();
-        let encoded = key.encode();
-        self.send(
-            &encoded,
-            Op::Put {
-                key: key.clone(),
-                encoded: encoded.clone(),
-                row,
-                reply: Some(reply),
-            },
-        )?;
+        self.send(Op::Put {
+            key: key.clone(),
+            encoded: key.encode(),
+            row,
+            reply: Some(reply),
+        })?;
         done.await.map_err(|_| Error::WriterStopped)?
     }
 
@@ -392,16 +367,12 @@ impl PostgresStore {
     /// # Errors
     /// Only when the record cannot be encoded or the writer has stopped.
     pub fn put_unawaited(&self, key: &RequestKey, record: &Record) -> Result<()> {
-        let encoded = key.encode();
-        self.send(
-            &encoded,
-            Op::Put {
-                key: key.clone(),
-                encoded: encoded.clone(),
-                row: row(record)?,
-                reply: None,
-            },
-        )
+        self.send(Op::Put {
+            key: key.clone(),
+            encoded: key.encode(),
+            row: row(record)?,
+            reply: None,
+        })
     }
 
     /// Wait until every write queued before the call is committed.
@@ -409,18 +380,9 @@ impl PostgresStore {
     /// # Errors
     /// [`Error::Database`] when writes still wait for the database.
     pub async fn flush_writes(&self) -> Result<()> {
-        let mut flushed = Vec::with_capacity(self.writers.len());
-        for writer in &self.writers {
-            let (reply, done) = oneshot::channel();
-            writer
-                .send(Op::Flush { reply })
-                .map_err(|_| Error::WriterStopped)?;
-            flushed.push(done);
-        }
-        for done in flushed {
-            done.await.map_err(|_| Error::WriterStopped)??;
-        }
-        Ok(())
+        let (reply, done) = oneshot::channel();
+        self.send(Op::Flush { reply })?;
+        done.await.map_err(|_| Error::WriterStopped)?
     }
 
     /// The record for `key`, as committed.
@@ -670,7 +632,7 @@ impl PostgresStore {
     /// # Errors
     /// [`Error::Database`] or [`Error::WriterStopped`].
     pub async fn ping(&self) -> Result<()> {
-        if self.writers.iter().any(mpsc::UnboundedSender::is_closed) {
+        if self.writer.is_closed() {
             return Err(Error::WriterStopped);
         }
         let client = self.client().await?;

@@ -1,8 +1,6 @@
-//! The writer tasks: every accept and put of one replica, grouped.
+//! The writer task: every accept and put of one replica, grouped.
 //!
-//! A replica runs [`WRITERS`] of them, each on a connection of its own; a
-//! key's operations always go to the same one, so the rest of this page is
-//! about one writer. Writes queue on a channel in the order they are made. The task takes
+//! Writes queue on a channel in the order they are made. The task takes
 //! everything queued when it is free (up to [`MAX_GROUP`]) and commits it in
 //! **one statement**: three data-modifying CTEs over `unnest`ed arrays,
 //! one for accepts (`INSERT … ON CONFLICT DO NOTHING`), one for fenced
@@ -19,9 +17,7 @@
 //!
 //! Writes nobody waits for ([`crate::PostgresStore`]'s `put_eventually`)
 //! ride with the next awaited write: a group made only of them waits up to
-//! [`LINGER`] for one, then commits anyway. It stops waiting as soon as
-//! another writer of the replica commits an awaited group, and commits
-//! beside it. So such a write is committed at
+//! [`LINGER`] for one, then commits anyway. So such a write is committed at
 //! most [`LINGER`] plus one commit after it is queued (the core's
 //! `DURABILITY_BOUND` is 100 ms). If the connection fails, they are kept and
 //! retried, with backoff, until the database is back.
@@ -33,7 +29,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
 use stackhook::journal::RequestKey;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result, scrub};
@@ -42,20 +38,6 @@ use crate::error::{Error, Result, scrub};
 /// arrays (a few hundred kilobytes of JSON) stay small and a failure fails
 /// few requests.
 pub const MAX_GROUP: usize = 512;
-
-/// Writer tasks per replica, each with its own connection. While one
-/// group waits for its commit (the WAL flush), another executes, and their
-/// flushes may share one. A key always goes to the same writer
-/// ([`shard`]), so its operations keep their order, and two groups never
-/// touch one row.
-pub const WRITERS: usize = 2;
-
-/// The writer of `encoded` among `writers`.
-pub(crate) fn shard(encoded: &str, writers: usize) -> usize {
-    use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
-    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(encoded);
-    (hash % writers.max(1) as u64) as usize
-}
 
 /// How long a group of writes nobody waits for waits for one somebody waits
 /// for, to share its commit. Under load one always comes at once.
@@ -189,9 +171,6 @@ pub(crate) struct Writer {
     pub(crate) held: Held,
     pub(crate) round_trips: Arc<AtomicU64>,
     pub(crate) secret: Option<String>,
-    /// Shared by the replica's writers: woken when one of them commits a
-    /// group somebody waits for.
-    pub(crate) awaited_commit: Arc<Notify>,
 }
 
 /// Why a group did not commit.
@@ -223,10 +202,8 @@ impl Writer {
             let mut group = Group::default();
             group.push(first);
             closed |= fill(&mut group, &mut carry, &mut ops);
-            if group.awaited() {
-                self.awaited_commit.notify_waiters();
-            } else if !closed {
-                closed |= linger(&mut group, &mut carry, &mut ops, &self.awaited_commit).await;
+            if !closed && !group.awaited() {
+                closed |= linger(&mut group, &mut carry, &mut ops).await;
             }
             match self.commit(&mut conn, group).await {
                 Ok(()) => backoff = BACKOFF_FIRST,
@@ -618,28 +595,18 @@ fn fill(
 
 /// Wait up to [`LINGER`] for an awaited operation to join a group of
 /// unawaited writes. Stops early when one joins, or one cannot join (its
-/// key is taken, or the group is full), or another writer of the replica
-/// commits an awaited group (`awaited_elsewhere`): the lingering writes
-/// then commit beside it, as soon as they would have in its statement.
-/// Returns whether the channel closed.
+/// key is taken, or the group is full). Returns whether the channel closed.
 async fn linger(
     group: &mut Group,
     carry: &mut VecDeque<Op>,
     ops: &mut mpsc::UnboundedReceiver<Op>,
-    awaited_elsewhere: &Notify,
 ) -> bool {
     if !carry.is_empty() {
         return false;
     }
     let until = Instant::now() + LINGER;
-    let elsewhere = awaited_elsewhere.notified();
-    tokio::pin!(elsewhere);
     loop {
-        let next = tokio::select! {
-            next = tokio::time::timeout_at(until, ops.recv()) => next,
-            () = &mut elsewhere => return false,
-        };
-        match next {
+        match tokio::time::timeout_at(until, ops.recv()).await {
             Err(_) => return false,
             Ok(None) => return true,
             Ok(Some(op)) => {
