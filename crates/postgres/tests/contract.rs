@@ -128,6 +128,43 @@ async fn accepts_in_one_group_each_get_their_own_outcome() {
     common::drop_schema(&url, &schema).await;
 }
 
+/// Unawaited writes land in the order they were made, and a flush waits
+/// for all of them: two unawaited writes per key over many keys, then one
+/// flush, and another replica reads every key's second write.
+#[tokio::test]
+async fn unawaited_writes_land_in_order_and_a_flush_waits_for_them() {
+    let Some(url) = common::url() else { return };
+    let schema = common::schema("flush_order");
+    let store = common::store(&url, &schema, "a").await;
+    let mut last = Vec::new();
+    for i in 0..64 {
+        let (key, rec) = record(&format!("order-{i}"), Channel::Async);
+        assert_eq!(store.accept(&key, &rec).await.expect("accept"), None);
+        let mut answered = rec.clone();
+        answered.stage = Stage::Answered {
+            response: Arc::new(Response::failed(&rec.request, format!("pid-{i}"), "x")),
+            delivered: false,
+        };
+        store.put_eventually(&key, &answered).await.expect("queue");
+        let mut delivered = answered.clone();
+        if let Stage::Answered { delivered, .. } = &mut delivered.stage {
+            *delivered = true;
+        }
+        store.put_eventually(&key, &delivered).await.expect("queue");
+        last.push((key, delivered));
+    }
+    store.flush().await.expect("flush");
+    let reader = common::store(&url, &schema, "b").await;
+    for (key, rec) in &last {
+        assert_eq!(
+            reader.get(key).await.expect("get").as_ref(),
+            Some(rec),
+            "{key}"
+        );
+    }
+    common::drop_schema(&url, &schema).await;
+}
+
 /// Every kind of write whose loss would change an answer, made as the
 /// runtime makes them, ending with writes nobody waits for and no flush
 /// (`contract::write_every_kind`): another replica (a second store) reads
