@@ -56,6 +56,14 @@
 //! a `put` returns once committed, `put_eventually` is committed within
 //! [`LINGER`] plus one commit, riding with the next awaited write.
 
+// The unit tests share the integration tests' helpers (the test server's
+// URL, a schema per test), which name this crate.
+#[cfg(test)]
+extern crate self as stackhook_postgres;
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_common;
+
 mod config;
 mod error;
 mod listen;

@@ -267,27 +267,6 @@ impl Writer {
         conn: &mut Option<ClientWrapper>,
         group: &Group,
     ) -> std::result::Result<Outcome, Failure> {
-        if conn.is_none() {
-            let object = self.pool.get().await.map_err(|e| {
-                Failure::Connection(Error::Database(scrub(&e, self.secret.as_deref())))
-            })?;
-            // Out of the pool: the session's settings are the writer's own,
-            // and its connection closes with it.
-            let client = Object::take(object);
-            self.round_trips.fetch_add(1, Ordering::Relaxed);
-            client.batch_execute(WRITER_SESSION).await.map_err(|e| {
-                let text = Error::Database(scrub(&e, self.secret.as_deref()));
-                if e.code().is_some() {
-                    Failure::Statement(text)
-                } else {
-                    Failure::Connection(text)
-                }
-            })?;
-            *conn = Some(client);
-        }
-        let Some(client) = conn.as_ref() else {
-            return Err(Failure::Connection(Error::WriterStopped));
-        };
         let classify = |e: tokio_postgres::Error| {
             let text = Error::Database(scrub(&e, self.secret.as_deref()));
             match e.code() {
@@ -301,6 +280,23 @@ impl Writer {
                 None if is_connection_error(&e) => Failure::Connection(text),
                 None => Failure::Statement(text),
             }
+        };
+        if conn.is_none() {
+            let object = self.pool.get().await.map_err(|e| {
+                Failure::Connection(Error::Database(scrub(&e, self.secret.as_deref())))
+            })?;
+            // Out of the pool: the session's settings are the writer's own,
+            // and its connection closes with it.
+            let client = Object::take(object);
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            client
+                .batch_execute(WRITER_SESSION)
+                .await
+                .map_err(classify)?;
+            *conn = Some(client);
+        }
+        let Some(client) = conn.as_ref() else {
+            return Err(Failure::Connection(Error::WriterStopped));
         };
         let statement = client.prepare_cached(&self.sql).await.map_err(classify)?;
         let held = lock(&self.held).clone_for(group);
@@ -697,20 +693,7 @@ UNION ALL SELECT 2, key, true, NULL, epoch FROM free"
 mod tests {
     use super::{WRITER_SESSION, group_sql};
 
-    /// The test server's URL; required under CI=true, as in `tests/common`.
-    fn url() -> Option<String> {
-        match std::env::var("STACKHOOK_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "STACKHOOK_TEST_POSTGRES_URL is not set under CI=true"
-                );
-                eprintln!("skipped: STACKHOOK_TEST_POSTGRES_URL is not set");
-                None
-            }
-        }
-    }
+    use crate::test_common as common;
 
     /// One value per parameter of the group statement, for `EXPLAIN
     /// EXECUTE`: one element in each array.
@@ -761,11 +744,8 @@ mod tests {
     /// record the journal keeps.
     #[tokio::test]
     async fn the_group_statement_reaches_records_by_primary_key_only() {
-        let Some(url) = url() else { return };
-        let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
+        let Some(url) = common::url() else { return };
+        let mut client = common::raw(&url).await;
         let plan = first_plan(&mut client, WRITER_SESSION).await;
         for whole_table in [
             "Seq Scan on records",

@@ -84,10 +84,7 @@ async fn accepts_in_one_group_each_get_their_own_outcome() {
     let mut known = Vec::new();
     for i in 0..16 {
         let (key, mut rec) = record(&format!("known-{i}"), Channel::Async);
-        rec.stage = Stage::Answered {
-            response: Arc::new(Response::failed(&rec.request, format!("pid-{i}"), "first")),
-            delivered: true,
-        };
+        rec.stage = contract::answered(&rec, true);
         assert_eq!(store.accept(&key, &rec).await.expect("accept"), None);
         known.push((key, rec));
     }
@@ -140,16 +137,15 @@ async fn unawaited_writes_land_in_order_and_a_flush_waits_for_them() {
     for i in 0..64 {
         let (key, rec) = record(&format!("order-{i}"), Channel::Async);
         assert_eq!(store.accept(&key, &rec).await.expect("accept"), None);
-        let mut answered = rec.clone();
-        answered.stage = Stage::Answered {
-            response: Arc::new(Response::failed(&rec.request, format!("pid-{i}"), "x")),
-            delivered: false,
+        let answered = Record {
+            stage: contract::answered(&rec, false),
+            ..rec.clone()
         };
         store.put_eventually(&key, &answered).await.expect("queue");
-        let mut delivered = answered.clone();
-        if let Stage::Answered { delivered, .. } = &mut delivered.stage {
-            *delivered = true;
-        }
+        let delivered = Record {
+            stage: contract::answered(&rec, true),
+            ..rec
+        };
         store.put_eventually(&key, &delivered).await.expect("queue");
         last.push((key, delivered));
     }
