@@ -34,6 +34,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "parked polls",
         sql: include_str!("../migrations/0002_parked_polls.sql"),
     },
+    Migration {
+        version: 3,
+        name: "room for answers",
+        sql: include_str!("../migrations/0003_room_for_answers.sql"),
+    },
 ];
 
 /// The schema version this build writes.
