@@ -539,6 +539,54 @@ async fn a_database_outage_refuses_new_requests_and_keeps_running_answers() {
     );
 }
 
+/// A request that may run again (Echo, by its default restart policy) on
+/// a replica that holds its record for a while yet (a 10 s lease): its
+/// answer is given first and journaled right after, in one write, so each
+/// request is answered once and runs once, and a redelivery to another
+/// replica finds the journaled answer and gets it again, without a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_answers_are_given_then_journaled() {
+    let Some(url) = url() else { return };
+    let schema = schema("rerun");
+    let sink = CallbackSink::start().await.expect("sink");
+    let flags = ["--restart-policy", "Custom::Echo=rerun", "--lease", "10"];
+    let (a, _da) = replica(&url, &schema, &flags).await;
+    let (b, _db) = replica(&url, &schema, &flags).await;
+    let requests: Vec<(String, Value)> = (0..20)
+        .map(|i| {
+            let id = format!("rerun-{i}");
+            let body = create(&sink, "Custom::Echo", &id, json!({"N": i}));
+            (id, body)
+        })
+        .collect();
+    for (id, body) in &requests {
+        assert_eq!(post(&a, body).await, 200, "{id}");
+    }
+    let dump = || format!("{}\n{}", a.logs.dump(), b.logs.dump());
+    let first = sink.wait_for(requests.len(), ANSWERS_WITHIN).await;
+    let first = answers(&first);
+    for (id, _) in &requests {
+        let got = first.get(id).cloned().unwrap_or_default();
+        assert_eq!(got.len(), 1, "{id}: {got:?}\n{}", dump());
+        assert_eq!(got[0].status, Status::Success, "{id}: {got:?}");
+    }
+    // Past the journal's durability bound for the writes after them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (id, body) in &requests {
+        assert_eq!(post(&b, body).await, 200, "{id} redelivered");
+    }
+    sink.wait_for(2 * requests.len(), ANSWERS_WITHIN).await;
+    tokio::time::sleep(QUIET).await;
+    let all = answers(&sink.received());
+    for (id, _) in &requests {
+        let got = all.get(id).cloned().unwrap_or_default();
+        assert_eq!(got.len(), 2, "{id}: {got:?}\n{}", dump());
+        assert_eq!(got[0], got[1], "{id}: the journaled answer again");
+        let runs = a.logs.handler_runs(id).len() + b.logs.handler_runs(id).len();
+        assert_eq!(runs, 1, "{id} ran {runs} times\n{}", dump());
+    }
+}
+
 /// Long-running work is shared out: twelve Waits all sent to one replica
 /// park between polls, and their polls run on whichever live replica
 /// claims them when due, so more than one replica runs them. Each Wait

@@ -416,6 +416,26 @@ pub async fn try_purge_purges_old_closed_records(store: &dyn Store) {
     assert!(store.get(&key).await.expect("get").is_none());
 }
 
+/// A record just accepted is this replica's for a while yet
+/// ([`Store::hold_to_answer`]), so its answer can be given before it is
+/// journaled, and written after a release.
+pub async fn a_fresh_accept_is_held_for_its_answer(store: &dyn Store) {
+    let (key, mut rec) = record("held-to-answer");
+    store.accept(&key, &rec).await.expect("accept");
+    let hold = store
+        .hold_to_answer(&key)
+        .expect("a fresh accept is certainly held");
+    assert!(hold >= Duration::from_secs(1), "held for {hold:?}");
+    // A shared store keeps it from its peers (its own tests check that).
+    store.release().await.expect("release");
+    rec.stage = answered(&rec, true);
+    store
+        .put(&key, &rec)
+        .await
+        .expect("its answer is written after the release");
+    assert_eq!(store.get(&key).await.expect("get"), Some(rec));
+}
+
 /// Every case for one store, in turn, sharing it.
 pub async fn all(store: &dyn Store) {
     accept_inserts_once(store).await;
@@ -429,6 +449,7 @@ pub async fn all(store: &dyn Store) {
     parked_work_is_claimed_when_due(store).await;
     wait_for_answer_returns_the_answer_or_none(store).await;
     try_purge_purges_old_closed_records(store).await;
+    a_fresh_accept_is_held_for_its_answer(store).await;
 }
 
 /// Two replicas `a` and `b` of one shared store: once `b` has claimed what

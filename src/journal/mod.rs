@@ -439,6 +439,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let _ = limit;
         Box::pin(async { Ok(Vec::new()) })
     }
+    /// Keep `key` with this replica while its answer is given before it is
+    /// journaled, and say for how long that is certain: no other replica
+    /// can take the record over within the returned time (by this
+    /// process's clock), and [`Store::release`] leaves the record held
+    /// until the next write to it. `None`: not certain at all, and the
+    /// answer must be journaled (a fenced write) before it is given.
+    ///
+    /// The runtime asks this for a request whose restart policy is to
+    /// rerun: a crash after such an answer was given but before it was
+    /// journaled reruns the request, which a rerun request allows, but a
+    /// second replica must never rerun it while the first still gives
+    /// its answer.
+    ///
+    /// The default, for a store with one owner: for as long as the
+    /// process lives ([`Duration::MAX`]); for a shared store: `None`.
+    fn hold_to_answer(&self, key: &RequestKey) -> Option<Duration> {
+        let _ = key;
+        (!self.is_shared()).then_some(Duration::MAX)
+    }
     /// Extend the lease of every open record this replica holds, in one
     /// call; returns how many. A replica heartbeats with it well within the
     /// lease.

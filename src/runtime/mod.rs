@@ -61,6 +61,14 @@ const CLAIM_QUIET_HEARTBEATS: u32 = 2;
 const WRITE_RETRY_FIRST: Duration = Duration::from_millis(100);
 const WRITE_RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// What an answer given before it is journaled keeps in hand of the time
+/// the store is certain to hold its record ([`Store::hold_to_answer`]):
+/// a delivery attempt may overrun its deadline by a second for each of
+/// the two callback URLs, and the database's clock may run a little ahead
+/// of this process's. With less than this left, the answer is journaled
+/// (a fenced write) before it is given.
+const HOLD_MARGIN: Duration = Duration::from_secs(3);
+
 /// How long deliveries may still run after the grace period, before exit:
 /// long enough for a few attempts at a slow callback, short enough that the
 /// default 20 s grace plus this stays under Kubernetes' default 30 s
@@ -546,7 +554,12 @@ impl Runtime {
     /// - a request whose restart policy is to rerun gets its answer again
     ///   from the rerun: a sync reply is recorded with an eventual write;
     ///   a callback answer is delivered first, then the answer and its
-    ///   delivery are recorded in one eventual write;
+    ///   delivery are recorded in one eventual write. On a shared journal
+    ///   only while the record is certainly this replica's
+    ///   ([`Store::hold_to_answer`]), so that no peer reruns it meanwhile:
+    ///   a delivery that has not succeeded by then journals the answer (a
+    ///   fenced write) and goes on as any other; with too little of the
+    ///   hold left, the answer is journaled first;
     /// - any other sync reply is recorded durably before it is given: lost,
     ///   the restart would answer the redelivery FAILED, reversing it;
     /// - any other callback answer goes to the outbox durably before
@@ -584,13 +597,20 @@ impl Runtime {
             delivered: !uses_callback,
         };
         let mut delivered = Ok(());
-        // On a shared journal every answer is journaled before it is given:
-        // a replica whose record another one took over (its write is
-        // fenced) must never give an answer for it.
-        let rerun =
-            self.restart_policy(&record.request) == RestartPolicy::Rerun && !self.store.is_shared();
+        // How long the answer may be given before it is journaled; `None`:
+        // journal it first. A replica whose record another one took over
+        // (its write is fenced) must never give an answer for it, so on a
+        // shared journal only while no peer can have taken it.
+        let unjournaled = if self.restart_policy(&record.request) == RestartPolicy::Rerun {
+            self.store
+                .hold_to_answer(key)
+                .and_then(|hold| hold.checked_sub(HOLD_MARGIN))
+                .filter(|window| !window.is_zero())
+        } else {
+            None
+        };
         if !uses_callback {
-            let journaled = if rerun {
+            let journaled = if unjournaled.is_some() {
                 self.store.put_eventually(key, record).await
             } else {
                 self.write_answer(key, record).await
@@ -602,18 +622,36 @@ impl Runtime {
                 tracing::error!(%error, "could not journal the answer");
             }
         } else {
-            if !rerun && let Err(error) = self.write_answer(key, record).await {
+            if unjournaled.is_none()
+                && let Err(error) = self.write_answer(key, record).await
+            {
                 if error.is_fenced() {
                     return self.fenced(key, record, error).await;
                 }
                 tracing::error!(%error, "could not journal the answer; delivering it anyway");
             }
             self.metrics.outbox_pending.inc();
-            delivered = self
-                .deliver_recorded(key, record, total, !rerun)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
+            // Overflows for a store with one owner: no bound then.
+            let held_until = unjournaled.and_then(|window| Instant::now().checked_add(window));
+            let mut outcome = self
+                .deliver_recorded(key, record, total, unjournaled.is_none(), held_until)
+                .await;
+            if outcome.is_err() && held_until.is_some() {
+                // Not delivered while the record was certainly this
+                // replica's: from here on, as any answer in the outbox.
+                tracing::warn!(
+                    "the answer was not delivered while the record was certainly held; journaling it before trying again"
+                );
+                if let Err(error) = self.write_answer(key, record).await {
+                    if error.is_fenced() {
+                        self.metrics.outbox_pending.dec();
+                        return self.fenced(key, record, error).await;
+                    }
+                    tracing::error!(%error, "could not journal the answer; delivering it anyway");
+                }
+                outcome = self.deliver_recorded(key, record, total, true, None).await;
+            }
+            delivered = outcome.map(|_| ()).map_err(|e| e.to_string());
         }
         let running = self.running().remove(key);
         if delivered.is_ok()
@@ -679,18 +717,27 @@ impl Runtime {
     /// the answer is delivered again, and ROS keeps the first. On failure
     /// the answer stays in the outbox; `in_outbox` says whether it is
     /// journaled already.
+    ///
+    /// `held_until` ends the attempts sooner, for an answer given before it
+    /// is journaled on a shared journal: the record is certainly this
+    /// replica's only until then. A failure then is the caller's to handle
+    /// (nothing is written).
     async fn deliver_recorded(
         &self,
         key: &RequestKey,
         record: &mut Record,
         total: Duration,
         in_outbox: bool,
+        held_until: Option<Instant>,
     ) -> Result<Delivered> {
         let Stage::Answered { response, .. } = &record.stage else {
             return Err(Error::Delivery("no answer recorded".into()));
         };
         let end = wall_to_instant(record.accepted_at_ms + total.as_millis() as u64);
-        let until = end.max(Instant::now() + MIN_DELIVERY_WINDOW);
+        let mut until = end.max(Instant::now() + MIN_DELIVERY_WINDOW);
+        if let Some(held_until) = held_until {
+            until = until.min(held_until);
+        }
         // Encoded here rather than by the delivery, so that the journal can
         // keep the bytes that were sent.
         let body = bytes::Bytes::from(response.to_body());
@@ -709,6 +756,7 @@ impl Runtime {
                     tracing::warn!(%error, "delivered, but could not mark it in the journal");
                 }
             }
+            Err(_) if held_until.is_some() => {}
             Err(error) => {
                 tracing::error!(%error, status = response.status.as_str(), "answer not delivered; it stays in the outbox");
                 if !in_outbox && let Err(error) = self.store.put_eventually(key, record).await {
@@ -813,7 +861,7 @@ impl Runtime {
             async move {
                 let total = runtime.total(&record.request);
                 let _ = runtime
-                    .deliver_recorded(&key, &mut record, total, true)
+                    .deliver_recorded(&key, &mut record, total, true, None)
                     .await;
             }
             .instrument(span),
@@ -862,7 +910,7 @@ impl Runtime {
                 // Delivered before the reply, as every FC answer is.
                 self.metrics.outbox_pending.inc();
                 let delivered = self
-                    .deliver_recorded(&key, &mut record, total, true)
+                    .deliver_recorded(&key, &mut record, total, true, None)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string());
@@ -1031,7 +1079,7 @@ impl Runtime {
                             tracing::info!("delivering an answer left in the outbox");
                             let total = runtime.total(&record.request);
                             let _ = runtime
-                                .deliver_recorded(&key, &mut record, total, true)
+                                .deliver_recorded(&key, &mut record, total, true, None)
                                 .await;
                         }
                         .instrument(span),
@@ -1618,12 +1666,14 @@ mod tests {
 
     /// A memory store that logs every write: (kind, stage, delivered).
     /// With a gate, its first insert becomes durable only when the test
-    /// releases the gate.
+    /// releases the gate. With `shared`, it plays a shared journal that
+    /// holds every record for that long ([`Store::hold_to_answer`]).
     #[derive(Debug, Default)]
     struct LoggedStore {
         inner: MemoryStore,
         log: Mutex<Vec<(&'static str, &'static str, bool)>>,
         gate: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+        shared: Option<Option<Duration>>,
     }
 
     impl LoggedStore {
@@ -1702,6 +1752,15 @@ mod tests {
         fn is_durable(&self) -> bool {
             true
         }
+        fn is_shared(&self) -> bool {
+            self.shared.is_some()
+        }
+        fn hold_to_answer(&self, _: &RequestKey) -> Option<Duration> {
+            match self.shared {
+                Some(hold) => hold,
+                None => Some(Duration::MAX),
+            }
+        }
     }
 
     /// Creates nothing; not declared idempotent.
@@ -1728,9 +1787,20 @@ mod tests {
         resource_type: &str,
         callback_status: u16,
     ) -> Vec<(&'static str, &'static str, bool)> {
+        journal_writes_on(LoggedStore::default(), resource_type, &[callback_status]).await
+    }
+
+    /// [`journal_writes_of`] on `store`, the callback answering `statuses`
+    /// in turn, then 200.
+    async fn journal_writes_on(
+        store: LoggedStore,
+        resource_type: &str,
+        statuses: &[u16],
+    ) -> Vec<(&'static str, &'static str, bool)> {
         let sink = CallbackSink::start().await.expect("sink");
-        sink.script([callback_status]);
-        let store = Arc::new(LoggedStore::default());
+        sink.script(statuses.iter().copied());
+        let callback_status = statuses.last().copied().unwrap_or(200);
+        let store = Arc::new(store);
         let router = Router::new()
             .route("Custom::Done", Done)
             .route("Custom::Again", Done);
@@ -1758,7 +1828,7 @@ mod tests {
             .expect("answered inline");
         assert_eq!(response.physical_resource_id, "done");
         assert_eq!(delivered.is_ok(), callback_status == 200, "{delivered:?}");
-        assert_eq!(sink.received().len(), 1);
+        assert_eq!(sink.received().len(), statuses.len().max(1));
         assert!(
             runtime.running().is_empty(),
             "the request left the running map"
@@ -1888,6 +1958,70 @@ mod tests {
         assert_eq!(
             journal_writes_of("Custom::Again", 200).await,
             vec![("accept", "running", false), ("eventual", "answered", true)]
+        );
+    }
+
+    fn shared(hold: Option<Duration>) -> LoggedStore {
+        LoggedStore {
+            shared: Some(hold),
+            ..LoggedStore::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn on_a_shared_journal_a_rerun_answer_is_delivered_first_while_the_record_is_held() {
+        assert_eq!(
+            journal_writes_on(
+                shared(Some(Duration::from_secs(10))),
+                "Custom::Again",
+                &[200]
+            )
+            .await,
+            vec![("accept", "running", false), ("eventual", "answered", true)]
+        );
+    }
+
+    #[tokio::test]
+    async fn on_a_shared_journal_a_rerun_answer_is_journaled_first_without_a_hold() {
+        let journaled_first = vec![
+            ("accept", "running", false),
+            ("durable", "answered", false),
+            ("eventual", "answered", true),
+        ];
+        // Not held, or held for less than the margin a delivery needs.
+        for hold in [None, Some(HOLD_MARGIN), Some(HOLD_MARGIN / 2)] {
+            assert_eq!(
+                journal_writes_on(shared(hold), "Custom::Again", &[200]).await,
+                journaled_first,
+                "{hold:?}"
+            );
+        }
+        // A request that must not run again is journaled first anyway.
+        assert_eq!(
+            journal_writes_on(
+                shared(Some(Duration::from_secs(60))),
+                "Custom::Done",
+                &[200]
+            )
+            .await,
+            journaled_first
+        );
+    }
+
+    #[tokio::test]
+    async fn on_a_shared_journal_an_answer_not_delivered_within_the_hold_is_journaled_before_retrying()
+     {
+        // A millisecond to deliver in: one attempt (the first always runs),
+        // which the callback refuses for now; the retry after any backoff
+        // is past the hold.
+        let hold = HOLD_MARGIN + Duration::from_millis(1);
+        assert_eq!(
+            journal_writes_on(shared(Some(hold)), "Custom::Again", &[503, 200]).await,
+            vec![
+                ("accept", "running", false),
+                ("durable", "answered", false),
+                ("eventual", "answered", true),
+            ]
         );
     }
 

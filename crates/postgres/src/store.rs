@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::config::PostgresConfig;
 use crate::error::{Error, Result, scrub};
-use crate::writer::{self, Accepted, Held, Op, Row, Writer, lock};
+use crate::writer::{self, Accepted, Held, Holding, Op, Row, Writer, lock};
 use crate::{listen, migrate, tls};
 
 /// How long a read waits for a free pooled connection before it fails.
@@ -92,7 +92,8 @@ impl Sql {
                  WHERE owner = $1 AND open"
             ),
             release: format!(
-                "UPDATE {table} SET owner = NULL, lease_expires_at = NULL WHERE owner = $1 AND open"
+                "UPDATE {table} SET owner = NULL, lease_expires_at = NULL
+                 WHERE owner = $1 AND open AND key <> ALL($2::text[])"
             ),
             purge: format!("DELETE FROM {table} WHERE NOT open AND accepted_at_ms < $1"),
             owner: format!(
@@ -260,7 +261,25 @@ impl PostgresStore {
 
     /// The epoch this replica holds `key` at, if it holds it.
     pub fn epoch(&self, key: &RequestKey) -> Option<i64> {
-        lock(&self.held).get(&key.encode()).copied()
+        lock(&self.held).get(&key.encode()).map(|held| held.epoch)
+    }
+
+    /// How long `key` is certainly this replica's, by this process's clock:
+    /// the lease that this replica's last write or claim of it set, counted
+    /// from when that statement was sent (the database started the lease
+    /// later, so it ends later). No peer can claim the record before then.
+    /// Pins the record too: [`PostgresStore::release`] keeps it until the
+    /// next write to it. `None` if this replica does not hold it, or the
+    /// lease it knows of has run out. A renewal does not extend what this
+    /// counts: a record is pinned only for the moment its answer is given.
+    pub fn hold_to_answer(&self, key: &RequestKey) -> Option<Duration> {
+        let mut held = lock(&self.held);
+        let holding = held.get_mut(&key.encode())?;
+        let left = (holding.leased_at + self.config.lease)
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())?;
+        holding.pinned = true;
+        Some(left)
     }
 
     /// Whether the answer listener is in force (otherwise
@@ -443,6 +462,7 @@ impl PostgresStore {
             .map_err(|e| self.db_error(e))?;
         self.count(1);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sent = Instant::now();
         let rows = client
             .query(
                 &statement,
@@ -461,7 +481,7 @@ impl PostgresStore {
             let record = decode(row.get(0))?;
             let epoch: i64 = row.get(1);
             let key = RequestKey::of(&record.request);
-            held.insert(key.encode(), epoch);
+            held.insert(key.encode(), Holding::new(epoch, sent));
             claims.push(Claim { key, record, epoch });
         }
         if !claims.is_empty() {
@@ -494,7 +514,10 @@ impl PostgresStore {
     /// Give up every open record this replica owns, at shutdown, so that a
     /// peer claims them at once instead of after their leases expire.
     /// Writes queued before are committed first. Returns how many were
-    /// released. Writes to them afterwards are fenced.
+    /// released. Writes to them afterwards are fenced. A record pinned by
+    /// [`PostgresStore::hold_to_answer`] and not written since stays this
+    /// replica's: its answer may be on its way to ROS unjournaled, and a
+    /// peer must not rerun it before its lease runs out.
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -506,11 +529,16 @@ impl PostgresStore {
             .await
             .map_err(|e| self.db_error(e))?;
         self.count(1);
+        let pinned: Vec<String> = lock(&self.held)
+            .iter()
+            .filter(|(_, held)| held.pinned)
+            .map(|(key, _)| key.clone())
+            .collect();
         let released = client
-            .execute(&statement, &[&self.config.replica_id])
+            .execute(&statement, &[&self.config.replica_id, &pinned])
             .await
             .map_err(|e| self.db_error(e))?;
-        lock(&self.held).clear();
+        lock(&self.held).retain(|_, held| held.pinned);
         tracing::info!(released, "released journal records");
         Ok(released)
     }
@@ -722,6 +750,10 @@ impl Store for PostgresStore {
                 })
                 .collect())
         })
+    }
+
+    fn hold_to_answer(&self, key: &RequestKey) -> Option<Duration> {
+        PostgresStore::hold_to_answer(self, key)
     }
 
     fn renew(&self) -> StoreFuture<'_, u64> {

@@ -69,9 +69,36 @@ SET enable_hashjoin = off;
 SET enable_mergejoin = off;
 SET enable_material = off";
 
-/// The records this replica holds, by encoded key, with the epoch it holds
-/// each at. Its writes to them are fenced on that epoch.
-pub(crate) type Held = Arc<Mutex<HashMap<String, i64>>>;
+/// The records this replica holds, by encoded key. Its writes to them are
+/// fenced on the epoch it holds each at.
+pub(crate) type Held = Arc<Mutex<HashMap<String, Holding>>>;
+
+/// How this replica holds one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Holding {
+    /// The fencing epoch its writes are conditioned on.
+    pub(crate) epoch: i64,
+    /// When the statement that last set its lease was sent, by this
+    /// process's clock. The database set the lease to its own `now()`,
+    /// which it read after this, plus the lease's length, and a peer claims
+    /// the record only once the database's clock has passed that: so it is
+    /// certainly this replica's until this instant plus the lease's length.
+    pub(crate) leased_at: Instant,
+    /// An answer for it is being given before it is journaled
+    /// ([`crate::PostgresStore::hold_to_answer`]): release keeps the
+    /// record until the next write to it.
+    pub(crate) pinned: bool,
+}
+
+impl Holding {
+    pub(crate) fn new(epoch: i64, leased_at: Instant) -> Self {
+        Holding {
+            epoch,
+            leased_at,
+            pinned: false,
+        }
+    }
+}
 
 /// Lock `mutex`, ignoring poisoning: the maps it guards stay consistent
 /// at every step.
@@ -234,7 +261,7 @@ impl Writer {
         group: Group,
     ) -> std::result::Result<(), Vec<Op>> {
         if group.writes() == 0 {
-            group.answer(&Outcome::default(), &self.held);
+            group.answer(&Outcome::new(Instant::now()), &self.held);
             return Ok(());
         }
         let mut attempt = 0;
@@ -302,6 +329,7 @@ impl Writer {
         let held = lock(&self.held).clone_for(group);
         let arrays = Arrays::of(group, &held);
         self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let sent = Instant::now();
         let rows = client
             .query(
                 &statement,
@@ -333,7 +361,7 @@ impl Writer {
             .map_err(classify)?;
         let mut outcome = Outcome {
             held_epochs: held,
-            ..Outcome::default()
+            ..Outcome::new(sent)
         };
         for row in rows {
             let kind: i32 = row.get(0);
@@ -368,13 +396,13 @@ trait CloneFor {
     fn clone_for(&self, group: &Group) -> HashMap<String, i64>;
 }
 
-impl CloneFor for HashMap<String, i64> {
+impl CloneFor for HashMap<String, Holding> {
     fn clone_for(&self, group: &Group) -> HashMap<String, i64> {
         group
             .ops
             .iter()
             .filter_map(Op::key)
-            .filter_map(|key| self.get(key).map(|epoch| (key.to_owned(), *epoch)))
+            .filter_map(|key| self.get(key).map(|held| (key.to_owned(), held.epoch)))
             .collect()
     }
 }
@@ -409,7 +437,7 @@ impl Group {
     }
 
     /// Answer every operation from what the statement did, and update the
-    /// epochs held.
+    /// records held: their epochs, and their leases as of the statement.
     fn answer(self, outcome: &Outcome, held: &Held) {
         let mut held = lock(held);
         for op in self.ops {
@@ -423,7 +451,7 @@ impl Group {
                     let answer = match outcome.accepts.get(&encoded) {
                         Some((true, _)) => {
                             if row.holds() {
-                                held.insert(encoded, 1);
+                                held.insert(encoded, Holding::new(1, outcome.sent));
                             }
                             Accepted::Inserted
                         }
@@ -441,7 +469,7 @@ impl Group {
                     let result = match outcome.written.get(&encoded) {
                         Some(epoch) => {
                             if row.holds() {
-                                held.insert(encoded, *epoch);
+                                held.insert(encoded, Holding::new(*epoch, outcome.sent));
                             } else {
                                 held.remove(&encoded);
                             }
@@ -489,14 +517,26 @@ impl Group {
 }
 
 /// What one statement did.
-#[derive(Default)]
 struct Outcome {
+    /// When it was sent.
+    sent: Instant,
     /// Accepts by key: inserted, else the existing record if it was read.
     accepts: HashMap<String, (bool, Option<String>)>,
     /// Writes that landed, by key, with the record's epoch after.
     written: HashMap<String, i64>,
     /// The epochs the group's fenced writes were conditioned on.
     held_epochs: HashMap<String, i64>,
+}
+
+impl Outcome {
+    fn new(sent: Instant) -> Self {
+        Outcome {
+            sent,
+            accepts: HashMap::new(),
+            written: HashMap::new(),
+            held_epochs: HashMap::new(),
+        }
+    }
 }
 
 /// The statement's parameters: one array per column per kind, in key order

@@ -224,6 +224,85 @@ async fn release_frees_the_replicas_records_for_a_peer_at_once() {
     common::drop_schema(&url, &schema).await;
 }
 
+/// How long a record is certainly this replica's is its lease, counted
+/// from the statement that set it: a peer can claim it only later, and this
+/// replica no longer counts on it from then on.
+#[tokio::test]
+async fn a_record_is_held_to_answer_until_its_lease_could_run_out() {
+    let Some(url) = common::url() else { return };
+    let schema = common::schema("hold_to_answer");
+    let lease = Duration::from_millis(800);
+    let a = common::store_with_lease(&url, &schema, "a", lease).await;
+    let b = common::store(&url, &schema, "b").await;
+    let (key, rec) = record("k", Channel::Async);
+    let (other, _) = record("not-accepted", Channel::Async);
+    a.accept(&key, &rec).await.expect("accept");
+    let hold = a.hold_to_answer(&key).expect("held after the accept");
+    assert!(hold <= lease, "{hold:?}");
+    assert_eq!(a.hold_to_answer(&other), None, "never accepted here");
+    assert_eq!(b.hold_to_answer(&key), None, "another replica's");
+    assert!(
+        b.claim(10).await.expect("claim").is_empty(),
+        "no claim while it is held"
+    );
+
+    tokio::time::sleep(hold).await;
+    assert_eq!(a.hold_to_answer(&key), None, "the lease may have run out");
+    // The database's lease ends a little later: it started when the
+    // statement ran, after it was sent.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let claims = loop {
+        let claims = b.claim(10).await.expect("claim");
+        if !claims.is_empty() || tokio::time::Instant::now() > deadline {
+            break claims;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(claims.len(), 1, "the lease ran out in the database too");
+    assert_eq!(claims[0].key, key);
+    common::drop_schema(&url, &schema).await;
+}
+
+/// A release leaves a record whose answer is on its way unjournaled
+/// ([`PostgresStore::hold_to_answer`]) with this replica until the answer
+/// is written, and frees the rest.
+#[tokio::test]
+async fn release_keeps_a_record_held_to_answer() {
+    let Some(url) = common::url() else { return };
+    let schema = common::schema("release_pinned");
+    let a = common::store(&url, &schema, "a").await;
+    let b = common::store(&url, &schema, "b").await;
+    let (pinned, mut answered) = record("pinned", Channel::Async);
+    let (free, free_record) = record("free", Channel::Async);
+    a.accept(&pinned, &answered).await.expect("accept");
+    a.accept(&free, &free_record).await.expect("accept");
+    assert!(a.hold_to_answer(&pinned).is_some());
+    assert_eq!(a.release().await.expect("release"), 1, "only the other");
+    let ownership = a.ownership(&pinned).await.expect("read").expect("row");
+    assert_eq!(
+        ownership,
+        Ownership {
+            owner: Some("a".into()),
+            epoch: 1,
+            lease_live: true
+        }
+    );
+    let claims = b.claim(10).await.expect("claim");
+    let claimed: Vec<_> = claims.iter().map(|c| &c.key).collect();
+    assert_eq!(claimed, [&free], "a peer takes only the released one");
+
+    answered.stage = Stage::Answered {
+        response: Arc::new(Response::success(&answered.request, "id", Data::new())),
+        delivered: true,
+    };
+    a.put_fenced(&pinned, &answered)
+        .await
+        .expect("the answer is written after the release");
+    assert_eq!(a.get_record(&pinned).await.expect("read"), Some(answered));
+    assert_eq!(a.epoch(&pinned), None, "closed: no longer held");
+    common::drop_schema(&url, &schema).await;
+}
+
 /// The heart of fencing: once another replica claimed a record, the old
 /// owner's writes fail with a typed error and change nothing, awaited or
 /// not, and the new owner's go through.
