@@ -7,8 +7,10 @@
 //! beside it.
 //!
 //! `ROUNDTRIP_POSTGRES_URL=postgres://…` adds async Echo through the
-//! shared PostgreSQL journal, with one replica and with three, and the
-//! database round trips per answered request (see the `postgres` module).
+//! shared PostgreSQL journal, with one replica and with three, then one
+//! replica with Echo declared not idempotent (its answer journaled before
+//! it is given), and the database round trips per answered request (see
+//! the `postgres` module).
 //!
 //! `ROUNDTRIP_BASELINE=/path/to/stackhook` adds a row for another build of
 //! the binary (say, the commit before a change) with the disk journal,
@@ -855,11 +857,41 @@ mod postgres {
         Ok(total)
     }
 
-    /// `replicas` servers on a schema of their own.
-    fn start(url: &str, replicas: usize) -> Result<Vec<Server>, String> {
-        let schema = format!("bench_{replicas}_{}", std::process::id());
+    /// The runs: replicas, extra flags, the row's name.
+    const RUNS: [(usize, &[&str], &str); 3] = [
+        (
+            1,
+            &[],
+            "stackhook async Echo, journal PostgreSQL, 1 replica",
+        ),
+        (
+            3,
+            &[],
+            "stackhook async Echo, journal PostgreSQL, 3 replicas",
+        ),
+        // Echo may run again after a crash, so its answer is given before
+        // it is journaled; a handler that may not is journaled first.
+        (
+            1,
+            &["--restart-policy", "Custom::Echo=fail"],
+            "stackhook async Echo as not idempotent (answer journaled first), journal PostgreSQL, 1 replica",
+        ),
+    ];
+
+    /// `replicas` servers with `extra` flags on a schema of their own.
+    fn start(
+        url: &str,
+        run: usize,
+        replicas: usize,
+        extra: &[&str],
+    ) -> Result<Vec<Server>, String> {
+        let schema = format!("bench_{run}_{}", std::process::id());
         (0..replicas)
-            .map(|_| start_stackhook(url, &["--journal-schema", &schema]))
+            .map(|_| {
+                let mut flags = vec!["--journal-schema", &schema];
+                flags.extend_from_slice(extra);
+                start_stackhook(url, &flags)
+            })
             .collect()
     }
 
@@ -907,8 +939,8 @@ mod postgres {
         floor: &LoadReport,
     ) -> Result<Vec<(Row, f64)>, String> {
         let mut rows = Vec::new();
-        for replicas in [1, 3] {
-            let servers = start(url, replicas)?;
+        for (run, (replicas, extra, name)) in RUNS.into_iter().enumerate() {
+            let servers = start(url, run, replicas, extra)?;
             load(rt, &servers, 500.min(n))?;
             let mut runs = Vec::new();
             let mut trips = Vec::new();
@@ -918,7 +950,7 @@ mod postgres {
                 let after = round_trips(&servers)?;
                 let per = after.saturating_sub(before) as f64 / report.completed.max(1) as f64;
                 eprintln!(
-                    "  postgres, {replicas} replica(s), round {round}: {:.0} req/s p99 {:.1} ms, {per:.2} round trips/request",
+                    "  {name}, round {round}: {:.0} req/s p99 {:.1} ms, {per:.2} round trips/request",
                     report.throughput, report.p99_ms
                 );
                 runs.push(report);
@@ -928,12 +960,7 @@ mod postgres {
             runs.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
             trips.sort_by(f64::total_cmp);
             let report = runs.swap_remove(runs.len() / 2);
-            let name = if replicas == 1 {
-                "stackhook async Echo, journal PostgreSQL, 1 replica".to_string()
-            } else {
-                format!("stackhook async Echo, journal PostgreSQL, {replicas} replicas")
-            };
-            rows.push((row(&name, &report, floor), trips[trips.len() / 2]));
+            rows.push((row(name, &report, floor), trips[trips.len() / 2]));
         }
         Ok(rows)
     }

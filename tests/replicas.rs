@@ -539,6 +539,89 @@ async fn a_database_outage_refuses_new_requests_and_keeps_running_answers() {
     );
 }
 
+/// SIGKILL of a replica that gives rerun-policy answers before journaling
+/// them: every request is still answered, the same way each time; those
+/// answered well before the kill (past the journal's 100 ms durability
+/// bound) are never answered or run again; the rest (running when it died,
+/// or answered just before) a peer reruns once the lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_around_rerun_answers_leaves_none_unanswered() {
+    let Some(url) = url() else { return };
+    let schema = schema("rerun_kill");
+    let sink = CallbackSink::start().await.expect("sink");
+    let flags = [
+        "--restart-policy",
+        "Custom::Echo=rerun",
+        "--lease",
+        "10",
+        "--claim-scan-ms",
+        "300",
+    ];
+    let (a, _da) = replica(&url, &schema, &flags).await;
+    let (b, _db) = replica(&url, &schema, &flags).await;
+    let early: Vec<String> = (0..10).map(|i| format!("early-{i}")).collect();
+    for (i, id) in early.iter().enumerate() {
+        let body = create(&sink, "Custom::Echo", id, json!({"N": i}));
+        assert_eq!(post(&a, &body).await, 200, "{id}");
+    }
+    assert_eq!(
+        sink.wait_for(early.len(), ANSWERS_WITHIN).await.len(),
+        early.len()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Quick ones, answered just before the kill or not yet, and slow ones,
+    // killed mid-handler.
+    let mut late = Vec::new();
+    for i in 0..10 {
+        let id = format!("late-{i}");
+        let properties = if i % 2 == 0 {
+            json!({"N": i})
+        } else {
+            json!({"N": i, "SleepSeconds": 2})
+        };
+        let body = create(&sink, "Custom::Echo", &id, properties);
+        assert_eq!(post(&a, &body).await, 200, "{id}");
+        late.push(id);
+    }
+    let a_logs = a.logs.clone();
+    a.kill_hard();
+    let deadline = tokio::time::Instant::now() + ANSWERS_WITHIN;
+    while tokio::time::Instant::now() < deadline
+        && !early
+            .iter()
+            .chain(&late)
+            .all(|id| answers(&sink.received()).contains_key(id))
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(QUIET).await;
+    let got = answers(&sink.received());
+    let dump = || format!("{}\n{}", a_logs.dump(), b.logs.dump());
+    for id in early.iter().chain(&late) {
+        let answers = got.get(id).cloned().unwrap_or_default();
+        assert!(!answers.is_empty(), "{id} unanswered\n{}", dump());
+        for answer in &answers {
+            assert_eq!(answer.status, Status::Success, "{id}: {answers:?}");
+            assert_eq!(
+                answer.physical_resource_id, answers[0].physical_resource_id,
+                "{id}: answered the same way each time"
+            );
+        }
+    }
+    for id in &early {
+        assert_eq!(got[id].len(), 1, "{id}: {:?}\n{}", got[id], dump());
+        assert!(b.logs.handler_runs(id).is_empty(), "{id} ran again");
+    }
+    for id in late.iter().skip(1).step_by(2) {
+        assert_eq!(
+            b.logs.handler_runs(id).len(),
+            1,
+            "{id}, killed mid-handler, reran once\n{}",
+            dump()
+        );
+    }
+}
+
 /// A request that may run again (Echo, by its default restart policy) on
 /// a replica that holds its record for a while yet (a 10 s lease): its
 /// answer is given first and journaled right after, in one write, so each
