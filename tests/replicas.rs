@@ -190,6 +190,24 @@ async fn replica(url: &str, schema: &str, extra: &[&str]) -> (Provider, tempfile
     (provider, dir)
 }
 
+/// Wait until every one of `ids` has an answer at `sink`, for at most
+/// [`ANSWERS_WITHIN`]; then, so that a late extra answer shows, [`QUIET`].
+/// Returns the answers by request id.
+async fn answers_to<'a>(
+    sink: &CallbackSink,
+    ids: impl IntoIterator<Item = &'a str> + Clone,
+) -> HashMap<String, Vec<Response>> {
+    let deadline = tokio::time::Instant::now() + ANSWERS_WITHIN;
+    while tokio::time::Instant::now() < deadline && {
+        let got = answers(&sink.received());
+        !ids.clone().into_iter().all(|id| got.contains_key(id))
+    } {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(QUIET).await;
+    answers(&sink.received())
+}
+
 /// Answers that reached the sink, by request id.
 fn answers(received: &[Received]) -> HashMap<String, Vec<Response>> {
     let mut by_id: HashMap<String, Vec<Response>> = HashMap::new();
@@ -287,16 +305,7 @@ async fn three_replicas_answer_every_request_once_through_kills_and_redeliveries
     assert_eq!(first.status, Status::Success, "{first:?}");
     assert_eq!(first, second, "the duplicate gets the same answer");
 
-    let deadline = tokio::time::Instant::now() + ANSWERS_WITHIN;
-    while tokio::time::Instant::now() < deadline
-        && !expected
-            .iter()
-            .all(|id| answers(&sink.received()).contains_key(id))
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(QUIET).await;
-    let got = answers(&sink.received());
+    let got = answers_to(&sink, expected.iter().map(String::as_str)).await;
     let survivor = replicas[2].take().expect("alive");
     logs.push(survivor.logs.clone());
     logs.push(d.logs.clone());
@@ -507,16 +516,7 @@ async fn a_database_outage_refuses_new_requests_and_keeps_running_answers() {
         "/healthz recovers"
     );
     assert_eq!(post(&c, &refused).await, 200, "the retry is recorded");
-    let deadline = tokio::time::Instant::now() + ANSWERS_WITHIN;
-    while tokio::time::Instant::now() < deadline
-        && !["slow", "refused"]
-            .iter()
-            .all(|id| answers(&sink.received()).contains_key(*id))
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(QUIET).await;
-    let got = answers(&sink.received());
+    let got = answers_to(&sink, ["slow", "refused"]).await;
     let all = [&provider, &b, &c];
     let dump = || {
         all.iter()
@@ -585,17 +585,7 @@ async fn a_replica_killed_around_rerun_answers_leaves_none_unanswered() {
     }
     let a_logs = a.logs.clone();
     a.kill_hard();
-    let deadline = tokio::time::Instant::now() + ANSWERS_WITHIN;
-    while tokio::time::Instant::now() < deadline
-        && !early
-            .iter()
-            .chain(&late)
-            .all(|id| answers(&sink.received()).contains_key(id))
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(QUIET).await;
-    let got = answers(&sink.received());
+    let got = answers_to(&sink, early.iter().chain(&late).map(String::as_str)).await;
     let dump = || format!("{}\n{}", a_logs.dump(), b.logs.dump());
     for id in early.iter().chain(&late) {
         let answers = got.get(id).cloned().unwrap_or_default();
@@ -689,16 +679,7 @@ async fn due_polls_are_shared_out_among_live_replicas() {
         assert_eq!(post(&a, &wait).await, 200, "{id}");
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    let deadline = tokio::time::Instant::now() + ANSWERS_WITHIN;
-    while tokio::time::Instant::now() < deadline
-        && !ids
-            .iter()
-            .all(|id| answers(&sink.received()).contains_key(id))
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(QUIET).await;
-    let got = answers(&sink.received());
+    let got = answers_to(&sink, ids.iter().map(String::as_str)).await;
     let replicas = [&a, &b, &c];
     let dump = || {
         replicas

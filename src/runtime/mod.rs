@@ -622,35 +622,36 @@ impl Runtime {
                 tracing::error!(%error, "could not journal the answer");
             }
         } else {
-            if unjournaled.is_none()
-                && let Err(error) = self.write_answer(key, record).await
-            {
-                if error.is_fenced() {
-                    return self.fenced(key, record, error).await;
-                }
-                tracing::error!(%error, "could not journal the answer; delivering it anyway");
-            }
             self.metrics.outbox_pending.inc();
             // Overflows for a store with one owner: no bound then.
             let held_until = unjournaled.and_then(|window| Instant::now().checked_add(window));
-            let mut outcome = self
-                .deliver_recorded(key, record, total, unjournaled.is_none(), held_until)
-                .await;
-            if outcome.is_err() && held_until.is_some() {
-                // Not delivered while the record was certainly this
-                // replica's: from here on, as any answer in the outbox.
-                tracing::warn!(
-                    "the answer was not delivered while the record was certainly held; journaling it before trying again"
-                );
-                if let Err(error) = self.write_answer(key, record).await {
-                    if error.is_fenced() {
-                        self.metrics.outbox_pending.dec();
-                        return self.fenced(key, record, error).await;
+            let given_first = match unjournaled {
+                Some(_) => Some(
+                    self.deliver_recorded(key, record, total, false, held_until)
+                        .await,
+                ),
+                None => None,
+            };
+            let outcome = match given_first {
+                Some(outcome) if outcome.is_ok() || held_until.is_none() => outcome,
+                given_first => {
+                    if given_first.is_some() {
+                        // Not delivered while the record was certainly this
+                        // replica's: from here on, as any answer in the outbox.
+                        tracing::warn!(
+                            "the answer was not delivered while the record was certainly held; journaling it before trying again"
+                        );
                     }
-                    tracing::error!(%error, "could not journal the answer; delivering it anyway");
+                    if let Err(error) = self.write_answer(key, record).await {
+                        if error.is_fenced() {
+                            self.metrics.outbox_pending.dec();
+                            return self.fenced(key, record, error).await;
+                        }
+                        tracing::error!(%error, "could not journal the answer; delivering it anyway");
+                    }
+                    self.deliver_recorded(key, record, total, true, None).await
                 }
-                outcome = self.deliver_recorded(key, record, total, true, None).await;
-            }
+            };
             delivered = outcome.map(|_| ()).map_err(|e| e.to_string());
         }
         let running = self.running().remove(key);
