@@ -465,7 +465,7 @@ fn templates_md_covers_every_token_form() {
 }
 
 /// Commands the guides name whose flags are not stackhook's.
-const OTHER_TOOLS: [&str; 3] = ["cargo ", "valgrind ", "perf "];
+const OTHER_TOOLS: [&str; 4] = ["cargo ", "valgrind ", "perf ", "pg_waldump "];
 
 #[test]
 fn env_vars_and_flags_in_the_guides_exist() {
